@@ -1,0 +1,52 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[gptstream] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'gptstream'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'gptstream'= {
+            cand -m 'Model name sent to the server'
+            cand --model 'Model name sent to the server'
+            cand -s 'System message placed before the prompt'
+            cand --system 'System message placed before the prompt'
+            cand --max-tokens 'Upper bound on generated tokens (sent as max_tokens)'
+            cand --temperature 'Sampling temperature'
+            cand --base-url 'Base URL of the OpenAI-compatible API; /chat/completions is appended'
+            cand --api-key-file 'Read the API key from this file instead of OPENAI_API_KEY'
+            cand -H 'Extra request header, ''Name: value'' (repeatable), e.g. for gateways or Azure''s api-key'
+            cand --header 'Extra request header, ''Name: value'' (repeatable), e.g. for gateways or Azure''s api-key'
+            cand --extra 'JSON object merged into the request body (response_format, seed, stop, ...)'
+            cand --reasoning 'Where reasoning text goes in text mode: stderr (dimmed on a terminal), or nowhere'
+            cand --replay 'Decode a recorded SSE body from PATH (''-'' for stdin) instead of sending a request'
+            cand --connect-timeout 'Seconds allowed to connect (TCP and TLS)'
+            cand --first-byte-timeout 'Seconds allowed from sending the request to receiving the response headers'
+            cand --idle-timeout 'Longest silence, in seconds, allowed between two reads of the stream'
+            cand --timeout 'Seconds allowed for the whole request, stream included (off by default)'
+            cand --completions 'Print a completion script for SHELL and exit'
+            cand --no-usage 'Do not ask for token usage (leaves out stream_options, for servers that reject it)'
+            cand --no-stdin 'Do not read stdin even when it is not a terminal'
+            cand --dry-run 'Print the request (body on stdout, method, URL and headers on stderr) and send nothing'
+            cand --json 'Write every event as one JSON object per line on stdout'
+            cand -q 'No summary line on stderr (errors and warnings are still printed)'
+            cand --quiet 'No summary line on stderr (errors and warnings are still printed)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+    ]
+    $completions[$command]
+}

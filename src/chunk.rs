@@ -1,0 +1,554 @@
+//! The chunk interpreter: SSE events carrying OpenAI `chat.completion.chunk` objects in,
+//! [`Event`]s out.
+//!
+//! It owns the OpenAI semantics and nothing else: `[DONE]`, deltas per choice, reasoning and
+//! refusal fields, tool-call accumulation, finish reasons, the last usage object, error objects in
+//! the stream, and the decision whether a stream that ended was complete. No I/O happens here, so
+//! tests drive it with strings and a recording sink.
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use crate::error::{ApiError, StreamError, scrub};
+use crate::event::{Event, Sink, Summary};
+use crate::sse;
+use crate::tools::ToolCalls;
+
+/// More distinct choices than anyone asks for: past it the stream is treated as hostile.
+const MAX_CHOICES: usize = 256;
+
+#[derive(Debug, Default)]
+struct ChoiceState {
+    finish_reason: Option<String>,
+    tool_calls: ToolCalls,
+}
+
+/// The interpreter's memory of the stream so far.
+#[derive(Debug)]
+pub struct Interpreter {
+    request_started: Instant,
+    started: bool,
+    saw_done: bool,
+    choices: BTreeMap<u64, ChoiceState>,
+    usage: Option<Map<String, Value>>,
+    time_to_first_token: Option<Duration>,
+    tool_calls: usize,
+}
+
+fn non_empty_str<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
+    value
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+impl Interpreter {
+    /// `request_started` is when the request was sent, for time-to-first-token and duration.
+    pub fn new(request_started: Instant) -> Self {
+        Interpreter {
+            request_started,
+            started: false,
+            saw_done: false,
+            choices: BTreeMap::new(),
+            usage: None,
+            time_to_first_token: None,
+            tool_calls: 0,
+        }
+    }
+
+    /// Interprets one SSE event. `Break` means `[DONE]`: stop reading.
+    pub fn on_sse(
+        &mut self,
+        event: sse::Event<'_>,
+        sink: &mut dyn Sink,
+    ) -> anyhow::Result<ControlFlow<()>> {
+        match event.kind {
+            "message" => {}
+            "error" => {
+                let body = serde_json::from_str::<Value>(event.data).ok();
+                let error = body
+                    .as_ref()
+                    .and_then(|b| ApiError::from_body(b, None))
+                    .unwrap_or_else(|| ApiError::new(None, None, event.data));
+                return Err(error.into());
+            }
+            // Named events we do not know (`ping`, vendor extensions) are not chunks.
+            _ => return Ok(ControlFlow::Continue(())),
+        }
+        let data = event.data.trim_ascii();
+        if data == "[DONE]" {
+            self.saw_done = true;
+            return Ok(ControlFlow::Break(()));
+        }
+        if data.is_empty() {
+            return Ok(ControlFlow::Continue(()));
+        }
+        let chunk: Value = serde_json::from_str(data).map_err(|err| {
+            let excerpt: String = data.chars().take(80).collect();
+            StreamError(format!(
+                "malformed chunk, not JSON ({err}): {}",
+                scrub(&excerpt)
+            ))
+        })?;
+        if !chunk.is_object() {
+            return Err(StreamError(format!(
+                "malformed chunk, not a JSON object: {}",
+                scrub(data)
+            ))
+            .into());
+        }
+        self.on_chunk(&chunk, "delta", sink)?;
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// Interprets a complete, non-streamed chat completion (from a server that ignored
+    /// `stream: true`) as if it had been streamed in one chunk.
+    pub fn on_completion(&mut self, body: &Value, sink: &mut dyn Sink) -> anyhow::Result<()> {
+        if !body.is_object() {
+            return Err(StreamError("the JSON response is not an object".into()).into());
+        }
+        self.on_chunk(body, "message", sink)?;
+        self.saw_done = true;
+        Ok(())
+    }
+
+    fn on_chunk(
+        &mut self,
+        chunk: &Value,
+        delta_key: &str,
+        sink: &mut dyn Sink,
+    ) -> anyhow::Result<()> {
+        if let Some(error) = ApiError::from_body(chunk, None) {
+            return Err(error.into());
+        }
+        if !self.started
+            && (non_empty_str(chunk, "id").is_some() || non_empty_str(chunk, "model").is_some())
+        {
+            self.start(chunk, sink)?;
+        }
+        if let Some(Value::Object(usage)) = chunk.get("usage") {
+            self.usage = Some(usage.clone());
+        }
+        let Some(choices) = chunk.get("choices").and_then(Value::as_array) else {
+            return Ok(());
+        };
+        for choice in choices {
+            self.on_choice(chunk, choice, delta_key, sink)?;
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, chunk: &Value, sink: &mut dyn Sink) -> anyhow::Result<()> {
+        self.started = true;
+        sink.emit(&Event::Start {
+            id: non_empty_str(chunk, "id"),
+            model: non_empty_str(chunk, "model"),
+            created: chunk
+                .get("created")
+                .and_then(Value::as_i64)
+                .filter(|&c| c != 0),
+        })?;
+        Ok(())
+    }
+
+    fn first_token(&mut self) {
+        if self.time_to_first_token.is_none() {
+            self.time_to_first_token = Some(self.request_started.elapsed());
+        }
+    }
+
+    fn on_choice(
+        &mut self,
+        chunk: &Value,
+        choice: &Value,
+        delta_key: &str,
+        sink: &mut dyn Sink,
+    ) -> anyhow::Result<()> {
+        let index = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
+        if !self.choices.contains_key(&index) && self.choices.len() == MAX_CHOICES {
+            return Err(
+                StreamError(format!("more than {MAX_CHOICES} choices in one stream")).into(),
+            );
+        }
+        if !self.started {
+            self.start(chunk, sink)?;
+        }
+        if let Some(delta) = choice.get(delta_key) {
+            self.on_delta(index, delta, sink)?;
+        }
+        if let Some(reason) = non_empty_str(choice, "finish_reason") {
+            let state = self.choices.entry(index).or_default();
+            if state.finish_reason.is_none() {
+                // The turn is over, so its tool calls are complete: emit them before the finish.
+                for call in state.tool_calls.take() {
+                    sink.emit(&Event::ToolCall {
+                        choice: index,
+                        call: &call,
+                    })?;
+                    self.tool_calls += 1;
+                }
+                state.finish_reason = Some(reason.to_owned());
+                sink.emit(&Event::Finish {
+                    choice: index,
+                    reason,
+                })?;
+            }
+        } else {
+            self.choices.entry(index).or_default();
+        }
+        Ok(())
+    }
+
+    fn on_delta(&mut self, choice: u64, delta: &Value, sink: &mut dyn Sink) -> anyhow::Result<()> {
+        match delta.get("content") {
+            Some(Value::String(text)) if !text.is_empty() => {
+                self.first_token();
+                sink.emit(&Event::Content {
+                    choice,
+                    delta: text,
+                })?;
+            }
+            // Content as an array of parts, as some servers send it.
+            Some(Value::Array(parts)) => {
+                for text in parts.iter().filter_map(|p| non_empty_str(p, "text")) {
+                    self.first_token();
+                    sink.emit(&Event::Content {
+                        choice,
+                        delta: text,
+                    })?;
+                }
+            }
+            _ => {}
+        }
+        let reasoning =
+            non_empty_str(delta, "reasoning_content").or_else(|| non_empty_str(delta, "reasoning"));
+        if let Some(text) = reasoning {
+            self.first_token();
+            sink.emit(&Event::Reasoning {
+                choice,
+                delta: text,
+            })?;
+        }
+        if let Some(text) = non_empty_str(delta, "refusal") {
+            self.first_token();
+            sink.emit(&Event::Refusal {
+                choice,
+                delta: text,
+            })?;
+        }
+        if let Some(fragments) = delta.get("tool_calls").and_then(Value::as_array) {
+            let state = self.choices.entry(choice).or_default();
+            for fragment in fragments {
+                let fragment = state.tool_calls.apply(fragment)?;
+                if self.time_to_first_token.is_none() {
+                    self.time_to_first_token = Some(self.request_started.elapsed());
+                }
+                sink.emit(&Event::ToolCallDelta { choice, fragment })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the stream: emits tool calls of unfinished choices and the usage, then either
+    /// `End` (the stream was complete) or a truncation error.
+    pub fn finish(mut self, sink: &mut dyn Sink) -> anyhow::Result<Summary> {
+        for (&choice, state) in &mut self.choices {
+            for call in state.tool_calls.take() {
+                sink.emit(&Event::ToolCall {
+                    choice,
+                    call: &call,
+                })?;
+                self.tool_calls += 1;
+            }
+        }
+        if let Some(usage) = &self.usage {
+            sink.emit(&Event::Usage(usage))?;
+        }
+        let unfinished: Vec<String> = self
+            .choices
+            .iter()
+            .filter(|(_, state)| state.finish_reason.is_none())
+            .map(|(index, _)| index.to_string())
+            .collect();
+        if !self.saw_done {
+            if self.choices.is_empty() {
+                return Err(StreamError(
+                    "the stream ended without [DONE] and without any answer".into(),
+                )
+                .into());
+            }
+            if !unfinished.is_empty() {
+                return Err(StreamError(format!(
+                    "the stream ended without [DONE] before choice {} finished; the answer may be incomplete",
+                    unfinished.join(", ")
+                ))
+                .into());
+            }
+        }
+        let summary = Summary {
+            finish_reasons: self
+                .choices
+                .iter()
+                .filter_map(|(&index, state)| Some((index, state.finish_reason.clone()?)))
+                .collect(),
+            usage: self.usage,
+            tool_calls: self.tool_calls,
+            time_to_first_token: self.time_to_first_token,
+            duration: self.request_started.elapsed(),
+        };
+        sink.emit(&Event::End(&summary))?;
+        Ok(summary)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::output::json::JsonSink;
+
+    /// Runs SSE text through the decoder and interpreter into a JSON sink, returning the JSON
+    /// lines (timing fields removed) and the error, if any.
+    pub(crate) fn interpret(body: &str) -> (Vec<Value>, Option<anyhow::Error>) {
+        let mut out = Vec::new();
+        let mut sink = JsonSink::new(&mut out);
+        let mut decoder = sse::Decoder::default();
+        let mut interpreter = Interpreter::new(Instant::now());
+        let result = decoder
+            .feed(body.as_bytes(), |e| interpreter.on_sse(e, &mut sink))
+            .and_then(|_| interpreter.finish(&mut sink));
+        drop(sink);
+        let lines = String::from_utf8(out).unwrap();
+        let events = lines
+            .lines()
+            .map(|l| {
+                let mut v: Value = serde_json::from_str(l).unwrap();
+                if v["type"] == "end" {
+                    v.as_object_mut().unwrap().retain(|k, _| k == "type");
+                }
+                v
+            })
+            .collect();
+        (events, result.err())
+    }
+
+    fn sse(chunks: &[Value]) -> String {
+        chunks
+            .iter()
+            .map(|c| format!("data: {c}\n\n"))
+            .collect::<String>()
+            + "data: [DONE]\n\n"
+    }
+
+    use serde_json::json;
+
+    fn chunk(delta: Value, finish: Option<&str>) -> Value {
+        json!({"id":"c1","object":"chat.completion.chunk","created":1700000000,"model":"m",
+               "choices":[{"index":0,"delta":delta,"finish_reason":finish}]})
+    }
+
+    #[test]
+    fn content_deltas_then_finish_then_usage_then_end() {
+        let body = sse(&[
+            chunk(json!({"role":"assistant","content":""}), None),
+            chunk(json!({"content":"Hel"}), None),
+            chunk(json!({"content":"lo"}), None),
+            chunk(json!({}), Some("stop")),
+            json!({"id":"c1","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}),
+        ]);
+        let (events, err) = interpret(&body);
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(
+            events,
+            [
+                json!({"type":"start","id":"c1","model":"m","created":1700000000}),
+                json!({"type":"content","choice":0,"delta":"Hel"}),
+                json!({"type":"content","choice":0,"delta":"lo"}),
+                json!({"type":"finish","choice":0,"reason":"stop"}),
+                json!({"type":"usage","prompt_tokens":3,"completion_tokens":2,"total_tokens":5}),
+                json!({"type":"end"}),
+            ]
+        );
+    }
+
+    #[test]
+    fn usage_is_the_last_one_sent_never_a_sum() {
+        let mut first = chunk(json!({"content":"a"}), None);
+        first["usage"] = json!({"completion_tokens":1});
+        let mut second = chunk(json!({}), Some("stop"));
+        second["usage"] = json!({"completion_tokens":7});
+        let mut nulls = chunk(json!({}), None);
+        nulls["usage"] = Value::Null;
+        let (events, _) = interpret(&sse(&[first, second, nulls]));
+        let usage: Vec<_> = events.iter().filter(|e| e["type"] == "usage").collect();
+        assert_eq!(usage, [&json!({"type":"usage","completion_tokens":7})]);
+    }
+
+    #[test]
+    fn azure_prompt_filter_chunk_with_empty_ids_is_fine() {
+        let filter = json!({"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":[]});
+        let (events, err) = interpret(&sse(&[filter, chunk(json!({"content":"x"}), Some("stop"))]));
+        assert!(err.is_none());
+        assert_eq!(
+            events[0],
+            json!({"type":"start","id":"c1","model":"m","created":1700000000})
+        );
+        assert_eq!(events[1], json!({"type":"content","choice":0,"delta":"x"}));
+    }
+
+    #[test]
+    fn reasoning_and_refusal_are_their_own_events() {
+        let (events, _) = interpret(&sse(&[
+            chunk(json!({"reasoning_content":"think"}), None),
+            chunk(json!({"reasoning":"more"}), None),
+            chunk(json!({"refusal":"no"}), Some("stop")),
+        ]));
+        let kinds: Vec<_> = events
+            .iter()
+            .map(|e| (e["type"].clone(), e["delta"].clone()))
+            .collect();
+        assert_eq!(kinds[1], (json!("reasoning"), json!("think")));
+        assert_eq!(kinds[2], (json!("reasoning"), json!("more")));
+        assert_eq!(kinds[3], (json!("refusal"), json!("no")));
+    }
+
+    #[test]
+    fn errors_in_the_stream_in_each_shape() {
+        let shapes = [
+            "data: {\"error\":{\"message\":\"overloaded\",\"code\":\"server_error\"}}\n\n",
+            "event: error\ndata: {\"error\":{\"message\":\"overloaded\",\"code\":\"server_error\"}}\n\n",
+            "data: {\"object\":\"error\",\"message\":\"overloaded\",\"code\":\"server_error\"}\n\n",
+            "event: error\ndata: overloaded\n\n",
+        ];
+        for shape in shapes {
+            let body = format!(
+                "data: {}\n\n{shape}",
+                chunk(json!({"content":"partial"}), None)
+            );
+            let (events, err) = interpret(&body);
+            let err = err.expect("an error");
+            let api = err.downcast_ref::<ApiError>().expect("an API error");
+            assert_eq!(api.message, "overloaded", "{shape}");
+            assert_eq!(
+                events[1]["delta"], "partial",
+                "output before the error is kept"
+            );
+        }
+    }
+
+    #[test]
+    fn without_done_a_finished_stream_is_fine_and_an_unfinished_one_is_truncated() {
+        let finished = format!("data: {}\n\n", chunk(json!({"content":"a"}), Some("stop")));
+        assert!(interpret(&finished).1.is_none());
+
+        let cut = format!("data: {}\n\n", chunk(json!({"content":"a"}), None));
+        let err = interpret(&cut).1.expect("truncated");
+        assert!(err.is::<StreamError>());
+        assert!(
+            err.to_string().contains("before choice 0 finished"),
+            "{err}"
+        );
+
+        let err = interpret("").1.expect("empty");
+        assert!(err.to_string().contains("without any answer"), "{err}");
+    }
+
+    #[test]
+    fn a_chunk_that_is_not_json_is_a_stream_error() {
+        let err = interpret("data: {\"choices\": [\n\n").1.expect("malformed");
+        assert!(err.is::<StreamError>());
+        assert!(err.to_string().starts_with("malformed chunk"), "{err}");
+    }
+
+    #[test]
+    fn unknown_named_events_and_empty_data_are_skipped() {
+        let body = format!(
+            "event: ping\ndata: {{}}\n\ndata:\n\n{}",
+            sse(&[chunk(json!({"content":"a"}), Some("stop"))])
+        );
+        let (events, err) = interpret(&body);
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(events[1], json!({"type":"content","choice":0,"delta":"a"}));
+    }
+
+    #[test]
+    fn tool_calls_are_emitted_complete_before_the_finish() {
+        let (events, _) = interpret(&sse(&[
+            chunk(
+                json!({"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"get_weather","arguments":""}}]}),
+                None,
+            ),
+            chunk(
+                json!({"tool_calls":[{"index":0,"function":{"arguments":"{\"city\":"}}]}),
+                None,
+            ),
+            chunk(
+                json!({"tool_calls":[{"index":0,"function":{"arguments":"\"Paris\"}"}}]}),
+                None,
+            ),
+            chunk(json!({}), Some("tool_calls")),
+        ]));
+        let tail: Vec<_> = events.iter().skip(4).collect();
+        assert_eq!(
+            tail,
+            [
+                &json!({"type":"tool_call","choice":0,"index":0,"id":"call_1","name":"get_weather","arguments":{"city":"Paris"}}),
+                &json!({"type":"finish","choice":0,"reason":"tool_calls"}),
+                &json!({"type":"end"}),
+            ]
+        );
+        assert_eq!(
+            events[1],
+            json!({"type":"tool_call_delta","choice":0,"index":0,"id":"call_1","name":"get_weather","arguments_delta":""})
+        );
+    }
+
+    #[test]
+    fn tool_calls_of_a_stream_that_ends_without_finish_are_still_emitted() {
+        let body = format!(
+            "data: {}\n\ndata: [DONE]\n\n",
+            chunk(
+                json!({"tool_calls":[{"index":0,"id":"a","function":{"name":"f","arguments":"{oops"}}]}),
+                None
+            )
+        );
+        let (events, err) = interpret(&body);
+        assert!(err.is_none());
+        assert!(events.contains(&json!({"type":"tool_call","choice":0,"index":0,"id":"a","name":"f","arguments":null,"arguments_raw":"{oops"})));
+    }
+
+    #[test]
+    fn a_complete_json_completion_is_interpreted_like_a_stream() {
+        let body = json!({"id":"x","model":"m","created":5,"object":"chat.completion",
+            "choices":[{"index":0,"message":{"role":"assistant","content":"Hi there"},"finish_reason":"stop"}],
+            "usage":{"total_tokens":9}});
+        let mut out = Vec::new();
+        let mut sink = JsonSink::new(&mut out);
+        let mut interpreter = Interpreter::new(Instant::now());
+        interpreter.on_completion(&body, &mut sink).unwrap();
+        let summary = interpreter.finish(&mut sink).unwrap();
+        assert_eq!(summary.finish_reasons, [(0, "stop".to_owned())]);
+        drop(sink);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(r#"{"type":"content","choice":0,"delta":"Hi there"}"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn choices_are_tracked_separately() {
+        let two = json!({"id":"c","model":"m","choices":[
+            {"index":0,"delta":{"content":"a"},"finish_reason":"stop"},
+            {"index":1,"delta":{"content":"b"},"finish_reason":null}]});
+        let err = interpret(&format!("data: {two}\n\n"))
+            .1
+            .expect("choice 1 unfinished");
+        assert!(
+            err.to_string().contains("before choice 1 finished"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,301 @@
+//! Error kinds that decide the exit code, and the one function that picks it.
+//!
+//! Most errors are plain `anyhow` errors with context. A typed error exists only where something
+//! branches on it: the exit code, and the `--json` error event (which wants status and code).
+//! Text that came from a server passes through [`scrub`] before it can reach a terminal.
+
+use std::fmt;
+use std::io;
+use std::sync::OnceLock;
+
+/// Exit codes; the table in `--help` and the README lists the same rows.
+pub mod exit {
+    pub const SUCCESS: u8 = 0;
+    pub const OTHER: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const API: u8 = 3;
+    pub const NETWORK: u8 = 4;
+    pub const STREAM: u8 = 5;
+}
+
+/// Bad flags, no prompt, unusable input or configuration: exit 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+/// The server said no: a non-2xx status or an error object in the stream: exit 3.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: Option<u16>,
+    pub code: Option<String>,
+    pub message: String,
+}
+
+/// The network failed us: DNS, connect, TLS, reset, timeout: exit 4.
+#[derive(Debug)]
+pub struct NetworkError(pub String);
+
+/// The stream itself is unusable: truncated, not JSON, a line over the cap: exit 5.
+#[derive(Debug)]
+pub struct StreamError(pub String);
+
+impl ApiError {
+    /// Builds an API error from server-provided text, made safe for one terminal line.
+    pub fn new(status: Option<u16>, code: Option<String>, message: &str) -> Self {
+        ApiError {
+            status,
+            code: code.map(|c| scrub(&c)),
+            message: scrub(message),
+        }
+    }
+}
+
+impl ApiError {
+    /// Recognises the error shapes OpenAI-compatible servers send, in a body or a chunk:
+    /// `{"error":{"message","code","type"}}` (OpenAI, Azure, LiteLLM), `{"error":"text"}`
+    /// (Ollama), `{"object":"error","message","code"}` (vLLM), `{"detail":...}` (FastAPI).
+    pub fn from_body(body: &serde_json::Value, status: Option<u16>) -> Option<ApiError> {
+        use serde_json::Value;
+        fn code_of(v: &Value) -> Option<String> {
+            let code = v
+                .get("code")
+                .filter(|c| !c.is_null())
+                .or_else(|| v.get("type"));
+            match code? {
+                Value::String(s) if !s.is_empty() && s != "None" => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            }
+        }
+        fn message_of(v: &Value) -> Option<String> {
+            match v.get("message").or_else(|| v.get("detail"))? {
+                Value::String(s) => Some(s.clone()),
+                Value::Null => None,
+                other => Some(other.to_string()),
+            }
+        }
+        match body.get("error") {
+            Some(Value::String(message)) => Some(ApiError::new(status, None, message)),
+            Some(error @ Value::Object(_)) => {
+                let message = message_of(error).unwrap_or_else(|| error.to_string());
+                Some(ApiError::new(status, code_of(error), &message))
+            }
+            _ if body.get("object").and_then(Value::as_str) == Some("error") => {
+                let message = message_of(body).unwrap_or_else(|| body.to_string());
+                Some(ApiError::new(status, code_of(body), &message))
+            }
+            _ if body.get("detail").is_some() && body.get("choices").is_none() => {
+                Some(ApiError::new(status, None, &message_of(body)?))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.status {
+            Some(status) => {
+                write!(f, "HTTP {status}")?;
+                let reason = ureq::http::StatusCode::from_u16(status)
+                    .ok()
+                    .and_then(|s| s.canonical_reason());
+                if let Some(reason) = reason {
+                    write!(f, " {reason}")?;
+                }
+            }
+            None => f.write_str("the server reported an error")?,
+        }
+        if let Some(code) = &self.code {
+            write!(f, " ({code})")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl fmt::Display for NetworkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for StreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+impl std::error::Error for ApiError {}
+impl std::error::Error for NetworkError {}
+impl std::error::Error for StreamError {}
+
+/// Picks the exit code for an error by looking for a typed error anywhere in its chain.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if cause.is::<UsageError>() {
+            return exit::USAGE;
+        }
+        if cause.is::<ApiError>() {
+            return exit::API;
+        }
+        if cause.is::<NetworkError>() {
+            return exit::NETWORK;
+        }
+        if cause.is::<StreamError>() {
+            return exit::STREAM;
+        }
+    }
+    exit::OTHER
+}
+
+/// True when the error is only that our reader went away (`| head`): that is success.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind)
+                == Some(io::ErrorKind::BrokenPipe)
+    })
+}
+
+static SECRET: OnceLock<String> = OnceLock::new();
+
+/// Remembers the API key so that [`scrub`] can blank it out of anything a server echoes back.
+pub fn register_secret(secret: &str) {
+    if !secret.is_empty() {
+        let _ = SECRET.set(secret.to_owned());
+    }
+}
+
+/// Makes server text safe for one line of a terminal: control characters (ANSI escapes,
+/// newlines) become spaces, runs of white space fold, the API key becomes `***`, and very long
+/// text is cut.
+pub fn scrub(text: &str) -> String {
+    const MAX_CHARS: usize = 500;
+    let mut out = String::with_capacity(text.len().min(MAX_CHARS + 3));
+    let mut last_space = true;
+    for (count, ch) in text.chars().enumerate() {
+        if count == MAX_CHARS {
+            out.push_str("...");
+            break;
+        }
+        if ch.is_control() || ch.is_whitespace() {
+            if !last_space {
+                out.push(' ');
+            }
+            last_space = true;
+        } else {
+            out.push(ch);
+            last_space = false;
+        }
+    }
+    let trimmed = out.trim_end().to_owned();
+    match SECRET.get() {
+        Some(secret) if trimmed.contains(secret.as_str()) => {
+            trimmed.replace(secret.as_str(), "***")
+        }
+        _ => trimmed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn each_typed_error_has_its_own_exit_code_even_under_context() {
+        let cases: [(anyhow::Error, u8); 5] = [
+            (anyhow::anyhow!("plain"), exit::OTHER),
+            (UsageError("u".into()).into(), exit::USAGE),
+            (
+                ApiError::new(Some(429), None, "slow down").into(),
+                exit::API,
+            ),
+            (NetworkError("n".into()).into(), exit::NETWORK),
+            (StreamError("s".into()).into(), exit::STREAM),
+        ];
+        for (err, code) in cases {
+            let wrapped = Err::<(), _>(err).context("outer").unwrap_err();
+            assert_eq!(exit_code(&wrapped), code, "{wrapped:#}");
+        }
+    }
+
+    #[test]
+    fn broken_pipe_is_found_through_context() {
+        let err = Err::<(), _>(io::Error::from(io::ErrorKind::BrokenPipe))
+            .context("writing stdout")
+            .unwrap_err();
+        assert!(is_broken_pipe(&err));
+        assert!(!is_broken_pipe(&anyhow::anyhow!("other")));
+    }
+
+    #[test]
+    fn scrub_makes_one_safe_line() {
+        assert_eq!(
+            scrub("line one\n\tline\x1b[31m two  "),
+            "line one line [31m two"
+        );
+        assert_eq!(scrub(&"x".repeat(600)).len(), 503);
+    }
+
+    #[test]
+    fn every_known_error_shape_is_recognised() {
+        use serde_json::json;
+        let cases = [
+            (
+                json!({"error":{"message":"Rate limit","type":"requests","code":"rate_limit_exceeded"}}),
+                "rate_limit_exceeded",
+                "Rate limit",
+            ),
+            (
+                json!({"error":{"message":"m","type":"invalid_request_error","code":null}}),
+                "invalid_request_error",
+                "m",
+            ),
+            (
+                json!({"error":"model \"x\" not found"}),
+                "",
+                "model \"x\" not found",
+            ),
+            (
+                json!({"object":"error","message":"too long","type":"BadRequestError","code":400}),
+                "400",
+                "too long",
+            ),
+            (
+                json!({"error":{"message":"busy","type":"None","code":"429"}}),
+                "429",
+                "busy",
+            ),
+            (json!({"detail":"Not Found"}), "", "Not Found"),
+        ];
+        for (body, code, message) in cases {
+            let err = ApiError::from_body(&body, Some(400)).expect("recognised");
+            assert_eq!(err.code.unwrap_or_default(), code, "{body}");
+            assert_eq!(err.message, message, "{body}");
+        }
+        assert!(ApiError::from_body(&json!({"choices":[]}), None).is_none());
+        assert!(ApiError::from_body(&json!({"error":null,"choices":[]}), None).is_none());
+    }
+
+    #[test]
+    fn api_error_renders_status_code_and_message() {
+        let err = ApiError::new(Some(401), Some("invalid_api_key".into()), "Bad key");
+        assert_eq!(
+            err.to_string(),
+            "HTTP 401 Unauthorized (invalid_api_key): Bad key"
+        );
+        let err = ApiError::new(None, None, "overloaded");
+        assert_eq!(err.to_string(), "the server reported an error: overloaded");
+    }
+}

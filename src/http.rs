@@ -1,0 +1,253 @@
+//! The HTTP transport: one blocking POST with ureq, and what the answer turns into.
+//!
+//! A 2xx `text/event-stream` answer becomes a reader of raw body bytes for the SSE decoder; a 2xx
+//! JSON answer (a server that ignored `stream: true`) is read whole; anything else becomes one
+//! plain error line. Every way the network can fail is named here, with the flag that governs it.
+
+use std::io::{self, Read};
+use std::time::Duration;
+
+use serde_json::Value;
+use ureq::Timeout;
+
+use crate::error::{ApiError, NetworkError, StreamError, UsageError, scrub};
+use crate::request::{Request, host_of};
+
+/// How much of an error body we read: enough for any JSON error, not a whole HTML page.
+const ERROR_BODY_LIMIT: u64 = 64 * 1024;
+/// A non-streamed completion is read whole; this bounds it.
+const JSON_BODY_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// The time limits, from the flags.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub first_byte: Duration,
+    pub idle: Duration,
+    pub total: Option<Duration>,
+}
+
+/// A successful answer.
+pub enum Reply {
+    /// Server-Sent Events, to be decoded as they arrive.
+    EventStream(Box<dyn Read + Send>),
+    /// A complete chat completion object.
+    Json(Value),
+}
+
+/// Sends the request and waits for the response headers.
+pub fn send(request: &Request, timeouts: &Timeouts) -> anyhow::Result<Reply> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .user_agent(concat!("gptstream/", env!("CARGO_PKG_VERSION")))
+        .timeout_connect(Some(timeouts.connect))
+        .timeout_recv_response(Some(timeouts.first_byte))
+        .timeout_per_read(Some(timeouts.idle))
+        .timeout_global(timeouts.total)
+        .build()
+        .into();
+    let mut builder = agent
+        .post(&request.url)
+        .header("Content-Type", "application/json");
+    for (name, value) in request.header_lines() {
+        builder = builder.header(name, value);
+    }
+    let body = serde_json::to_vec(&request.body)?;
+    let response = builder
+        .send(&body[..])
+        .map_err(|err| describe_failure(err, &request.url, timeouts))?;
+
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if !(200..300).contains(&status) {
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = read_limited(response.into_body(), ERROR_BODY_LIMIT);
+        let mut error = status_error(status, &content_type, &bytes);
+        if let Some(location) = location.filter(|_| (300..400).contains(&status)) {
+            error.message = format!("redirected to {}; use that as --base-url", scrub(&location));
+        } else if status == 401 && request.header_lines().is_empty() {
+            error
+                .message
+                .push_str(" (no API key was sent: set OPENAI_API_KEY)");
+        }
+        return Err(error.into());
+    }
+    if content_type.starts_with("application/json") {
+        let bytes = response
+            .into_body()
+            .into_with_config()
+            .limit(JSON_BODY_LIMIT)
+            .read_to_vec()
+            .map_err(|err| describe_failure(err, &request.url, timeouts))?;
+        let value = serde_json::from_slice(&bytes)
+            .map_err(|err| StreamError(format!("the JSON response does not parse: {err}")))?;
+        return Ok(Reply::Json(value));
+    }
+    Ok(Reply::EventStream(Box::new(
+        response.into_body().into_reader(),
+    )))
+}
+
+/// Reads at most `limit` bytes of an error body; a body that fails midway is as good as cut.
+fn read_limited(body: ureq::Body, limit: u64) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let _ = body.into_reader().take(limit).read_to_end(&mut bytes);
+    bytes
+}
+
+/// The error for a non-2xx status: the server's own message when it sent OpenAI-style JSON,
+/// otherwise a short excerpt (an HTML error page is summarised by its title, not dumped).
+pub fn status_error(status: u16, content_type: &str, body: &[u8]) -> ApiError {
+    if let Ok(json) = serde_json::from_slice::<Value>(body)
+        && let Some(error) = ApiError::from_body(&json, Some(status))
+    {
+        return error;
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    let message = if text.is_empty() {
+        "(empty body)".to_owned()
+    } else if content_type.contains("html") || text.starts_with('<') {
+        match html_title(text) {
+            Some(title) => format!("HTML error page: {title}"),
+            None => format!("HTML error page ({} bytes)", body.len()),
+        }
+    } else {
+        let first_line = text.lines().next().unwrap_or("");
+        first_line.chars().take(200).collect()
+    };
+    ApiError::new(Some(status), None, &message)
+}
+
+fn html_title(html: &str) -> Option<&str> {
+    let lower = html.to_ascii_lowercase();
+    let start = lower.find("<title>")? + "<title>".len();
+    let end = start + lower[start..].find("</title>")?;
+    Some(html[start..end].trim()).filter(|t| !t.is_empty())
+}
+
+/// Names a failure to get a response, with the flag that governs it.
+fn describe_failure(err: ureq::Error, url: &str, timeouts: &Timeouts) -> anyhow::Error {
+    let host = host_of(url);
+    match err {
+        ureq::Error::Timeout(which) => timeout_error(which, host, timeouts),
+        ureq::Error::HostNotFound => NetworkError(format!("cannot resolve host {host}")).into(),
+        ureq::Error::ConnectionFailed => NetworkError(format!("cannot connect to {host}")).into(),
+        ureq::Error::BadUri(reason) => UsageError(format!("bad --base-url {url}: {reason}")).into(),
+        ureq::Error::Io(io) => io_error(&io, host),
+        ureq::Error::Tls(_) | ureq::Error::Pem(_) | ureq::Error::Rustls(_) => {
+            NetworkError(format!("TLS error talking to {host}: {err}")).into()
+        }
+        ureq::Error::BodyExceedsLimit(limit) => StreamError(format!(
+            "the response from {host} is larger than {limit} bytes"
+        ))
+        .into(),
+        ureq::Error::Protocol(_) | ureq::Error::LargeResponseHeader(..) => {
+            NetworkError(format!("{host} did not answer with valid HTTP: {err}")).into()
+        }
+        other => NetworkError(format!("request to {host} failed: {other}")).into(),
+    }
+}
+
+fn io_error(io: &io::Error, host: &str) -> anyhow::Error {
+    let message = match io.kind() {
+        io::ErrorKind::ConnectionRefused => {
+            format!("connection refused by {host} (is the server running?)")
+        }
+        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
+            format!("the connection to {host} was reset")
+        }
+        io::ErrorKind::UnexpectedEof => format!("{host} closed the connection before answering"),
+        _ => format!("network error talking to {host}: {io}"),
+    };
+    NetworkError(message).into()
+}
+
+fn timeout_error(which: Timeout, host: &str, timeouts: &Timeouts) -> anyhow::Error {
+    let secs = |d: Duration| d.as_secs_f64();
+    let message = match which {
+        Timeout::Resolve | Timeout::Connect => {
+            format!(
+                "timed out connecting to {host} after {}s (--connect-timeout)",
+                secs(timeouts.connect)
+            )
+        }
+        Timeout::RecvResponse | Timeout::SendRequest | Timeout::SendBody => format!(
+            "timed out waiting for {host} to answer after {}s (--first-byte-timeout)",
+            secs(timeouts.first_byte)
+        ),
+        Timeout::PerRead => format!(
+            "timed out: {host} sent nothing for {}s (--idle-timeout)",
+            secs(timeouts.idle)
+        ),
+        Timeout::Global | Timeout::PerCall | Timeout::RecvBody => {
+            let total = timeouts.total.map_or(0.0, secs);
+            format!("timed out: the request to {host} took longer than {total}s (--timeout)")
+        }
+        other => format!("timed out talking to {host} ({other})"),
+    };
+    NetworkError(message).into()
+}
+
+/// Names a failure while reading the stream body. An early close is a truncated stream (exit 5);
+/// the rest are network failures (exit 4).
+pub fn stream_read_error(err: io::Error, url: &str, timeouts: &Timeouts) -> anyhow::Error {
+    let host = host_of(url);
+    match ureq::Error::from(err) {
+        ureq::Error::Io(io) if io.kind() == io::ErrorKind::UnexpectedEof => StreamError(format!(
+            "{host} closed the connection in the middle of the stream; the answer is incomplete"
+        ))
+        .into(),
+        ureq::Error::Protocol(err) => StreamError(format!(
+            "{host} broke the HTTP framing of the stream: {err}"
+        ))
+        .into(),
+        other => describe_failure(other, url, timeouts),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_error_bodies_give_the_server_message() {
+        let body = br#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","code":"invalid_api_key"}}"#;
+        let err = status_error(401, "application/json", body);
+        assert_eq!(
+            err.to_string(),
+            "HTTP 401 Unauthorized (invalid_api_key): Incorrect API key provided"
+        );
+    }
+
+    #[test]
+    fn html_pages_are_summarised_not_dumped() {
+        let page = b"<html><head><title>502 Bad Gateway</title></head><body><center>nginx</center>\n</body></html>";
+        let err = status_error(502, "text/html", page);
+        assert_eq!(
+            err.to_string(),
+            "HTTP 502 Bad Gateway: HTML error page: 502 Bad Gateway"
+        );
+        let err = status_error(503, "text/html", b"<p>down</p>");
+        assert_eq!(err.message, "HTML error page (11 bytes)");
+    }
+
+    #[test]
+    fn plain_text_gives_its_first_line_and_empty_says_so() {
+        assert_eq!(
+            status_error(500, "text/plain", b"boom\nstack...").message,
+            "boom"
+        );
+        assert_eq!(status_error(500, "", b"").message, "(empty body)");
+    }
+}

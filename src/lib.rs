@@ -1,0 +1,19 @@
+//! gptstream: stream a chat completion from any OpenAI-compatible server into a pipe.
+//!
+//! The stages of the data's path, one module each (see `pipeline` for how they connect):
+//! `cli` → `prompt` → `request` → `http` → `sse` → `chunk` (with `tools`) → `output`.
+//! `sse`, `chunk`, `tools` and `output` do no I/O of their own and are tested on bytes.
+
+pub mod chunk;
+pub mod cli;
+pub mod error;
+pub mod event;
+pub mod http;
+pub mod output;
+pub mod pipeline;
+pub mod prompt;
+pub mod request;
+pub mod sse;
+pub mod tools;
+
+pub use pipeline::run;

@@ -1,0 +1,26 @@
+//! The binary: parse flags, run, turn the outcome into an exit code. Nothing else lives here.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use gptstream::cli::Args;
+use gptstream::error::{self, exit};
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(err) => {
+            // --help and --version come through here too, with exit code 0.
+            let _ = err.print();
+            return ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(exit::USAGE));
+        }
+    };
+    match gptstream::run(args) {
+        Ok(()) => ExitCode::from(exit::SUCCESS),
+        Err(err) if error::is_broken_pipe(&err) => ExitCode::from(exit::SUCCESS),
+        Err(err) => {
+            eprintln!("gptstream: {err:#}");
+            ExitCode::from(error::exit_code(&err))
+        }
+    }
+}

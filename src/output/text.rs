@@ -1,0 +1,351 @@
+//! The default sink: the answer text of choice 0 on stdout, everything else on stderr.
+//!
+//! Each content delta is one `write_all` and one `flush`: Rust's stdout is line-buffered, and a
+//! delta without a newline would otherwise wait in its buffer. Complete tool calls follow the
+//! text on stdout as one JSON line each. Reasoning and refusals go to stderr, and so does the
+//! one-line summary at the end.
+
+use std::io::{self, Write};
+
+use serde_json::{Value, json};
+
+use crate::cli::ReasoningDisplay;
+use crate::event::{Event, Sink, Summary};
+
+const DIM: &str = "\x1b[2m";
+const RESET: &str = "\x1b[0m";
+
+/// How the text sink behaves, decided once from the flags and the terminals.
+#[derive(Debug, Clone, Copy)]
+pub struct TextOptions {
+    pub reasoning: ReasoningDisplay,
+    pub quiet: bool,
+    /// On a terminal the answer gets a final newline so the prompt does not follow it.
+    pub stdout_is_terminal: bool,
+    /// On a terminal reasoning and the summary are dimmed.
+    pub stderr_is_terminal: bool,
+}
+
+pub struct TextSink<O: Write, E: Write> {
+    out: O,
+    err: E,
+    options: TextOptions,
+    /// The last byte written to stdout, to know whether a newline is owed.
+    last_out_byte: Option<u8>,
+    /// A stderr line (reasoning or refusal) is open and needs a newline before anything else.
+    err_line_open: bool,
+    refusal_started: bool,
+}
+
+impl<O: Write, E: Write> TextSink<O, E> {
+    pub fn new(out: O, err: E, options: TextOptions) -> Self {
+        TextSink {
+            out,
+            err,
+            options,
+            last_out_byte: None,
+            err_line_open: false,
+            refusal_started: false,
+        }
+    }
+
+    fn write_out(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.close_err_line()?;
+        self.out.write_all(bytes)?;
+        self.out.flush()?;
+        if let Some(&last) = bytes.last() {
+            self.last_out_byte = Some(last);
+        }
+        Ok(())
+    }
+
+    fn close_err_line(&mut self) -> io::Result<()> {
+        if self.err_line_open {
+            self.err_line_open = false;
+            self.err.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+
+    /// Starts a new stdout line unless we are already at the start of one.
+    fn out_line_start(&mut self) -> io::Result<()> {
+        match self.last_out_byte {
+            Some(b'\n') | None => Ok(()),
+            Some(_) => self.write_out(b"\n"),
+        }
+    }
+
+    fn write_err_dimmed(&mut self, text: &str) -> io::Result<()> {
+        if self.options.stderr_is_terminal {
+            write!(self.err, "{DIM}{text}{RESET}")?;
+        } else {
+            self.err.write_all(text.as_bytes())?;
+        }
+        self.err.flush()
+    }
+
+    fn summarize(&mut self, summary: &Summary) -> io::Result<()> {
+        self.close_err_line()?;
+        if self.options.stdout_is_terminal {
+            self.out_line_start()?;
+        }
+        for (choice, reason) in &summary.finish_reasons {
+            let warning = match reason.as_str() {
+                "length" => {
+                    "the answer was cut off by the token limit (finish_reason=length); raise --max-tokens"
+                }
+                "content_filter" => {
+                    "the answer was stopped by the server's content filter (finish_reason=content_filter)"
+                }
+                _ => continue,
+            };
+            let which = if *choice == 0 {
+                String::new()
+            } else {
+                format!("choice {choice}: ")
+            };
+            writeln!(self.err, "gptstream: warning: {which}{warning}")?;
+        }
+        if self.options.quiet {
+            return Ok(());
+        }
+        let line = summary_line(summary);
+        if self.options.stderr_is_terminal {
+            writeln!(self.err, "{DIM}{line}{RESET}")
+        } else {
+            writeln!(self.err, "{line}")
+        }
+    }
+}
+
+/// The stderr summary, in `key=value` form so it reads well and greps well:
+/// `finish_reason=stop prompt_tokens=12 completion_tokens=34 total_tokens=46`.
+pub fn summary_line(summary: &Summary) -> String {
+    let mut parts = Vec::new();
+    for (choice, reason) in &summary.finish_reasons {
+        if *choice == 0 {
+            parts.push(format!("finish_reason={reason}"));
+        } else {
+            parts.push(format!("finish_reason[{choice}]={reason}"));
+        }
+    }
+    if summary.finish_reasons.is_empty() {
+        parts.push("finish_reason=none".into());
+    }
+    if summary.tool_calls > 0 {
+        parts.push(format!("tool_calls={}", summary.tool_calls));
+    }
+    match &summary.usage {
+        Some(usage) => {
+            for key in ["prompt_tokens", "completion_tokens", "total_tokens"] {
+                if let Some(n) = usage.get(key).and_then(Value::as_u64) {
+                    parts.push(format!("{key}={n}"));
+                }
+            }
+            let reasoning = usage
+                .get("completion_tokens_details")
+                .and_then(|d| d.get("reasoning_tokens"))
+                .and_then(Value::as_u64)
+                .filter(|&n| n > 0);
+            if let Some(n) = reasoning {
+                parts.push(format!("reasoning_tokens={n}"));
+            }
+        }
+        None => parts.push("usage=none".into()),
+    }
+    parts.join(" ")
+}
+
+impl<O: Write, E: Write> Sink for TextSink<O, E> {
+    fn emit(&mut self, event: &Event<'_>) -> io::Result<()> {
+        match *event {
+            Event::Content { choice: 0, delta } => self.write_out(delta.as_bytes()),
+            Event::Reasoning { choice: 0, delta }
+                if self.options.reasoning == ReasoningDisplay::Show =>
+            {
+                self.err_line_open = true;
+                self.write_err_dimmed(delta)
+            }
+            Event::Refusal { choice: 0, delta } => {
+                if !self.refusal_started {
+                    self.refusal_started = true;
+                    self.close_err_line()?;
+                    self.err.write_all(b"gptstream: the model refused: ")?;
+                }
+                self.err_line_open = true;
+                self.err.write_all(delta.as_bytes())?;
+                self.err.flush()
+            }
+            Event::ToolCall { choice: 0, call } => {
+                let arguments = call.parsed_arguments();
+                if arguments.is_none() {
+                    self.close_err_line()?;
+                    writeln!(
+                        self.err,
+                        "gptstream: warning: the arguments of tool call {} ({}) are not valid JSON; kept raw as arguments_raw",
+                        call.name, call.id
+                    )?;
+                }
+                let mut line = json!({"id": call.id, "name": call.name, "arguments": arguments});
+                if line["arguments"].is_null() {
+                    line["arguments_raw"] = Value::from(call.arguments.as_str());
+                }
+                self.out_line_start()?;
+                let mut bytes = serde_json::to_vec(&line)?;
+                bytes.push(b'\n');
+                self.write_out(&bytes)
+            }
+            Event::End(summary) => self.summarize(summary),
+            Event::Error(_) => {
+                // main prints the error itself; here we only end any open line first.
+                self.close_err_line()?;
+                if self.options.stdout_is_terminal {
+                    self.out_line_start()?;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn options() -> TextOptions {
+        TextOptions {
+            reasoning: ReasoningDisplay::Show,
+            quiet: false,
+            stdout_is_terminal: false,
+            stderr_is_terminal: false,
+        }
+    }
+
+    fn render(options: TextOptions, events: &[Event<'_>]) -> (String, String) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut sink = TextSink::new(&mut out, &mut err, options);
+        for event in events {
+            sink.emit(event).unwrap();
+        }
+        (
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    fn summary(reason: &str) -> Summary {
+        Summary {
+            finish_reasons: vec![(0, reason.into())],
+            usage: None,
+            tool_calls: 0,
+            time_to_first_token: None,
+            duration: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn only_choice_zero_content_reaches_stdout_byte_exact() {
+        let s = summary("stop");
+        let (out, err) = render(
+            options(),
+            &[
+                Event::Reasoning {
+                    choice: 0,
+                    delta: "hmm",
+                },
+                Event::Content {
+                    choice: 0,
+                    delta: "Hel",
+                },
+                Event::Content {
+                    choice: 1,
+                    delta: "other",
+                },
+                Event::Content {
+                    choice: 0,
+                    delta: "lo",
+                },
+                Event::End(&s),
+            ],
+        );
+        assert_eq!(out, "Hello");
+        assert_eq!(err, "hmm\nfinish_reason=stop usage=none\n");
+    }
+
+    #[test]
+    fn hidden_reasoning_and_quiet_leave_stderr_empty() {
+        let s = summary("stop");
+        let quiet = TextOptions {
+            reasoning: ReasoningDisplay::Hide,
+            quiet: true,
+            ..options()
+        };
+        let (out, err) = render(
+            quiet,
+            &[
+                Event::Reasoning {
+                    choice: 0,
+                    delta: "hmm",
+                },
+                Event::End(&s),
+            ],
+        );
+        assert_eq!((out.as_str(), err.as_str()), ("", ""));
+    }
+
+    #[test]
+    fn a_terminal_gets_a_final_newline_and_dim_text_a_pipe_does_not() {
+        let s = summary("stop");
+        let tty = TextOptions {
+            stdout_is_terminal: true,
+            stderr_is_terminal: true,
+            ..options()
+        };
+        let (out, err) = render(
+            tty,
+            &[
+                Event::Content {
+                    choice: 0,
+                    delta: "hi",
+                },
+                Event::End(&s),
+            ],
+        );
+        assert_eq!(out, "hi\n");
+        assert_eq!(err, format!("{DIM}finish_reason=stop usage=none{RESET}\n"));
+    }
+
+    #[test]
+    fn length_warns_even_when_quiet() {
+        let s = summary("length");
+        let quiet = TextOptions {
+            quiet: true,
+            ..options()
+        };
+        let (_, err) = render(quiet, &[Event::End(&s)]);
+        assert!(
+            err.starts_with("gptstream: warning: the answer was cut off"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn summary_line_lists_finish_tool_calls_and_usage() {
+        let usage = serde_json::from_str(
+            r#"{"prompt_tokens":12,"completion_tokens":34,"total_tokens":46,"completion_tokens_details":{"reasoning_tokens":8}}"#,
+        )
+        .unwrap();
+        let s = Summary {
+            finish_reasons: vec![(0, "tool_calls".into()), (1, "stop".into())],
+            usage: Some(usage),
+            tool_calls: 2,
+            ..summary("x")
+        };
+        assert_eq!(
+            summary_line(&s),
+            "finish_reason=tool_calls finish_reason[1]=stop tool_calls=2 prompt_tokens=12 completion_tokens=34 total_tokens=46 reasoning_tokens=8"
+        );
+    }
+}

@@ -1,0 +1,62 @@
+//! The command line as users meet it: help, version, completions.
+
+use std::path::Path;
+
+use crate::util::gptstream;
+
+#[test]
+fn help_has_examples_and_the_exit_code_table() {
+    let out = gptstream().arg("--help").run();
+    assert_eq!(out.code, 0);
+    let help = out.stdout();
+    for needle in [
+        "Examples:",
+        "gptstream --replay examples/hello.sse",
+        "Exit codes:",
+        "  5  truncated",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle:?}");
+    }
+}
+
+#[test]
+fn version_prints_name_and_version() {
+    let out = gptstream().arg("--version").run();
+    assert_eq!(
+        out.render(),
+        format!(
+            "status: 0\n--- stdout\ngptstream {}\n\n--- stderr\n",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+}
+
+/// The committed completion scripts must be what the current CLI generates. With
+/// `GPTSTREAM_BLESS=1` the files are rewritten, and the test still fails, so CI never blesses.
+#[test]
+fn committed_completions_are_up_to_date() {
+    let files = [
+        ("bash", "gptstream.bash"),
+        ("zsh", "_gptstream"),
+        ("fish", "gptstream.fish"),
+        ("elvish", "gptstream.elv"),
+        ("powershell", "_gptstream.ps1"),
+    ];
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("completions");
+    let mut stale = Vec::new();
+    for (shell, file) in files {
+        let out = gptstream().args(["--completions", shell]).run();
+        assert_eq!(out.code, 0, "{}", out.render());
+        let path = dir.join(file);
+        if std::fs::read(&path).ok().as_deref() != Some(&out.stdout[..]) {
+            if std::env::var_os("GPTSTREAM_BLESS").is_some() {
+                std::fs::write(&path, &out.stdout).unwrap();
+            }
+            stale.push(file);
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "completions/{stale:?} differ from the CLI; rerun with GPTSTREAM_BLESS=1 and commit"
+    );
+}

@@ -1,0 +1,12 @@
+//! Integration tests: the real `gptstream` binary against a scripted HTTP server on 127.0.0.1.
+//! One test binary (as ripgrep and just do) so it links once.
+
+mod server;
+mod util;
+
+mod cli;
+mod errors;
+mod json;
+mod replay;
+mod requests;
+mod text;

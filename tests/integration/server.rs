@@ -1,0 +1,279 @@
+//! A scripted HTTP/1.1 server on 127.0.0.1, one thread, one script per connection.
+//!
+//! Each script is a list of steps (send bytes, send one HTTP chunk, wait for the test's signal,
+//! pause, close early), so a test says exactly how the bytes reach the client: split mid-line,
+//! mid-character, with pauses or with a handshake. The request each connection carried is
+//! recorded for the test to check. Dropping the server checks it was called.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long anything in a test may wait before it is a failure rather than a hang.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub enum Step {
+    /// Raw bytes, as they are.
+    Raw(Vec<u8>),
+    /// One chunk of a `Transfer-Encoding: chunked` body.
+    Chunk(Vec<u8>),
+    /// The final zero-length chunk.
+    EndChunks,
+    /// Block until the test signals (or gives up).
+    WaitFor(Receiver<()>),
+    Sleep(Duration),
+    /// Close the connection now, whatever state the body is in.
+    Close,
+}
+
+/// What the client sent.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    /// Names lowercased.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).expect("request body is JSON")
+    }
+}
+
+pub struct Server {
+    port: u16,
+    requests: Receiver<Recorded>,
+    hit: Arc<AtomicBool>,
+}
+
+impl Server {
+    /// Starts a server that answers one connection per script, in order.
+    pub fn start(scripts: Vec<Vec<Step>>) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let (tx, requests) = mpsc::channel();
+        let hit = Arc::new(AtomicBool::new(false));
+        let hit_flag = Arc::clone(&hit);
+        thread::spawn(move || {
+            for script in scripts {
+                let Some(stream) = accept(&listener) else {
+                    return;
+                };
+                hit_flag.store(true, Ordering::SeqCst);
+                serve(stream, script, &tx);
+            }
+        });
+        Server {
+            port,
+            requests,
+            hit,
+        }
+    }
+
+    /// One connection answered by one script.
+    pub fn one(script: Vec<Step>) -> Server {
+        Server::start(vec![script])
+    }
+
+    /// The base URL to pass as `OPENAI_BASE_URL`.
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1", self.port)
+    }
+
+    /// The next request the server received.
+    pub fn request(&self) -> Recorded {
+        self.requests
+            .recv_timeout(PATIENCE)
+            .expect("the server got a request")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if !thread::panicking() {
+            assert!(
+                self.hit.load(Ordering::SeqCst),
+                "the test server was never called"
+            );
+        }
+    }
+}
+
+fn accept(listener: &TcpListener) -> Option<TcpStream> {
+    let deadline = Instant::now() + PATIENCE;
+    while Instant::now() < deadline {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).ok()?;
+                stream.set_nodelay(true).ok()?;
+                return Some(stream);
+            }
+            Err(_) => thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    None
+}
+
+fn serve(stream: TcpStream, script: Vec<Step>, tx: &Sender<Recorded>) {
+    let Ok(read_half) = stream.try_clone() else {
+        return;
+    };
+    let Some(request) = read_request(&mut BufReader::new(read_half)) else {
+        return;
+    };
+    let _ = tx.send(request);
+    let mut stream = stream;
+    for step in script {
+        let result = match step {
+            Step::Raw(bytes) => stream.write_all(&bytes),
+            Step::Chunk(bytes) => {
+                let mut framed = format!("{:x}\r\n", bytes.len()).into_bytes();
+                framed.extend_from_slice(&bytes);
+                framed.extend_from_slice(b"\r\n");
+                stream.write_all(&framed)
+            }
+            Step::EndChunks => stream.write_all(b"0\r\n\r\n"),
+            Step::WaitFor(signal) => {
+                let _ = signal.recv_timeout(PATIENCE);
+                Ok(())
+            }
+            Step::Sleep(pause) => {
+                thread::sleep(pause);
+                Ok(())
+            }
+            Step::Close => return,
+        };
+        if result.and_then(|()| stream.flush()).is_err() {
+            return; // the client went away; that is the client's business
+        }
+    }
+    // Linger until the client closes, so a client that reads to the end sees a clean end.
+    let _ = stream.set_read_timeout(Some(PATIENCE));
+    let _ = stream.read(&mut [0u8; 1]);
+}
+
+fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Recorded> {
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_owned();
+    let path = parts.next()?.to_owned();
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).ok()?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':')?;
+        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+    }
+    let length: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(Recorded {
+        method,
+        path,
+        headers,
+        body: String::from_utf8(body).ok()?,
+    })
+}
+
+// ---- Script builders -------------------------------------------------------------------------
+
+/// Status line and headers of a chunked response.
+pub fn chunked_head(status: u16, content_type: &str) -> Step {
+    Step::Raw(
+        format!(
+            "HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        .into_bytes(),
+    )
+}
+
+/// A complete response with a Content-Length body.
+pub fn full(status: u16, content_type: &str, body: &str) -> Vec<Step> {
+    vec![Step::Raw(
+        format!(
+            "HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )]
+}
+
+/// An SSE response: each string is sent as its own HTTP chunk, then the body ends.
+pub fn sse<S: AsRef<[u8]>>(chunks: &[S]) -> Vec<Step> {
+    let mut steps = vec![chunked_head(200, "text/event-stream")];
+    steps.extend(chunks.iter().map(|c| Step::Chunk(c.as_ref().to_vec())));
+    steps.push(Step::EndChunks);
+    steps
+}
+
+/// One `data:` event carrying a chunk with a content delta for choice 0.
+pub fn content(text: &str) -> String {
+    let chunk = serde_json::json!({
+        "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1700000000, "model": "test-model",
+        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]
+    });
+    format!("data: {chunk}\n\n")
+}
+
+/// One `data:` event with a chunk whose choice 0 has this delta and finish reason.
+pub fn delta(delta: serde_json::Value, finish: Option<&str>) -> String {
+    let chunk = serde_json::json!({
+        "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1700000000, "model": "test-model",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]
+    });
+    format!("data: {chunk}\n\n")
+}
+
+pub fn finish(reason: &str) -> String {
+    delta(serde_json::json!({}), Some(reason))
+}
+
+pub fn usage(prompt: u64, completion: u64) -> String {
+    let chunk = serde_json::json!({
+        "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1700000000, "model": "test-model",
+        "choices": [],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    });
+    format!("data: {chunk}\n\n")
+}
+
+pub const DONE: &str = "data: [DONE]\n\n";
+
+/// The usual happy stream for "Hello, world!" with usage, as separate chunk strings.
+pub fn hello_chunks() -> Vec<String> {
+    vec![
+        delta(
+            serde_json::json!({"role": "assistant", "content": ""}),
+            None,
+        ),
+        content("Hello"),
+        content(", wor"),
+        content("ld!"),
+        finish("stop"),
+        usage(9, 4),
+        DONE.to_owned(),
+    ]
+}

@@ -1,0 +1,189 @@
+//! Running the real binary as a user would: a clean environment, stdin written from a thread,
+//! and status, stdout and stderr rendered together so a failing test shows all three.
+
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::server::PATIENCE;
+
+pub struct Gptstream {
+    command: Command,
+    stdin: Option<Vec<u8>>,
+}
+
+/// A `gptstream` command with an empty environment (no key, no proxy, no base URL leaks in).
+pub fn gptstream() -> Gptstream {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gptstream"));
+    command.env_clear();
+    Gptstream {
+        command,
+        stdin: None,
+    }
+}
+
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn stdout(&self) -> String {
+        String::from_utf8(self.stdout.clone()).expect("stdout is UTF-8")
+    }
+
+    /// Status, stdout and stderr as one string, for comparing in one assertion.
+    pub fn render(&self) -> String {
+        format!(
+            "status: {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code,
+            String::from_utf8_lossy(&self.stdout),
+            self.stderr
+        )
+    }
+
+    /// The stdout lines parsed as JSON.
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.stdout()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}")))
+            .collect()
+    }
+}
+
+impl Gptstream {
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.command.args(args);
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.command.env(key, value);
+        self
+    }
+
+    /// Points the binary at a test server.
+    pub fn server(self, server: &crate::server::Server) -> Self {
+        self.env("OPENAI_BASE_URL", &server.base_url())
+    }
+
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(bytes.into());
+        self
+    }
+
+    pub fn spawn(mut self) -> Child {
+        self.command
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = self.command.spawn().expect("spawn gptstream");
+        if let Some(bytes) = self.stdin.take() {
+            let mut pipe = child.stdin.take().unwrap();
+            // A thread, so a child that does not read stdin cannot deadlock the test.
+            thread::spawn(move || {
+                let _ = pipe.write_all(&bytes);
+            });
+        }
+        child
+    }
+
+    pub fn run(self) -> Output {
+        let child = self.spawn();
+        finish(child)
+    }
+}
+
+/// Waits for a child (at most [`PATIENCE`], then kills it and fails) and collects its output.
+pub fn finish(mut child: Child) -> Output {
+    let stdout = child.stdout.take().map(drain);
+    let stderr = child.stderr.take().map(drain);
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("gptstream did not exit within {PATIENCE:?}");
+        }
+        thread::sleep(Duration::from_millis(2));
+    };
+    let collect = |rx: Option<Receiver<Vec<u8>>>| -> Vec<u8> {
+        rx.map(|rx| rx.iter().flatten().collect())
+            .unwrap_or_default()
+    };
+    Output {
+        code: status.code().unwrap_or(-1),
+        stdout: collect(stdout),
+        stderr: String::from_utf8_lossy(&collect(stderr)).into_owned(),
+    }
+}
+
+/// Reads a pipe on a thread and sends each read's bytes as they come, so a test can watch
+/// output appear while the child is still running.
+pub fn drain(mut pipe: impl Read + Send + 'static) -> Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match pipe.read(&mut buffer) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if tx.send(buffer[..n].to_vec()).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Collects bytes from `rx` until they are exactly `expected`; fails if more, other, or nothing
+/// arrives in time.
+pub fn expect_output(rx: &Receiver<Vec<u8>>, expected: &[u8]) {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    while got.len() < expected.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(bytes) => got.extend(bytes),
+            Err(_) => break,
+        }
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(expected),
+        "stdout so far"
+    );
+}
+
+/// Collects bytes from `rx` until they contain `needle`; fails if it does not arrive in time.
+pub fn wait_for(rx: &Receiver<Vec<u8>>, needle: &str) -> String {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    while !String::from_utf8_lossy(&got).contains(needle) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(bytes) => got.extend(bytes),
+            Err(_) => panic!(
+                "{needle:?} never arrived; got {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
