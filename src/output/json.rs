@@ -7,7 +7,7 @@
 use std::io::{self, Write};
 use std::time::Duration;
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use crate::event::{Event, Sink};
 
@@ -20,6 +20,57 @@ fn millis(duration: Duration) -> f64 {
     (duration.as_secs_f64() * 10_000.0).round() / 10.0
 }
 
+/// Writes one JSON object field by field, `type` first, straight into the line buffer: no
+/// `Value` tree per event, and a stable field order a person can read down a column.
+struct Object<'a> {
+    line: &'a mut Vec<u8>,
+}
+
+impl<'a> Object<'a> {
+    fn new(line: &'a mut Vec<u8>, kind: &str) -> Self {
+        line.extend_from_slice(b"{\"type\":\"");
+        line.extend_from_slice(kind.as_bytes());
+        line.push(b'"');
+        Object { line }
+    }
+
+    /// Keys are escaped too: usage keys come from the server.
+    fn key(&mut self, key: &str) -> io::Result<()> {
+        self.line.push(b',');
+        serde_json::to_writer(&mut *self.line, key)?;
+        self.line.push(b':');
+        Ok(())
+    }
+
+    fn str(mut self, key: &str, value: &str) -> io::Result<Self> {
+        self.key(key)?;
+        serde_json::to_writer(&mut *self.line, value)?;
+        Ok(self)
+    }
+
+    fn opt_str(mut self, key: &str, value: Option<&str>) -> io::Result<Self> {
+        self.key(key)?;
+        serde_json::to_writer(&mut *self.line, &value)?;
+        Ok(self)
+    }
+
+    fn num(mut self, key: &str, value: u64) -> io::Result<Self> {
+        self.key(key)?;
+        serde_json::to_writer(&mut *self.line, &value)?;
+        Ok(self)
+    }
+
+    fn value(mut self, key: &str, value: &Value) -> io::Result<Self> {
+        self.key(key)?;
+        serde_json::to_writer(&mut *self.line, value)?;
+        Ok(self)
+    }
+
+    fn end(self) {
+        self.line.push(b'}');
+    }
+}
+
 impl<W: Write> JsonSink<W> {
     pub fn new(out: W) -> Self {
         JsonSink {
@@ -28,16 +79,73 @@ impl<W: Write> JsonSink<W> {
         }
     }
 
-    /// The hot path: a delta event written without building a `Value`.
-    fn delta(&mut self, kind: &str, choice: u64, delta: &str) -> io::Result<()> {
-        write!(self.line, r#"{{"type":"{kind}","choice":{choice},"delta":"#)?;
-        serde_json::to_writer(&mut self.line, delta)?;
-        self.line.push(b'}');
-        Ok(())
-    }
-
-    fn value(&mut self, value: &Value) -> io::Result<()> {
-        serde_json::to_writer(&mut self.line, value)?;
+    fn render(line: &mut Vec<u8>, event: &Event<'_>) -> io::Result<()> {
+        match *event {
+            Event::Start { id, model, created } => Object::new(line, "start")
+                .opt_str("id", id)?
+                .opt_str("model", model)?
+                .value("created", &created.map_or(Value::Null, Value::from))?
+                .end(),
+            Event::Content { choice, delta } => Object::new(line, "content")
+                .num("choice", choice)?
+                .str("delta", delta)?
+                .end(),
+            Event::Reasoning { choice, delta } => Object::new(line, "reasoning")
+                .num("choice", choice)?
+                .str("delta", delta)?
+                .end(),
+            Event::Refusal { choice, delta } => Object::new(line, "refusal")
+                .num("choice", choice)?
+                .str("delta", delta)?
+                .end(),
+            Event::ToolCallDelta { choice, fragment } => Object::new(line, "tool_call_delta")
+                .num("choice", choice)?
+                .num("index", fragment.index as u64)?
+                .opt_str("id", fragment.id)?
+                .opt_str("name", fragment.name)?
+                .str("arguments_delta", fragment.arguments_delta)?
+                .end(),
+            Event::ToolCall { choice, call } => {
+                let arguments = call.parsed_arguments();
+                let object = Object::new(line, "tool_call")
+                    .num("choice", choice)?
+                    .num("index", call.index as u64)?
+                    .str("id", &call.id)?
+                    .str("name", &call.name)?
+                    .value("arguments", arguments.as_ref().unwrap_or(&Value::Null))?;
+                match arguments {
+                    Some(_) => object.end(),
+                    None => object.str("arguments_raw", &call.arguments)?.end(),
+                }
+            }
+            Event::Finish { choice, reason } => Object::new(line, "finish")
+                .num("choice", choice)?
+                .str("reason", reason)?
+                .end(),
+            Event::Usage(usage) => {
+                let mut object = Object::new(line, "usage");
+                for (key, value) in usage.iter().filter(|(key, _)| *key != "type") {
+                    object = object.value(key, value)?;
+                }
+                object.end()
+            }
+            Event::End(summary) => {
+                let ttft = summary.time_to_first_token.map(millis);
+                Object::new(line, "end")
+                    .value(
+                        "time_to_first_token_ms",
+                        &ttft.map_or(Value::Null, Value::from),
+                    )?
+                    .value("duration_ms", &Value::from(millis(summary.duration)))?
+                    .num("tool_calls", summary.tool_calls as u64)?
+                    .end()
+            }
+            Event::Error(report) => Object::new(line, "error")
+                .str("message", &report.message)?
+                .value("status", &report.status.map_or(Value::Null, Value::from))?
+                .opt_str("code", report.code.as_deref())?
+                .end(),
+        }
         Ok(())
     }
 }
@@ -45,59 +153,7 @@ impl<W: Write> JsonSink<W> {
 impl<W: Write> Sink for JsonSink<W> {
     fn emit(&mut self, event: &Event<'_>) -> io::Result<()> {
         self.line.clear();
-        match *event {
-            Event::Start { id, model, created } => {
-                self.value(&json!({"type":"start","id":id,"model":model,"created":created}))?
-            }
-            Event::Content { choice, delta } => self.delta("content", choice, delta)?,
-            Event::Reasoning { choice, delta } => self.delta("reasoning", choice, delta)?,
-            Event::Refusal { choice, delta } => self.delta("refusal", choice, delta)?,
-            Event::ToolCallDelta { choice, fragment } => self.value(&json!({
-                "type": "tool_call_delta",
-                "choice": choice,
-                "index": fragment.index,
-                "id": fragment.id,
-                "name": fragment.name,
-                "arguments_delta": fragment.arguments_delta,
-            }))?,
-            Event::ToolCall { choice, call } => {
-                let mut object = json!({
-                    "type": "tool_call",
-                    "choice": choice,
-                    "index": call.index,
-                    "id": call.id,
-                    "name": call.name,
-                    "arguments": call.parsed_arguments(),
-                });
-                if object["arguments"].is_null() {
-                    object["arguments_raw"] = Value::from(call.arguments.as_str());
-                }
-                self.value(&object)?
-            }
-            Event::Finish { choice, reason } => {
-                self.value(&json!({"type":"finish","choice":choice,"reason":reason}))?
-            }
-            Event::Usage(usage) => {
-                let mut object = Map::with_capacity(usage.len() + 1);
-                object.insert("type".into(), "usage".into());
-                for (key, value) in usage.iter().filter(|(key, _)| *key != "type") {
-                    object.insert(key.clone(), value.clone());
-                }
-                self.value(&Value::Object(object))?
-            }
-            Event::End(summary) => self.value(&json!({
-                "type": "end",
-                "time_to_first_token_ms": summary.time_to_first_token.map(millis),
-                "duration_ms": millis(summary.duration),
-                "tool_calls": summary.tool_calls,
-            }))?,
-            Event::Error(report) => self.value(&json!({
-                "type": "error",
-                "message": report.message,
-                "status": report.status,
-                "code": report.code,
-            }))?,
-        }
+        Self::render(&mut self.line, event)?;
         self.line.push(b'\n');
         self.out.write_all(&self.line)?;
         self.out.flush()
@@ -108,6 +164,7 @@ impl<W: Write> Sink for JsonSink<W> {
 mod tests {
     use super::*;
     use crate::event::ErrorReport;
+    use serde_json::{Map, json};
 
     fn render(events: &[Event<'_>]) -> String {
         let mut out = Vec::new();
@@ -146,8 +203,15 @@ mod tests {
         };
         assert_eq!(
             render(&[Event::Error(&report)]),
-            "{\"code\":\"rate_limit_exceeded\",\"message\":\"HTTP 429: slow down\",\"status\":429,\"type\":\"error\"}\n"
+            "{\"type\":\"error\",\"message\":\"HTTP 429: slow down\",\"status\":429,\"code\":\"rate_limit_exceeded\"}\n"
         );
+    }
+
+    #[test]
+    fn hostile_usage_keys_are_escaped() {
+        let usage: Map<String, Value> = serde_json::from_str(r#"{"a\"b":1}"#).unwrap();
+        let line = render(&[Event::Usage(&usage)]);
+        assert_eq!(line, "{\"type\":\"usage\",\"a\\\"b\":1}\n");
     }
 
     #[test]
@@ -156,10 +220,12 @@ mod tests {
             r#"{"prompt_tokens":1,"completion_tokens_details":{"reasoning_tokens":4}}"#,
         )
         .unwrap();
-        let line: Value = serde_json::from_str(&render(&[Event::Usage(&usage)])).unwrap();
+        let line = render(&[Event::Usage(&usage)]);
+        let parsed: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(
-            line,
+            parsed,
             json!({"type":"usage","prompt_tokens":1,"completion_tokens_details":{"reasoning_tokens":4}})
         );
+        assert!(line.starts_with(r#"{"type":"usage","#), "{line}");
     }
 }

@@ -7,7 +7,7 @@
 
 use std::io::{self, Write};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::cli::ReasoningDisplay;
 use crate::event::{Event, Sink, Summary};
@@ -186,14 +186,20 @@ impl<O: Write, E: Write> Sink for TextSink<O, E> {
                         call.name, call.id
                     )?;
                 }
-                let mut line = json!({"id": call.id, "name": call.name, "arguments": arguments});
-                if line["arguments"].is_null() {
-                    line["arguments_raw"] = Value::from(call.arguments.as_str());
+                // Field by field, so the line reads id, name, arguments as documented.
+                let mut line = b"{\"id\":".to_vec();
+                serde_json::to_writer(&mut line, &call.id)?;
+                line.extend_from_slice(b",\"name\":");
+                serde_json::to_writer(&mut line, &call.name)?;
+                line.extend_from_slice(b",\"arguments\":");
+                serde_json::to_writer(&mut line, &arguments)?;
+                if arguments.is_none() {
+                    line.extend_from_slice(b",\"arguments_raw\":");
+                    serde_json::to_writer(&mut line, &call.arguments)?;
                 }
+                line.extend_from_slice(b"}\n");
                 self.out_line_start()?;
-                let mut bytes = serde_json::to_vec(&line)?;
-                bytes.push(b'\n');
-                self.write_out(&bytes)
+                self.write_out(&line)
             }
             Event::End(summary) => self.summarize(summary),
             Event::Error(_) => {

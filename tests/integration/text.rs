@@ -164,7 +164,7 @@ fn a_tool_call_follows_the_text_as_one_json_line() {
     let out = gptstream().server(&server).arg_prompt("weather?").run();
     assert_eq!(
         out.render(),
-        "status: 0\n--- stdout\nChecking.\n{\"arguments\":{\"city\":\"Paris\"},\"id\":\"call_1\",\"name\":\"get_weather\"}\n\n\
+        "status: 0\n--- stdout\nChecking.\n{\"id\":\"call_1\",\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\"}}\n\n\
          --- stderr\nfinish_reason=tool_calls tool_calls=1 usage=none\n"
     );
 }
