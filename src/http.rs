@@ -144,7 +144,7 @@ fn describe_failure(err: ureq::Error, url: &str, timeouts: &Timeouts) -> anyhow:
         ureq::Error::HostNotFound => NetworkError(format!("cannot resolve host {host}")).into(),
         ureq::Error::ConnectionFailed => NetworkError(format!("cannot connect to {host}")).into(),
         ureq::Error::BadUri(reason) => UsageError(format!("bad --base-url {url}: {reason}")).into(),
-        ureq::Error::Io(io) => io_error(&io, host),
+        ureq::Error::Io(io) => io_error(&io, url),
         ureq::Error::Tls(_) | ureq::Error::Pem(_) | ureq::Error::Rustls(_) => {
             NetworkError(format!("TLS error talking to {host}: {err}")).into()
         }
@@ -159,8 +159,17 @@ fn describe_failure(err: ureq::Error, url: &str, timeouts: &Timeouts) -> anyhow:
     }
 }
 
-fn io_error(io: &io::Error, host: &str) -> anyhow::Error {
+fn io_error(io: &io::Error, url: &str) -> anyhow::Error {
+    let host = host_of(url);
     let message = match io.kind() {
+        // rustls reports handshake failures as InvalidData.
+        io::ErrorKind::InvalidData if url.starts_with("https://") => format!(
+            "TLS error talking to {host}: {io} (is it a plain http:// server? is a proxy intercepting TLS?)"
+        ),
+        // std's resolver error has no stable kind of its own.
+        _ if io.to_string().contains("failed to lookup address") => {
+            format!("cannot resolve host {host}: {io}")
+        }
         io::ErrorKind::ConnectionRefused => {
             format!("connection refused by {host} (is the server running?)")
         }

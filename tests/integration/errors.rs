@@ -222,3 +222,29 @@ fn a_missing_key_for_openai_names_the_variable_and_exits_2() {
     );
     assert_eq!(out.stderr.lines().count(), 1);
 }
+
+#[test]
+fn https_to_a_plain_http_server_is_a_tls_error_exit_4() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let plain_http = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut stream, _) = listener.accept().unwrap();
+        let _ = stream.read(&mut [0u8; 1024]);
+        let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+    });
+    let out = gptstream()
+        .env("OPENAI_BASE_URL", &format!("https://127.0.0.1:{port}/v1"))
+        .arg_prompt("hi")
+        .run();
+    plain_http.join().unwrap();
+    assert_eq!(out.code, 4, "{}", out.render());
+    assert!(
+        out.stderr.starts_with(&format!(
+            "gptstream: TLS error talking to 127.0.0.1:{port}: "
+        )),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.lines().count(), 1);
+}
