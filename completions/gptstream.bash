@@ -23,7 +23,7 @@ _gptstream() {
 
     case "${cmd}" in
         gptstream)
-            opts="-m -s -H -q -h -V --model --system --max-tokens --temperature --base-url --api-key-file --header --extra --no-usage --no-stdin --dry-run --json --reasoning --quiet --replay --connect-timeout --first-byte-timeout --idle-timeout --timeout --completions --help --version"
+            opts="-m -s -H -q -h -V --model --system --max-tokens --temperature --base-url --api-key-file --header --extra --no-usage --no-stdin --dry-run --json --reasoning --quiet --replay --messages --save --tools --tool-choice --no-parallel-tool-calls --tool-exec --max-tool-rounds --max-tool-output --tool-timeout --tool-result --connect-timeout --first-byte-timeout --idle-timeout --timeout --completions --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -78,6 +78,42 @@ _gptstream() {
                     return 0
                     ;;
                 --replay)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --messages)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --save)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tools)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tool-choice)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tool-exec)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-tool-rounds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-tool-output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tool-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tool-result)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -9,6 +9,15 @@ complete -c gptstream -l extra -d 'JSON object merged into the request body (res
 complete -c gptstream -l reasoning -d 'Where reasoning text goes in text mode: stderr (dimmed on a terminal), or nowhere' -r -f -a "show\t'Reasoning to stderr'
 hide\t'Reasoning dropped (still in --json)'"
 complete -c gptstream -l replay -d 'Decode a recorded SSE body from PATH (\'-\' for stdin) instead of sending a request' -r -F
+complete -c gptstream -l messages -d 'Load a conversation (a JSON array of messages, or JSON Lines); the prompt, if any, is appended' -r -F
+complete -c gptstream -l save -d 'Save the whole conversation, answer included, after a successful run (atomically)' -r -F
+complete -c gptstream -l tools -d 'Tool definitions: an OpenAI tools array, one tool, or a bare function object (repeatable)' -r -F
+complete -c gptstream -l tool-choice -d 'Which tool the model may call: auto, none, required, or a tool\'s name' -r
+complete -c gptstream -l tool-exec -d 'Run COMMAND (with sh -c) when the model calls NAME: arguments JSON on its stdin, its stdout back to the model, then the answer continues (repeatable)' -r
+complete -c gptstream -l max-tool-rounds -d 'Most rounds of running tools and asking again before giving up (exit 6)' -r
+complete -c gptstream -l max-tool-output -d 'Bytes of a tool\'s output sent back to the model; the rest is cut, and that is said' -r
+complete -c gptstream -l tool-timeout -d 'Seconds a --tool-exec command may run before it is killed' -r
+complete -c gptstream -l tool-result -d 'Answer a tool call from --messages: ID=TEXT, or ID=@FILE to read the result from a file (repeatable)' -r
 complete -c gptstream -l connect-timeout -d 'Seconds allowed to connect (TCP and TLS)' -r
 complete -c gptstream -l first-byte-timeout -d 'Seconds allowed from sending the request to receiving the response headers' -r
 complete -c gptstream -l idle-timeout -d 'Longest silence, in seconds, allowed between two reads of the stream' -r
@@ -23,5 +32,6 @@ complete -c gptstream -l no-stdin -d 'Do not read stdin even when it is not a te
 complete -c gptstream -l dry-run -d 'Print the request (body on stdout, method, URL and headers on stderr) and send nothing'
 complete -c gptstream -l json -d 'Write every event as one JSON object per line on stdout'
 complete -c gptstream -s q -l quiet -d 'No summary line on stderr (errors and warnings are still printed)'
+complete -c gptstream -l no-parallel-tool-calls -d 'Ask for at most one tool call per turn (parallel_tool_calls: false)'
 complete -c gptstream -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c gptstream -s V -l version -d 'Print version'

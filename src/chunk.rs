@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, StreamError, scrub};
-use crate::event::{Event, Sink, Summary};
+use crate::event::{Event, Sink};
 use crate::sse;
-use crate::tools::ToolCalls;
+use crate::tools::{ToolCall, ToolCalls};
 
 /// More distinct choices than anyone asks for: past it the stream is treated as hostile.
 const MAX_CHOICES: usize = 256;
@@ -26,6 +26,23 @@ struct ChoiceState {
     tool_calls: ToolCalls,
 }
 
+/// What one request produced: the assistant's turn as the conversation records it, and the
+/// facts for the summary.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Turn {
+    /// The text of choice 0.
+    pub content: String,
+    /// The complete tool calls of choice 0.
+    pub tool_calls: Vec<ToolCall>,
+    /// `(choice, finish_reason)` for each finished choice, in choice order.
+    pub finish_reasons: Vec<(u64, String)>,
+    /// The last usage object the server sent.
+    pub usage: Option<Map<String, Value>>,
+    pub time_to_first_token: Option<Duration>,
+    /// Tool calls of every choice.
+    pub tool_call_count: usize,
+}
+
 /// The interpreter's memory of the stream so far.
 #[derive(Debug)]
 pub struct Interpreter {
@@ -33,9 +50,7 @@ pub struct Interpreter {
     started: bool,
     saw_done: bool,
     choices: BTreeMap<u64, ChoiceState>,
-    usage: Option<Map<String, Value>>,
-    time_to_first_token: Option<Duration>,
-    tool_calls: usize,
+    turn: Turn,
 }
 
 fn non_empty_str<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
@@ -53,9 +68,7 @@ impl Interpreter {
             started: false,
             saw_done: false,
             choices: BTreeMap::new(),
-            usage: None,
-            time_to_first_token: None,
-            tool_calls: 0,
+            turn: Turn::default(),
         }
     }
 
@@ -130,7 +143,7 @@ impl Interpreter {
             self.start(chunk, sink)?;
         }
         if let Some(Value::Object(usage)) = chunk.get("usage") {
-            self.usage = Some(usage.clone());
+            self.turn.usage = Some(usage.clone());
         }
         let Some(choices) = chunk.get("choices").and_then(Value::as_array) else {
             return Ok(());
@@ -155,9 +168,33 @@ impl Interpreter {
     }
 
     fn first_token(&mut self) {
-        if self.time_to_first_token.is_none() {
-            self.time_to_first_token = Some(self.request_started.elapsed());
+        if self.turn.time_to_first_token.is_none() {
+            self.turn.time_to_first_token = Some(self.request_started.elapsed());
         }
+    }
+
+    /// Emits a choice's complete tool calls and keeps choice 0's for the conversation.
+    fn emit_tool_calls(
+        turn: &mut Turn,
+        choice: u64,
+        calls: Vec<ToolCall>,
+        sink: &mut dyn Sink,
+    ) -> anyhow::Result<()> {
+        for mut call in calls {
+            if call.id.is_empty() {
+                // Some servers send no id; the conversation needs one to answer the call.
+                call.id = format!("call_{}", call.index);
+            }
+            sink.emit(&Event::ToolCall {
+                choice,
+                call: &call,
+            })?;
+            turn.tool_call_count += 1;
+            if choice == 0 {
+                turn.tool_calls.push(call);
+            }
+        }
+        Ok(())
     }
 
     fn on_choice(
@@ -183,13 +220,7 @@ impl Interpreter {
             let state = self.choices.entry(index).or_default();
             if state.finish_reason.is_none() {
                 // The turn is over, so its tool calls are complete: emit them before the finish.
-                for call in state.tool_calls.take() {
-                    sink.emit(&Event::ToolCall {
-                        choice: index,
-                        call: &call,
-                    })?;
-                    self.tool_calls += 1;
-                }
+                Self::emit_tool_calls(&mut self.turn, index, state.tool_calls.take(), sink)?;
                 state.finish_reason = Some(reason.to_owned());
                 sink.emit(&Event::Finish {
                     choice: index,
@@ -202,23 +233,25 @@ impl Interpreter {
         Ok(())
     }
 
+    fn content(&mut self, choice: u64, text: &str, sink: &mut dyn Sink) -> anyhow::Result<()> {
+        self.first_token();
+        if choice == 0 {
+            self.turn.content.push_str(text);
+        }
+        sink.emit(&Event::Content {
+            choice,
+            delta: text,
+        })?;
+        Ok(())
+    }
+
     fn on_delta(&mut self, choice: u64, delta: &Value, sink: &mut dyn Sink) -> anyhow::Result<()> {
         match delta.get("content") {
-            Some(Value::String(text)) if !text.is_empty() => {
-                self.first_token();
-                sink.emit(&Event::Content {
-                    choice,
-                    delta: text,
-                })?;
-            }
+            Some(Value::String(text)) if !text.is_empty() => self.content(choice, text, sink)?,
             // Content as an array of parts, as some servers send it.
             Some(Value::Array(parts)) => {
                 for text in parts.iter().filter_map(|p| non_empty_str(p, "text")) {
-                    self.first_token();
-                    sink.emit(&Event::Content {
-                        choice,
-                        delta: text,
-                    })?;
+                    self.content(choice, text, sink)?;
                 }
             }
             _ => {}
@@ -243,8 +276,9 @@ impl Interpreter {
             let state = self.choices.entry(choice).or_default();
             for fragment in fragments {
                 let fragment = state.tool_calls.apply(fragment)?;
-                if self.time_to_first_token.is_none() {
-                    self.time_to_first_token = Some(self.request_started.elapsed());
+                if self.turn.time_to_first_token.is_none() {
+                    // Not `first_token()`: `state` still borrows `self.choices`.
+                    self.turn.time_to_first_token = Some(self.request_started.elapsed());
                 }
                 sink.emit(&Event::ToolCallDelta { choice, fragment })?;
             }
@@ -252,27 +286,15 @@ impl Interpreter {
         Ok(())
     }
 
-    /// Ends the stream: emits tool calls of unfinished choices and the usage, then either
-    /// `End` (the stream was complete) or a truncation error.
-    pub fn finish(mut self, sink: &mut dyn Sink) -> anyhow::Result<Summary> {
+    /// Ends the stream: emits the tool calls of unfinished choices and the usage, then returns
+    /// the turn, or a truncation error when the stream stopped short.
+    pub fn finish(mut self, sink: &mut dyn Sink) -> anyhow::Result<Turn> {
         for (&choice, state) in &mut self.choices {
-            for call in state.tool_calls.take() {
-                sink.emit(&Event::ToolCall {
-                    choice,
-                    call: &call,
-                })?;
-                self.tool_calls += 1;
-            }
+            Self::emit_tool_calls(&mut self.turn, choice, state.tool_calls.take(), sink)?;
         }
-        if let Some(usage) = &self.usage {
+        if let Some(usage) = &self.turn.usage {
             sink.emit(&Event::Usage(usage))?;
         }
-        let unfinished: Vec<String> = self
-            .choices
-            .iter()
-            .filter(|(_, state)| state.finish_reason.is_none())
-            .map(|(index, _)| index.to_string())
-            .collect();
         if !self.saw_done {
             if self.choices.is_empty() {
                 return Err(StreamError(
@@ -280,6 +302,12 @@ impl Interpreter {
                 )
                 .into());
             }
+            let unfinished: Vec<String> = self
+                .choices
+                .iter()
+                .filter(|(_, state)| state.finish_reason.is_none())
+                .map(|(index, _)| index.to_string())
+                .collect();
             if !unfinished.is_empty() {
                 return Err(StreamError(format!(
                     "the stream ended without [DONE] before choice {} finished; the answer may be incomplete",
@@ -288,19 +316,12 @@ impl Interpreter {
                 .into());
             }
         }
-        let summary = Summary {
-            finish_reasons: self
-                .choices
-                .iter()
-                .filter_map(|(&index, state)| Some((index, state.finish_reason.clone()?)))
-                .collect(),
-            usage: self.usage,
-            tool_calls: self.tool_calls,
-            time_to_first_token: self.time_to_first_token,
-            duration: self.request_started.elapsed(),
-        };
-        sink.emit(&Event::End(&summary))?;
-        Ok(summary)
+        self.turn.finish_reasons = self
+            .choices
+            .iter()
+            .filter_map(|(&index, state)| Some((index, state.finish_reason.clone()?)))
+            .collect();
+        Ok(self.turn)
     }
 }
 
@@ -318,7 +339,12 @@ pub(crate) mod tests {
         let mut interpreter = Interpreter::new(Instant::now());
         let result = decoder
             .feed(body.as_bytes(), |e| interpreter.on_sse(e, &mut sink))
-            .and_then(|_| interpreter.finish(&mut sink));
+            .and_then(|_| interpreter.finish(&mut sink))
+            .and_then(|turn| {
+                let summary = crate::event::Summary::of_turns(&[turn], Instant::now());
+                sink.emit(&Event::End(&summary))?;
+                Ok(())
+            });
         drop(sink);
         let lines = String::from_utf8(out).unwrap();
         let events = lines
@@ -528,8 +554,9 @@ pub(crate) mod tests {
         let mut sink = JsonSink::new(&mut out);
         let mut interpreter = Interpreter::new(Instant::now());
         interpreter.on_completion(&body, &mut sink).unwrap();
-        let summary = interpreter.finish(&mut sink).unwrap();
-        assert_eq!(summary.finish_reasons, [(0, "stop".to_owned())]);
+        let turn = interpreter.finish(&mut sink).unwrap();
+        assert_eq!(turn.finish_reasons, [(0, "stop".to_owned())]);
+        assert_eq!(turn.content, "Hi there");
         drop(sink);
         let text = String::from_utf8(out).unwrap();
         assert!(

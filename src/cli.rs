@@ -32,7 +32,8 @@ Exit codes:
   2  usage or input error (bad flag, no prompt, invalid UTF-8 on stdin, missing API key)
   3  API error: a non-2xx HTTP status, or an error reported inside the stream
   4  network error or timeout (DNS, refused connection, TLS, connection reset)
-  5  truncated or malformed stream (ended before [DONE] with a choice unfinished, bad JSON)";
+  5  truncated or malformed stream (ended before [DONE] with a choice unfinished, bad JSON)
+  6  the model was still calling tools after --max-tool-rounds rounds";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -105,6 +106,56 @@ pub struct Args {
     /// Decode a recorded SSE body from PATH ('-' for stdin) instead of sending a request
     #[arg(long = "replay", value_name = "PATH", conflicts_with = "dry_run")]
     pub replay: Option<PathBuf>,
+
+    /// Load a conversation (a JSON array of messages, or JSON Lines); the prompt, if any, is appended
+    #[arg(long = "messages", value_name = "PATH")]
+    pub messages: Option<PathBuf>,
+
+    /// Save the whole conversation, answer included, after a successful run (atomically)
+    #[arg(long = "save", value_name = "PATH")]
+    pub save: Option<PathBuf>,
+
+    /// Tool definitions: an OpenAI tools array, one tool, or a bare function object (repeatable)
+    #[arg(long = "tools", value_name = "PATH")]
+    pub tools: Vec<PathBuf>,
+
+    /// Which tool the model may call: auto, none, required, or a tool's name
+    #[arg(long = "tool-choice", value_name = "CHOICE")]
+    pub tool_choice: Option<String>,
+
+    /// Ask for at most one tool call per turn (parallel_tool_calls: false)
+    #[arg(long = "no-parallel-tool-calls")]
+    pub no_parallel_tool_calls: bool,
+
+    /// Run COMMAND (with sh -c) when the model calls NAME: arguments JSON on its stdin, its stdout
+    /// back to the model, then the answer continues (repeatable)
+    #[arg(long = "tool-exec", value_name = "NAME=COMMAND")]
+    pub tool_exec: Vec<String>,
+
+    /// Most rounds of running tools and asking again before giving up (exit 6)
+    #[arg(long = "max-tool-rounds", value_name = "N", default_value_t = 5)]
+    pub max_tool_rounds: u32,
+
+    /// Bytes of a tool's output sent back to the model; the rest is cut, and that is said
+    #[arg(
+        long = "max-tool-output",
+        value_name = "BYTES",
+        default_value_t = 65536
+    )]
+    pub max_tool_output: usize,
+
+    /// Seconds a --tool-exec command may run before it is killed
+    #[arg(long = "tool-timeout", value_name = "SECS", default_value_t = 120.0)]
+    pub tool_timeout: f64,
+
+    /// Answer a tool call from --messages: ID=TEXT, or ID=@FILE to read the result from a file
+    /// (repeatable)
+    #[arg(
+        long = "tool-result",
+        value_name = "ID=TEXT|@FILE",
+        requires = "messages"
+    )]
+    pub tool_results: Vec<String>,
 
     /// Seconds allowed to connect (TCP and TLS)
     #[arg(long = "connect-timeout", value_name = "SECS", default_value_t = 30.0)]

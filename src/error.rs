@@ -16,6 +16,7 @@ pub mod exit {
     pub const API: u8 = 3;
     pub const NETWORK: u8 = 4;
     pub const STREAM: u8 = 5;
+    pub const TOOL_ROUNDS: u8 = 6;
 }
 
 /// Bad flags, no prompt, unusable input or configuration: exit 2.
@@ -37,6 +38,10 @@ pub struct NetworkError(pub String);
 /// The stream itself is unusable: truncated, not JSON, a line over the cap: exit 5.
 #[derive(Debug)]
 pub struct StreamError(pub String);
+
+/// The tool loop hit `--max-tool-rounds` with the model still calling tools: exit 6.
+#[derive(Debug)]
+pub struct ToolRoundsError(pub String);
 
 impl ApiError {
     /// Builds an API error from server-provided text, made safe for one terminal line.
@@ -124,6 +129,12 @@ impl fmt::Display for NetworkError {
     }
 }
 
+impl fmt::Display for ToolRoundsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 impl fmt::Display for StreamError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -134,6 +145,7 @@ impl std::error::Error for UsageError {}
 impl std::error::Error for ApiError {}
 impl std::error::Error for NetworkError {}
 impl std::error::Error for StreamError {}
+impl std::error::Error for ToolRoundsError {}
 
 /// Picks the exit code for an error by looking for a typed error anywhere in its chain.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
@@ -149,6 +161,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         }
         if cause.is::<StreamError>() {
             return exit::STREAM;
+        }
+        if cause.is::<ToolRoundsError>() {
+            return exit::TOOL_ROUNDS;
         }
     }
     exit::OTHER
@@ -214,7 +229,7 @@ mod tests {
 
     #[test]
     fn each_typed_error_has_its_own_exit_code_even_under_context() {
-        let cases: [(anyhow::Error, u8); 5] = [
+        let cases: [(anyhow::Error, u8); 6] = [
             (anyhow::anyhow!("plain"), exit::OTHER),
             (UsageError("u".into()).into(), exit::USAGE),
             (
@@ -223,6 +238,7 @@ mod tests {
             ),
             (NetworkError("n".into()).into(), exit::NETWORK),
             (StreamError("s".into()).into(), exit::STREAM),
+            (ToolRoundsError("t".into()).into(), exit::TOOL_ROUNDS),
         ];
         for (err, code) in cases {
             let wrapped = Err::<(), _>(err).context("outer").unwrap_err();

@@ -5,10 +5,12 @@
 //! the chunk being interpreted, so nothing is copied on the way to stdout.
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
+use crate::chunk::Turn;
+use crate::toolbox::ToolOutcome;
 use crate::tools::{Fragment, ToolCall};
 
 /// One thing that happened in the stream.
@@ -42,28 +44,80 @@ pub enum Event<'a> {
         choice: u64,
         call: &'a ToolCall,
     },
+    /// gptstream ran a tool call for the user (`--tool-exec`).
+    ToolResult {
+        choice: u64,
+        call: &'a ToolCall,
+        outcome: &'a ToolOutcome,
+    },
     Finish {
         choice: u64,
         reason: &'a str,
     },
-    /// The last usage object the server sent, once, after the stream.
-    Usage(&'a serde_json::Map<String, Value>),
+    /// The last usage object the server sent, once per request, after its stream.
+    Usage(&'a Map<String, Value>),
     /// The stream ended well.
     End(&'a Summary),
     /// The run failed; what was already written stays written.
     Error(&'a ErrorReport),
 }
 
-/// How the stream went, for the stderr summary and the `end` event.
+/// How the run went, for the stderr summary and the `end` event.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Summary {
-    /// `(choice, finish_reason)` for each choice, in choice order.
+    /// `(choice, finish_reason)` for each choice of the last request, in choice order.
     pub finish_reasons: Vec<(u64, String)>,
-    pub usage: Option<serde_json::Map<String, Value>>,
+    /// The usage of the one request, or the sum over the requests of a tool loop.
+    pub usage: Option<Map<String, Value>>,
     pub tool_calls: usize,
-    /// From the start of the request to the first content, reasoning or tool-call delta.
+    /// From the start of the first request to its first content, reasoning or tool-call delta.
     pub time_to_first_token: Option<Duration>,
     pub duration: Duration,
+    pub requests: usize,
+}
+
+impl Summary {
+    /// Sums up the turns of one run, which started at `started`.
+    pub fn of_turns(turns: &[Turn], started: Instant) -> Summary {
+        let mut usage: Option<Map<String, Value>> = None;
+        for turn_usage in turns.iter().filter_map(|t| t.usage.as_ref()) {
+            match &mut usage {
+                None => usage = Some(turn_usage.clone()),
+                Some(total) => add_usage(total, turn_usage),
+            }
+        }
+        Summary {
+            finish_reasons: turns
+                .last()
+                .map(|t| t.finish_reasons.clone())
+                .unwrap_or_default(),
+            usage,
+            tool_calls: turns.iter().map(|t| t.tool_call_count).sum(),
+            time_to_first_token: turns.first().and_then(|t| t.time_to_first_token),
+            duration: started.elapsed(),
+            requests: turns.len(),
+        }
+    }
+}
+
+/// Adds one request's usage into a total: numbers are summed, nested objects (token details)
+/// likewise; anything else keeps the first value seen. Only across requests, never within one
+/// stream, where the last usage object is the answer.
+fn add_usage(total: &mut Map<String, Value>, usage: &Map<String, Value>) {
+    for (key, value) in usage {
+        match (total.get_mut(key), value) {
+            (Some(Value::Number(sum)), Value::Number(n)) => {
+                if let (Some(a), Some(b)) = (sum.as_u64(), n.as_u64()) {
+                    *sum = (a + b).into();
+                }
+            }
+            (Some(Value::Object(sum)), Value::Object(part)) => add_usage(sum, part),
+            (None, _) => {
+                total.insert(key.clone(), value.clone());
+            }
+            _ => {}
+        }
+    }
 }
 
 /// An error as the `--json` error event reports it.
@@ -77,4 +131,44 @@ pub struct ErrorReport {
 /// Where events go: the text sink or the JSON Lines sink.
 pub trait Sink {
     fn emit(&mut self, event: &Event<'_>) -> io::Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn turn(usage: Value) -> Turn {
+        Turn {
+            usage: usage.as_object().cloned(),
+            ..Turn::default()
+        }
+    }
+
+    #[test]
+    fn usage_over_requests_is_summed_deeply() {
+        let turns = [
+            turn(
+                json!({"prompt_tokens":10,"completion_tokens":5,"completion_tokens_details":{"reasoning_tokens":2},"model":"x"}),
+            ),
+            turn(
+                json!({"prompt_tokens":20,"completion_tokens":1,"completion_tokens_details":{"reasoning_tokens":3}}),
+            ),
+        ];
+        let summary = Summary::of_turns(&turns, Instant::now());
+        assert_eq!(
+            Value::Object(summary.usage.unwrap()),
+            json!({"prompt_tokens":30,"completion_tokens":6,"completion_tokens_details":{"reasoning_tokens":5},"model":"x"})
+        );
+        assert_eq!(summary.requests, 2);
+    }
+
+    #[test]
+    fn one_request_keeps_its_usage_as_sent() {
+        let summary = Summary::of_turns(&[turn(json!({"total_tokens":9}))], Instant::now());
+        assert_eq!(
+            Value::Object(summary.usage.unwrap()),
+            json!({"total_tokens":9})
+        );
+    }
 }

@@ -1,9 +1,12 @@
 //! The run: flags in, one request (or a replayed body) through decoder, interpreter and sink.
 //!
 //! ```text
-//! args + stdin -> prompt -> request -> http | replay -> sse::Decoder -> chunk::Interpreter -> sink
+//! args + stdin -> conversation -> request -> http | replay -> sse::Decoder -> chunk::Interpreter -> sink
+//!                      ^                                                            |
+//!                      +------------ tool results (--tool-exec) <---- turn ---------+
 //! ```
-//! Bytes are pushed through as they are read; nothing waits for the end of the body.
+//! Bytes are pushed through as they are read; nothing waits for the end of the body. A turn that
+//! calls tools the user lets us run loops back as a follow-up request.
 
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
@@ -14,13 +17,17 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::CommandFactory;
 
-use crate::chunk::Interpreter;
+use crate::chunk::{Interpreter, Turn};
 use crate::cli::Args;
-use crate::error::{ApiError, UsageError, is_broken_pipe};
-use crate::event::{ErrorReport, Event, Sink};
+use crate::conversation::Conversation;
+use crate::error::{ApiError, ToolRoundsError, UsageError, is_broken_pipe};
+use crate::event::{ErrorReport, Event, Sink, Summary};
 use crate::http::{self, Reply, Timeouts};
 use crate::output::json::JsonSink;
 use crate::output::text::{TextOptions, TextSink};
+use crate::request::Request;
+use crate::toolbox::Toolbox;
+use crate::tools::ToolCall;
 use crate::{prompt, request, sse};
 
 /// One read from the network or a file: large enough to drain a fast stream in few syscalls.
@@ -61,33 +68,135 @@ fn stream(args: &Args, sink: &mut dyn Sink) -> anyhow::Result<()> {
         return replay(path, sink);
     }
     let api_key = request::load_api_key(args)?;
-    let stdin = if args.no_stdin {
+    let tools_from_stdin = args.tools.iter().any(|path| path == Path::new("-"));
+    let stdin = if args.no_stdin && !tools_from_stdin {
         None
     } else {
         prompt::read_stdin_if_piped()?
     };
-    let user = prompt::user_message(&args.prompt, stdin.as_deref())?;
-    let request = request::build(args, &user, api_key)?;
+    // `--tools -` claims stdin; the prompt must then come from the arguments.
+    let (prompt_stdin, tools_stdin) = if tools_from_stdin {
+        (None, stdin)
+    } else {
+        (stdin, None)
+    };
+    let mut toolbox = Toolbox::load(&args.tools, tools_stdin.as_deref(), &args.tool_exec)?;
+    toolbox.max_output = args.max_tool_output;
+    toolbox.timeout = Some(seconds("--tool-timeout", args.tool_timeout)?);
+    let mut conversation = conversation(args, prompt_stdin.as_deref())?;
+    let mut request = request::build(args, &conversation.messages, &toolbox.definitions, api_key)?;
     if args.dry_run {
         return request.print_dry_run(&mut io::stdout().lock(), &mut io::stderr().lock());
     }
     let timeouts = timeouts(args)?;
     let started = Instant::now();
-    let mut interpreter = Interpreter::new(started);
-    match http::send(&request, &timeouts)? {
+    let mut turns = Vec::new();
+    loop {
+        let turn = exchange(&request, &timeouts, sink)?;
+        conversation.push_assistant(&turn.content, &turn.tool_calls);
+        let calls = turn.tool_calls.clone();
+        turns.push(turn);
+        let runnable: Vec<&ToolCall> = calls
+            .iter()
+            .filter(|c| toolbox.executor(&c.name).is_some())
+            .collect();
+        if runnable.is_empty() {
+            break;
+        }
+        let rounds = turns.len() - 1;
+        if rounds >= args.max_tool_rounds as usize {
+            let names: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
+            return Err(ToolRoundsError(format!(
+                "the model still calls tools ({}) after {rounds} rounds (--max-tool-rounds {})",
+                names.join(", "),
+                args.max_tool_rounds
+            ))
+            .into());
+        }
+        for call in &runnable {
+            let outcome = toolbox.run(call)?;
+            sink.emit(&Event::ToolResult {
+                choice: 0,
+                call,
+                outcome: &outcome,
+            })?;
+            conversation.push_tool_result(&call.id, &outcome.content);
+        }
+        if runnable.len() < calls.len() {
+            // The other calls are the user's to answer (`--tool-result`); the loop stops here.
+            break;
+        }
+        request.body = request::body(args, &conversation.messages, &toolbox.definitions)?;
+    }
+    if let Some(path) = &args.save {
+        conversation.save(path)?;
+    }
+    sink.emit(&Event::End(&Summary::of_turns(&turns, started)))?;
+    Ok(())
+}
+
+/// The messages to send: `--messages`, then `-s`, then `--tool-result`s, then the prompt.
+fn conversation(args: &Args, stdin: Option<&str>) -> anyhow::Result<Conversation> {
+    let mut conversation = match &args.messages {
+        Some(path) => Conversation::load(path)?,
+        None => Conversation::new(),
+    };
+    let continuing = !conversation.messages.is_empty();
+    if let Some(system) = &args.system {
+        conversation.set_system(system);
+    }
+    for spec in &args.tool_results {
+        let (id, text) = tool_result(spec)?;
+        if !conversation.pending_tool_call_ids().contains(&id) {
+            return Err(UsageError(format!(
+                "--tool-result {id}: the last assistant message in --messages has no tool call with that id"
+            ))
+            .into());
+        }
+        conversation.push_tool_result(id, &text);
+    }
+    match prompt::user_message(&args.prompt, stdin) {
+        Ok(text) => conversation.push_user(&text),
+        // Continuing a conversation needs no new prompt (e.g. after tool results).
+        Err(_) if continuing => {}
+        Err(err) => return Err(err.into()),
+    }
+    Ok(conversation)
+}
+
+/// Parses `--tool-result ID=TEXT` or `ID=@FILE`.
+fn tool_result(spec: &str) -> anyhow::Result<(&str, String)> {
+    let Some((id, value)) = spec.split_once('=').filter(|(id, _)| !id.is_empty()) else {
+        return Err(UsageError(format!(
+            "bad --tool-result {spec:?}: expected ID=TEXT or ID=@FILE"
+        ))
+        .into());
+    };
+    let text = match value.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --tool-result file {path}"))?,
+        None => value.to_owned(),
+    };
+    Ok((id, text))
+}
+
+/// One request: send it, stream the answer through the sink, and return the assistant's turn.
+fn exchange(request: &Request, timeouts: &Timeouts, sink: &mut dyn Sink) -> anyhow::Result<Turn> {
+    let mut interpreter = Interpreter::new(Instant::now());
+    match http::send(request, timeouts)? {
         Reply::EventStream(mut body) => {
-            let read_error = |err| http::stream_read_error(err, &request.url, &timeouts);
+            let read_error = |err| http::stream_read_error(err, &request.url, timeouts);
             pump(&mut body, &mut interpreter, sink, &read_error)?;
         }
         Reply::Json(body) => interpreter.on_completion(&body, sink)?,
     }
-    interpreter.finish(sink)?;
-    Ok(())
+    interpreter.finish(sink)
 }
 
 /// Decodes a recorded body, from a file or stdin, exactly as a live one.
 fn replay(path: &Path, sink: &mut dyn Sink) -> anyhow::Result<()> {
-    let mut interpreter = Interpreter::new(Instant::now());
+    let started = Instant::now();
+    let mut interpreter = Interpreter::new(started);
     let name = path.display().to_string();
     let read_error =
         |err: io::Error| anyhow::Error::new(err).context(format!("cannot read {name}"));
@@ -98,7 +207,8 @@ fn replay(path: &Path, sink: &mut dyn Sink) -> anyhow::Result<()> {
             File::open(path).with_context(|| format!("cannot open replay file {name}"))?;
         pump(&mut file, &mut interpreter, sink, &read_error)?;
     }
-    interpreter.finish(sink)?;
+    let turn = interpreter.finish(sink)?;
+    sink.emit(&Event::End(&Summary::of_turns(&[turn], started)))?;
     Ok(())
 }
 

@@ -8,7 +8,6 @@
 use std::io::{self, IsTerminal, Read};
 
 use anyhow::Context;
-use serde_json::{Value, json};
 
 use crate::error::UsageError;
 
@@ -47,16 +46,6 @@ pub fn user_message(words: &[String], stdin: Option<&str>) -> Result<String, Usa
     }
 }
 
-/// The `messages` array: an optional system message, then the user message.
-pub fn messages(system: Option<&str>, user: &str) -> Value {
-    let mut messages = Vec::with_capacity(2);
-    if let Some(system) = system {
-        messages.push(json!({"role": "system", "content": system}));
-    }
-    messages.push(json!({"role": "user", "content": user}));
-    Value::Array(messages)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,14 +75,5 @@ mod tests {
         assert_eq!(user_message(&words(&["hi"]), Some(" \n")).unwrap(), "hi");
         assert!(user_message(&[], Some("\n\n")).is_err());
         assert!(user_message(&words(&[" "]), None).is_err());
-    }
-
-    #[test]
-    fn system_message_comes_first() {
-        assert_eq!(
-            messages(Some("terse"), "q"),
-            json!([{"role":"system","content":"terse"},{"role":"user","content":"q"}])
-        );
-        assert_eq!(messages(None, "q"), json!([{"role":"user","content":"q"}]));
     }
 }

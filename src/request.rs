@@ -14,7 +14,6 @@ use serde_json::{Map, Value, json};
 
 use crate::cli::{Args, DEFAULT_BASE_URL};
 use crate::error::{UsageError, register_secret};
-use crate::prompt;
 
 /// An API key. Printing it by accident prints `***`.
 #[derive(Clone, PartialEq, Eq)]
@@ -118,13 +117,22 @@ fn is_secret_header(name: &str) -> bool {
     .any(|secret| name.eq_ignore_ascii_case(secret))
 }
 
-/// The request body for these flags and this user message.
-pub fn body(args: &Args, user: &str) -> anyhow::Result<Value> {
+/// The request body for these flags, this conversation and these tools.
+pub fn body(args: &Args, messages: &[Value], tools: &[Value]) -> anyhow::Result<Value> {
     let mut body = json!({
         "model": args.model,
-        "messages": prompt::messages(args.system.as_deref(), user),
+        "messages": messages,
         "stream": true,
     });
+    if !tools.is_empty() {
+        body["tools"] = Value::from(tools.to_vec());
+    }
+    if let Some(choice) = &args.tool_choice {
+        body["tool_choice"] = crate::toolbox::tool_choice(choice);
+    }
+    if args.no_parallel_tool_calls {
+        body["parallel_tool_calls"] = Value::Bool(false);
+    }
     if !args.no_usage {
         body["stream_options"] = json!({"include_usage": true});
     }
@@ -145,7 +153,12 @@ pub fn body(args: &Args, user: &str) -> anyhow::Result<Value> {
 }
 
 /// Builds the request, checking what can be checked before anything is sent.
-pub fn build(args: &Args, user: &str, api_key: Option<ApiKey>) -> anyhow::Result<Request> {
+pub fn build(
+    args: &Args,
+    messages: &[Value],
+    tools: &[Value],
+    api_key: Option<ApiKey>,
+) -> anyhow::Result<Request> {
     let url = chat_completions_url(&args.base_url);
     if !url.starts_with("http://") && !url.starts_with("https://") {
         return Err(UsageError(format!(
@@ -180,7 +193,7 @@ pub fn build(args: &Args, user: &str, api_key: Option<ApiKey>) -> anyhow::Result
         url,
         headers,
         api_key,
-        body: body(args, user)?,
+        body: body(args, messages, tools)?,
     })
 }
 
@@ -225,6 +238,28 @@ impl Request {
 mod tests {
     use super::*;
     use clap::Parser;
+
+    fn user(text: &str) -> Vec<Value> {
+        vec![json!({"role": "user", "content": text})]
+    }
+
+    #[test]
+    fn tools_choice_and_parallel_flags_reach_the_body() {
+        let a = args(&[
+            "--tool-choice",
+            "get_weather",
+            "--no-parallel-tool-calls",
+            "hi",
+        ]);
+        let tool = json!({"type":"function","function":{"name":"get_weather"}});
+        let b = body(&a, &user("hi"), std::slice::from_ref(&tool)).unwrap();
+        assert_eq!(b["tools"], json!([tool]));
+        assert_eq!(
+            b["tool_choice"],
+            json!({"type":"function","function":{"name":"get_weather"}})
+        );
+        assert_eq!(b["parallel_tool_calls"], false);
+    }
 
     fn args(argv: &[&str]) -> Args {
         Args::try_parse_from(std::iter::once("gptstream").chain(argv.iter().copied())).unwrap()
@@ -274,19 +309,19 @@ mod tests {
             r#"{"seed":1,"temperature":0}"#,
             "hi",
         ]);
-        let b = body(&a, "hi").unwrap();
+        let b = body(&a, &user("hi"), &[]).unwrap();
         assert_eq!(
             b,
             json!({"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"stream":true,
                    "stream_options":{"include_usage":true},"max_tokens":5,"temperature":0,"seed":1})
         );
-        let b = body(&args(&["--no-usage", "hi"]), "hi").unwrap();
+        let b = body(&args(&["--no-usage", "hi"]), &user("hi"), &[]).unwrap();
         assert!(b.get("stream_options").is_none());
     }
 
     #[test]
     fn extra_must_be_an_object() {
-        let err = body(&args(&["--extra", "[1]", "hi"]), "hi").unwrap_err();
+        let err = body(&args(&["--extra", "[1]", "hi"]), &user("hi"), &[]).unwrap_err();
         assert!(err.is::<UsageError>());
     }
 
@@ -308,7 +343,8 @@ mod tests {
     fn a_missing_key_is_an_error_only_for_openai() {
         let err = build(
             &args(&["--base-url", "https://api.openai.com/v1", "hi"]),
-            "hi",
+            &user("hi"),
+            &[],
             None,
         )
         .unwrap_err();
@@ -316,7 +352,8 @@ mod tests {
         assert!(
             build(
                 &args(&["--base-url", "http://127.0.0.1:1/v1", "hi"]),
-                "hi",
+                &user("hi"),
+                &[],
                 None
             )
             .is_ok()
@@ -334,7 +371,7 @@ mod tests {
             "X-Org: acme",
             "hi",
         ]);
-        let request = build(&a, "hi", Some(ApiKey("sk-canary".into()))).unwrap();
+        let request = build(&a, &user("hi"), &[], Some(ApiKey("sk-canary".into()))).unwrap();
         let (mut out, mut err) = (Vec::new(), Vec::new());
         request.print_dry_run(&mut out, &mut err).unwrap();
         let err = String::from_utf8(err).unwrap();

@@ -28,6 +28,16 @@ pub struct ToolCall {
 }
 
 impl ToolCall {
+    /// A complete call, as a transcript or a test states it.
+    pub fn new(id: &str, name: &str, arguments: &str) -> Self {
+        ToolCall {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            arguments: arguments.to_owned(),
+            ..ToolCall::default()
+        }
+    }
+
     /// The arguments parsed as JSON, or `None` when they do not parse.
     pub fn parsed_arguments(&self) -> Option<Value> {
         serde_json::from_str(&self.arguments).ok()

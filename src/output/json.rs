@@ -118,6 +118,24 @@ impl<W: Write> JsonSink<W> {
                     None => object.str("arguments_raw", &call.arguments)?.end(),
                 }
             }
+            Event::ToolResult {
+                choice,
+                call,
+                outcome,
+            } => Object::new(line, "tool_result")
+                .num("choice", choice)?
+                .num("index", call.index as u64)?
+                .str("id", &call.id)?
+                .str("name", &call.name)?
+                .value(
+                    "exit_code",
+                    &outcome.exit_code.map_or(Value::Null, Value::from),
+                )?
+                .value("timed_out", &Value::from(outcome.timed_out))?
+                .num("output_bytes", outcome.output_bytes as u64)?
+                .value("truncated", &Value::from(outcome.truncated))?
+                .str("output", &outcome.content)?
+                .end(),
             Event::Finish { choice, reason } => Object::new(line, "finish")
                 .num("choice", choice)?
                 .str("reason", reason)?
@@ -131,13 +149,16 @@ impl<W: Write> JsonSink<W> {
             }
             Event::End(summary) => {
                 let ttft = summary.time_to_first_token.map(millis);
+                let usage = summary.usage.clone().map_or(Value::Null, Value::Object);
                 Object::new(line, "end")
                     .value(
                         "time_to_first_token_ms",
                         &ttft.map_or(Value::Null, Value::from),
                     )?
                     .value("duration_ms", &Value::from(millis(summary.duration)))?
+                    .num("requests", summary.requests as u64)?
                     .num("tool_calls", summary.tool_calls as u64)?
+                    .value("usage", &usage)?
                     .end()
             }
             Event::Error(report) => Object::new(line, "error")

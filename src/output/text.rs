@@ -35,6 +35,8 @@ pub struct TextSink<O: Write, E: Write> {
     /// A stderr line (reasoning or refusal) is open and needs a newline before anything else.
     err_line_open: bool,
     refusal_started: bool,
+    /// Tools gptstream runs itself: their calls are noted on stderr, not printed on stdout.
+    executed_tools: Vec<String>,
 }
 
 impl<O: Write, E: Write> TextSink<O, E> {
@@ -46,7 +48,14 @@ impl<O: Write, E: Write> TextSink<O, E> {
             last_out_byte: None,
             err_line_open: false,
             refusal_started: false,
+            executed_tools: Vec::new(),
         }
+    }
+
+    /// Names the tools that `--tool-exec` runs, whose calls are not output but steps.
+    pub fn with_executed_tools(mut self, names: Vec<String>) -> Self {
+        self.executed_tools = names;
+        self
     }
 
     fn write_out(&mut self, bytes: &[u8]) -> io::Result<()> {
@@ -135,6 +144,9 @@ pub fn summary_line(summary: &Summary) -> String {
     if summary.tool_calls > 0 {
         parts.push(format!("tool_calls={}", summary.tool_calls));
     }
+    if summary.requests > 1 {
+        parts.push(format!("requests={}", summary.requests));
+    }
     match &summary.usage {
         Some(usage) => {
             for key in ["prompt_tokens", "completion_tokens", "total_tokens"] {
@@ -175,6 +187,26 @@ impl<O: Write, E: Write> Sink for TextSink<O, E> {
                 self.err_line_open = true;
                 self.err.write_all(delta.as_bytes())?;
                 self.err.flush()
+            }
+            // A new request of a tool loop: its text starts on a new line.
+            Event::Start { .. } => self.out_line_start(),
+            Event::ToolCall { choice: 0, call } if self.executed_tools.contains(&call.name) => {
+                Ok(())
+            }
+            Event::ToolResult { call, outcome, .. } => {
+                self.close_err_line()?;
+                if self.options.quiet && outcome.succeeded() {
+                    return Ok(());
+                }
+                let truncated = if outcome.truncated { ", truncated" } else { "" };
+                writeln!(
+                    self.err,
+                    "gptstream: ran tool {} ({}): {}, {} bytes{truncated}",
+                    call.name,
+                    call.id,
+                    outcome.describe(),
+                    outcome.output_bytes
+                )
             }
             Event::ToolCall { choice: 0, call } => {
                 let arguments = call.parsed_arguments();
@@ -248,6 +280,7 @@ mod tests {
             tool_calls: 0,
             time_to_first_token: None,
             duration: Duration::ZERO,
+            requests: 1,
         }
     }
 

@@ -40,7 +40,7 @@ fn every_event_is_one_json_line_in_order() {
             json!({"type":"content","choice":0,"delta":"ld!"}),
             json!({"type":"finish","choice":0,"reason":"stop"}),
             json!({"type":"usage","prompt_tokens":9,"completion_tokens":4,"total_tokens":13}),
-            json!({"type":"end","tool_calls":0}),
+            json!({"type":"end","requests":1,"tool_calls":0,"usage":{"prompt_tokens":9,"completion_tokens":4,"total_tokens":13}}),
         ]
     );
 }
@@ -79,7 +79,7 @@ fn reasoning_refusal_and_tool_calls_have_their_events() {
             json!({"type":"tool_call","choice":0,"index":0,"id":"call_1","name":"f","arguments":{"a":1}}),
             json!({"type":"tool_call","choice":0,"index":1,"id":"call_2","name":"g","arguments":null,"arguments_raw":"not json"}),
             json!({"type":"finish","choice":0,"reason":"tool_calls"}),
-            json!({"type":"end","tool_calls":2}),
+            json!({"type":"end","requests":1,"tool_calls":2,"usage":null}),
         ]
     );
 }
