@@ -333,12 +333,22 @@ pub(crate) mod tests {
     /// Runs SSE text through the decoder and interpreter into a JSON sink, returning the JSON
     /// lines (timing fields removed) and the error, if any.
     pub(crate) fn interpret(body: &str) -> (Vec<Value>, Option<anyhow::Error>) {
+        interpret_pieces(&[body.as_bytes()])
+    }
+
+    /// The same, with the body arriving in the given pieces.
+    pub(crate) fn interpret_pieces(pieces: &[&[u8]]) -> (Vec<Value>, Option<anyhow::Error>) {
         let mut out = Vec::new();
         let mut sink = JsonSink::new(&mut out);
         let mut decoder = sse::Decoder::default();
         let mut interpreter = Interpreter::new(Instant::now());
-        let result = decoder
-            .feed(body.as_bytes(), |e| interpreter.on_sse(e, &mut sink))
+        let result = pieces
+            .iter()
+            .try_for_each(|piece| {
+                decoder
+                    .feed(piece, |e| interpreter.on_sse(e, &mut sink))
+                    .map(drop)
+            })
             .and_then(|_| interpreter.finish(&mut sink))
             .and_then(|turn| {
                 let summary = crate::event::Summary::of_turns(&[turn], Instant::now());
@@ -529,6 +539,84 @@ pub(crate) mod tests {
             events[1],
             json!({"type":"tool_call_delta","choice":0,"index":0,"id":"call_1","name":"get_weather","arguments_delta":""})
         );
+    }
+
+    /// The fragmented and the parallel shapes, with an argument fragment that ends inside an
+    /// escape sequence and one that holds non-ASCII text, split at every byte offset.
+    #[test]
+    fn tool_call_streams_split_at_every_offset_give_the_same_calls() {
+        let fragmented = sse(&[
+            chunk(
+                json!({"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"say","arguments":""}}]}),
+                None,
+            ),
+            chunk(
+                json!({"tool_calls":[{"index":0,"function":{"arguments":"{\"text\":\"she said \\"}}]}),
+                None,
+            ),
+            chunk(
+                json!({"tool_calls":[{"index":0,"function":{"arguments":"\"héllo 🌍\\\""}}]}),
+                None,
+            ),
+            chunk(
+                json!({"tool_calls":[{"index":0,"function":{"arguments":"\"}"}}]}),
+                None,
+            ),
+            chunk(json!({}), Some("tool_calls")),
+        ]);
+        let parallel = sse(&[
+            chunk(
+                json!({"tool_calls":[{"index":0,"id":"a","function":{"name":"f","arguments":"{\"x\":"}}]}),
+                None,
+            ),
+            chunk(
+                json!({"tool_calls":[{"index":1,"id":"b","function":{"name":"g","arguments":"{\"y\":"}}]}),
+                None,
+            ),
+            chunk(
+                json!({"tool_calls":[{"index":1,"function":{"arguments":"2}"}},{"index":0,"function":{"arguments":"1}"}}]}),
+                None,
+            ),
+            chunk(json!({}), Some("tool_calls")),
+        ]);
+        let calls = |events: Vec<Value>| -> Vec<Value> {
+            events
+                .into_iter()
+                .filter(|e| e["type"] == "tool_call")
+                .collect()
+        };
+        for (body, expected) in [
+            (
+                fragmented,
+                vec![
+                    json!({"type":"tool_call","choice":0,"index":0,"id":"call_1","name":"say","arguments":{"text":"she said \"héllo 🌍\""}}),
+                ],
+            ),
+            (
+                parallel,
+                vec![
+                    json!({"type":"tool_call","choice":0,"index":0,"id":"a","name":"f","arguments":{"x":1}}),
+                    json!({"type":"tool_call","choice":0,"index":1,"id":"b","name":"g","arguments":{"y":2}}),
+                ],
+            ),
+        ] {
+            let bytes = body.as_bytes();
+            let (whole, err) = interpret(&body);
+            assert!(err.is_none(), "{err:?}");
+            let whole = calls(whole);
+            assert_eq!(whole, expected);
+            for at in 0..=bytes.len() {
+                let (events, err) = interpret_pieces(&[&bytes[..at], &bytes[at..]]);
+                assert!(err.is_none(), "split at {at}: {err:?}");
+                assert_eq!(calls(events), expected, "split at {at}");
+            }
+            let bytewise: Vec<&[u8]> = bytes.chunks(1).collect();
+            assert_eq!(
+                calls(interpret_pieces(&bytewise).0),
+                expected,
+                "one byte at a time"
+            );
+        }
     }
 
     #[test]

@@ -47,11 +47,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             stdout_is_terminal: io::stdout().is_terminal(),
             stderr_is_terminal: io::stderr().is_terminal(),
         };
-        Box::new(TextSink::new(
-            io::stdout().lock(),
-            io::stderr().lock(),
-            options,
-        ))
+        let executed = args
+            .tool_exec
+            .iter()
+            .filter_map(|spec| spec.split_once('=').map(|(name, _)| name.to_owned()))
+            .collect();
+        Box::new(
+            TextSink::new(io::stdout().lock(), io::stderr().lock(), options)
+                .with_executed_tools(executed),
+        )
     };
     let result = stream(&args, sink.as_mut());
     if let Err(err) = &result

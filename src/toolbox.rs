@@ -346,7 +346,7 @@ mod tests {
         ] {
             assert_eq!(
                 parse_definitions(&shape).unwrap(),
-                [tool.clone()],
+                vec![tool.clone()],
                 "{shape}"
             );
         }

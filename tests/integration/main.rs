@@ -10,3 +10,4 @@ mod json;
 mod replay;
 mod requests;
 mod text;
+mod tools;
