@@ -71,6 +71,15 @@ impl<'a> Object<'a> {
     }
 }
 
+/// The hot path: `{"type":KIND,"choice":N,"delta":TEXT}`.
+fn delta_line(line: &mut Vec<u8>, kind: &str, choice: u64, delta: &str) -> io::Result<()> {
+    Object::new(line, kind)
+        .num("choice", choice)?
+        .str("delta", delta)?
+        .end();
+    Ok(())
+}
+
 impl<W: Write> JsonSink<W> {
     pub fn new(out: W) -> Self {
         JsonSink {
@@ -86,18 +95,9 @@ impl<W: Write> JsonSink<W> {
                 .opt_str("model", model)?
                 .value("created", &created.map_or(Value::Null, Value::from))?
                 .end(),
-            Event::Content { choice, delta } => Object::new(line, "content")
-                .num("choice", choice)?
-                .str("delta", delta)?
-                .end(),
-            Event::Reasoning { choice, delta } => Object::new(line, "reasoning")
-                .num("choice", choice)?
-                .str("delta", delta)?
-                .end(),
-            Event::Refusal { choice, delta } => Object::new(line, "refusal")
-                .num("choice", choice)?
-                .str("delta", delta)?
-                .end(),
+            Event::Content { choice, delta } => delta_line(line, "content", choice, delta)?,
+            Event::Reasoning { choice, delta } => delta_line(line, "reasoning", choice, delta)?,
+            Event::Refusal { choice, delta } => delta_line(line, "refusal", choice, delta)?,
             Event::ToolCallDelta { choice, fragment } => Object::new(line, "tool_call_delta")
                 .num("choice", choice)?
                 .num("index", fragment.index as u64)?

@@ -57,6 +57,14 @@ fn weather_call_turn() -> Vec<String> {
     ]
 }
 
+/// Two connections: the weather call, then a final answer.
+fn call_then_answer(answer: &str) -> Server {
+    Server::start(vec![
+        sse(&weather_call_turn()),
+        sse(&[content(answer), finish("stop"), DONE.to_owned()]),
+    ])
+}
+
 fn tool_calls_of(lines: &[Value]) -> Vec<Value> {
     lines
         .iter()
@@ -69,10 +77,7 @@ fn tool_calls_of(lines: &[Value]) -> Vec<Value> {
 fn the_tool_loop_runs_the_command_and_sends_the_result_back() {
     let scratch = Scratch::new("loop");
     let tools = scratch.file("tools.json", WEATHER);
-    let server = Server::start(vec![
-        sse(&weather_call_turn()),
-        sse(&[content("Sunny in Paris."), finish("stop"), DONE.to_owned()]),
-    ]);
+    let server = call_then_answer("Sunny in Paris.");
     // A real child process: it reads the arguments on stdin and sees its name and call id.
     let command = r#"get_weather=printf '%s|%s|' "$GPTSTREAM_TOOL_NAME" "$GPTSTREAM_TOOL_CALL_ID"; cat; printf ' -> 18C'"#;
     let out = gptstream()
@@ -116,10 +121,7 @@ fn the_tool_loop_runs_the_command_and_sends_the_result_back() {
 fn json_mode_shows_the_whole_loop() {
     let scratch = Scratch::new("loop-json");
     let tools = scratch.file("tools.json", WEATHER);
-    let server = Server::start(vec![
-        sse(&weather_call_turn()),
-        sse(&[content("Done."), finish("stop"), DONE.to_owned()]),
-    ]);
+    let server = call_then_answer("Done.");
     let out = gptstream()
         .server(&server)
         .args([
@@ -208,10 +210,7 @@ fn parallel_calls_are_all_run_and_answered_in_order() {
 fn a_failing_tool_is_reported_to_the_model_as_an_error() {
     let scratch = Scratch::new("failing");
     let tools = scratch.file("tools.json", WEATHER);
-    let server = Server::start(vec![
-        sse(&weather_call_turn()),
-        sse(&[content("Sorry."), finish("stop"), DONE.to_owned()]),
-    ]);
+    let server = call_then_answer("Sorry.");
     let out = gptstream()
         .server(&server)
         .args([
