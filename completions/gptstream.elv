@@ -40,6 +40,7 @@ set edit:completion:arg-completer[gptstream] = {|@words|
             cand --max-tool-output 'Bytes of a tool''s output sent back to the model; the rest is cut, and that is said'
             cand --tool-timeout 'Seconds a --tool-exec command may run before it is killed'
             cand --tool-result 'Answer a tool call from --messages: ID=TEXT, or ID=@FILE to read the result from a file (repeatable)'
+            cand --retries 'Retries after a refused or reset connection, 408, 409, 429 or 5xx, before any output (exponential backoff with jitter, honouring Retry-After); 0 turns them off'
             cand --connect-timeout 'Seconds allowed to connect (TCP and TLS)'
             cand --first-byte-timeout 'Seconds allowed from sending the request to receiving the response headers'
             cand --idle-timeout 'Longest silence, in seconds, allowed between two reads of the stream'

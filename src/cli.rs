@@ -157,6 +157,11 @@ pub struct Args {
     )]
     pub tool_results: Vec<String>,
 
+    /// Retries after a refused or reset connection, 408, 409, 429 or 5xx, before any output
+    /// (exponential backoff with jitter, honouring Retry-After); 0 turns them off
+    #[arg(long = "retries", value_name = "N", default_value_t = 2)]
+    pub retries: u32,
+
     /// Seconds allowed to connect (TCP and TLS)
     #[arg(long = "connect-timeout", value_name = "SECS", default_value_t = 30.0)]
     pub connect_timeout: f64,

@@ -29,11 +29,33 @@ pub struct ApiError {
     pub status: Option<u16>,
     pub code: Option<String>,
     pub message: String,
+    /// The server's `Retry-After`, when it sent one.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 /// The network failed us: DNS, connect, TLS, reset, timeout: exit 4.
 #[derive(Debug)]
-pub struct NetworkError(pub String);
+pub struct NetworkError {
+    pub message: String,
+    /// A refused or reset connection may work a moment later; a timeout or TLS error will not.
+    pub transient: bool,
+}
+
+impl NetworkError {
+    pub fn new(message: String) -> Self {
+        NetworkError {
+            message,
+            transient: false,
+        }
+    }
+
+    pub fn transient(message: String) -> Self {
+        NetworkError {
+            message,
+            transient: true,
+        }
+    }
+}
 
 /// The stream itself is unusable: truncated, not JSON, a line over the cap: exit 5.
 #[derive(Debug)]
@@ -50,6 +72,7 @@ impl ApiError {
             status,
             code: code.map(|c| scrub(&c)),
             message: scrub(message),
+            retry_after: None,
         }
     }
 }
@@ -125,7 +148,7 @@ impl fmt::Display for ApiError {
 
 impl fmt::Display for NetworkError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -236,7 +259,7 @@ mod tests {
                 ApiError::new(Some(429), None, "slow down").into(),
                 exit::API,
             ),
-            (NetworkError("n".into()).into(), exit::NETWORK),
+            (NetworkError::new("n".into()).into(), exit::NETWORK),
             (StreamError("s".into()).into(), exit::STREAM),
             (ToolRoundsError("t".into()).into(), exit::TOOL_ROUNDS),
         ];

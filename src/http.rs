@@ -12,6 +12,7 @@ use ureq::Timeout;
 
 use crate::error::{ApiError, NetworkError, StreamError, UsageError, scrub};
 use crate::request::{Request, host_of};
+use crate::retry;
 
 /// How much of an error body we read: enough for any JSON error, not a whole HTML page.
 const ERROR_BODY_LIMIT: u64 = 64 * 1024;
@@ -66,13 +67,19 @@ pub fn send(request: &Request, timeouts: &Timeouts) -> anyhow::Result<Reply> {
         .unwrap_or("")
         .to_ascii_lowercase();
     if !(200..300).contains(&status) {
-        let location = response
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let location = header("location");
+        let retry_after = header("retry-after")
+            .and_then(|value| retry::parse_retry_after(&value, std::time::SystemTime::now()));
         let bytes = read_limited(response.into_body(), ERROR_BODY_LIMIT);
         let mut error = status_error(status, &content_type, &bytes);
+        error.retry_after = retry_after;
         if let Some(location) = location.filter(|_| (300..400).contains(&status)) {
             error.message = format!("redirected to {}; use that as --base-url", scrub(&location));
         } else if status == 401 && request.header_lines().is_empty() {
@@ -141,45 +148,51 @@ fn describe_failure(err: ureq::Error, url: &str, timeouts: &Timeouts) -> anyhow:
     let host = host_of(url);
     match err {
         ureq::Error::Timeout(which) => timeout_error(which, host, timeouts),
-        ureq::Error::HostNotFound => NetworkError(format!("cannot resolve host {host}")).into(),
-        ureq::Error::ConnectionFailed => NetworkError(format!("cannot connect to {host}")).into(),
+        ureq::Error::HostNotFound => {
+            NetworkError::new(format!("cannot resolve host {host}")).into()
+        }
+        ureq::Error::ConnectionFailed => {
+            NetworkError::transient(format!("cannot connect to {host}")).into()
+        }
         ureq::Error::BadUri(reason) => UsageError(format!("bad --base-url {url}: {reason}")).into(),
         ureq::Error::Io(io) => io_error(&io, url),
         ureq::Error::Tls(_) | ureq::Error::Pem(_) | ureq::Error::Rustls(_) => {
-            NetworkError(format!("TLS error talking to {host}: {err}")).into()
+            NetworkError::new(format!("TLS error talking to {host}: {err}")).into()
         }
         ureq::Error::BodyExceedsLimit(limit) => StreamError(format!(
             "the response from {host} is larger than {limit} bytes"
         ))
         .into(),
         ureq::Error::Protocol(_) | ureq::Error::LargeResponseHeader(..) => {
-            NetworkError(format!("{host} did not answer with valid HTTP: {err}")).into()
+            NetworkError::new(format!("{host} did not answer with valid HTTP: {err}")).into()
         }
-        other => NetworkError(format!("request to {host} failed: {other}")).into(),
+        other => NetworkError::new(format!("request to {host} failed: {other}")).into(),
     }
 }
 
 fn io_error(io: &io::Error, url: &str) -> anyhow::Error {
     let host = host_of(url);
-    let message = match io.kind() {
+    match io.kind() {
         // rustls reports handshake failures as InvalidData.
-        io::ErrorKind::InvalidData if url.starts_with("https://") => format!(
+        io::ErrorKind::InvalidData if url.starts_with("https://") => NetworkError::new(format!(
             "TLS error talking to {host}: {io} (is it a plain http:// server? is a proxy intercepting TLS?)"
-        ),
+        )),
         // std's resolver error has no stable kind of its own.
         _ if io.to_string().contains("failed to lookup address") => {
-            format!("cannot resolve host {host}: {io}")
+            NetworkError::new(format!("cannot resolve host {host}: {io}"))
         }
         io::ErrorKind::ConnectionRefused => {
-            format!("connection refused by {host} (is the server running?)")
+            NetworkError::transient(format!("connection refused by {host} (is the server running?)"))
         }
         io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
-            format!("the connection to {host} was reset")
+            NetworkError::transient(format!("the connection to {host} was reset"))
         }
-        io::ErrorKind::UnexpectedEof => format!("{host} closed the connection before answering"),
-        _ => format!("network error talking to {host}: {io}"),
-    };
-    NetworkError(message).into()
+        io::ErrorKind::UnexpectedEof => {
+            NetworkError::transient(format!("{host} closed the connection before answering"))
+        }
+        _ => NetworkError::new(format!("network error talking to {host}: {io}")),
+    }
+    .into()
 }
 
 fn timeout_error(which: Timeout, host: &str, timeouts: &Timeouts) -> anyhow::Error {
@@ -205,7 +218,7 @@ fn timeout_error(which: Timeout, host: &str, timeouts: &Timeouts) -> anyhow::Err
         }
         other => format!("timed out talking to {host} ({other})"),
     };
-    NetworkError(message).into()
+    NetworkError::new(message).into()
 }
 
 /// Names a failure while reading the stream body. An early close is a truncated stream (exit 5);

@@ -15,6 +15,7 @@ pub mod output;
 pub mod pipeline;
 pub mod prompt;
 pub mod request;
+pub mod retry;
 pub mod sse;
 pub mod toolbox;
 pub mod tools;

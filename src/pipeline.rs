@@ -28,7 +28,7 @@ use crate::output::text::{TextOptions, TextSink};
 use crate::request::Request;
 use crate::toolbox::Toolbox;
 use crate::tools::ToolCall;
-use crate::{prompt, request, sse};
+use crate::{prompt, request, retry, sse};
 
 /// One read from the network or a file: large enough to drain a fast stream in few syscalls.
 const READ_BUFFER: usize = 64 * 1024;
@@ -96,7 +96,7 @@ fn stream(args: &Args, sink: &mut dyn Sink) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut turns = Vec::new();
     loop {
-        let turn = exchange(&request, &timeouts, sink)?;
+        let turn = exchange(&mut request, args, &timeouts, sink)?;
         conversation.push_assistant(&turn.content, &turn.tool_calls);
         let calls = turn.tool_calls.clone();
         turns.push(turn);
@@ -130,7 +130,11 @@ fn stream(args: &Args, sink: &mut dyn Sink) -> anyhow::Result<()> {
             // The other calls are the user's to answer (`--tool-result`); the loop stops here.
             break;
         }
+        let usage_rejected = request.body.get("stream_options").is_none();
         request.body = request::body(args, &conversation.messages, &toolbox.definitions)?;
+        if let (true, Some(body)) = (usage_rejected, request.body.as_object_mut()) {
+            body.remove("stream_options");
+        }
     }
     if let Some(path) = &args.save {
         conversation.save(path)?;
@@ -184,10 +188,17 @@ fn tool_result(spec: &str) -> anyhow::Result<(&str, String)> {
     Ok((id, text))
 }
 
-/// One request: send it, stream the answer through the sink, and return the assistant's turn.
-fn exchange(request: &Request, timeouts: &Timeouts, sink: &mut dyn Sink) -> anyhow::Result<Turn> {
+/// One request: send it (again, if it fails in a way worth retrying), stream the answer through
+/// the sink, and return the assistant's turn.
+fn exchange(
+    request: &mut Request,
+    args: &Args,
+    timeouts: &Timeouts,
+    sink: &mut dyn Sink,
+) -> anyhow::Result<Turn> {
+    let reply = send_with_retries(request, args, timeouts)?;
     let mut interpreter = Interpreter::new(Instant::now());
-    match http::send(request, timeouts)? {
+    match reply {
         Reply::EventStream(mut body) => {
             let read_error = |err| http::stream_read_error(err, &request.url, timeouts);
             pump(&mut body, &mut interpreter, sink, &read_error)?;
@@ -195,6 +206,43 @@ fn exchange(request: &Request, timeouts: &Timeouts, sink: &mut dyn Sink) -> anyh
         Reply::Json(body) => interpreter.on_completion(&body, sink)?,
     }
     interpreter.finish(sink)
+}
+
+/// Sends until the server answers 2xx or retrying stops making sense. Only failures before the
+/// answer are retried here, so no text is ever printed twice. A 400 that names `stream_options`
+/// is retried once without it, whatever `--retries` says.
+fn send_with_retries(
+    request: &mut Request,
+    args: &Args,
+    timeouts: &Timeouts,
+) -> anyhow::Result<Reply> {
+    let mut attempt = 0;
+    loop {
+        let err = match http::send(request, timeouts) {
+            Ok(reply) => return Ok(reply),
+            Err(err) => err,
+        };
+        if retry::rejects_stream_options(&err)
+            && let Some(body) = request.body.as_object_mut()
+            && body.remove("stream_options").is_some()
+        {
+            eprintln!(
+                "gptstream: the server rejects stream_options; retrying without it (no usage will be reported)"
+            );
+            continue;
+        }
+        let Some(server_wish) = retry::retryable(&err).filter(|_| attempt < args.retries) else {
+            return Err(err);
+        };
+        let wait = retry::delay(attempt, server_wish);
+        attempt += 1;
+        eprintln!(
+            "gptstream: {err:#}; retrying in {:.1}s (retry {attempt} of {})",
+            wait.as_secs_f64(),
+            args.retries
+        );
+        std::thread::sleep(wait);
+    }
 }
 
 /// Decodes a recorded body, from a file or stdin, exactly as a live one.

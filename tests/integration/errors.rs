@@ -27,7 +27,10 @@ fn http_401_shows_the_server_message_and_exits_3() {
 fn an_html_error_page_is_summarised_in_one_line() {
     let page = "<html>\n<head><title>502 Bad Gateway</title></head>\n<body>\n<center><h1>502 Bad Gateway</h1></center>\n<hr><center>nginx</center>\n</body>\n</html>\n";
     let server = Server::one(server::full(502, "text/html", page));
-    let out = gptstream().server(&server).arg_prompt("hi").run();
+    let out = gptstream()
+        .server(&server)
+        .args(["--retries", "0", "hi"])
+        .run();
     assert_eq!(
         out.render(),
         "status: 3\n--- stdout\n\n--- stderr\ngptstream: HTTP 502 Bad Gateway: HTML error page: 502 Bad Gateway\n"

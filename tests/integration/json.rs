@@ -88,7 +88,10 @@ fn reasoning_refusal_and_tool_calls_have_their_events() {
 fn an_http_error_is_an_error_event_with_status_and_code() {
     let body = r#"{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}"#;
     let server = Server::one(server::full(429, "application/json", body));
-    let out = gptstream().server(&server).args(["--json", "hi"]).run();
+    let out = gptstream()
+        .server(&server)
+        .args(["--json", "--retries", "0", "hi"])
+        .run();
     assert_eq!(out.code, 3);
     assert_eq!(
         out.json_lines(),

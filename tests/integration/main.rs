@@ -7,6 +7,7 @@ mod util;
 mod cli;
 mod errors;
 mod json;
+mod reliability;
 mod replay;
 mod requests;
 mod text;
