@@ -104,7 +104,7 @@ fn connection_refused_exits_4() {
         .port();
     let out = gptstream()
         .env("OPENAI_BASE_URL", &format!("http://127.0.0.1:{port}/v1"))
-        .arg_prompt("hi")
+        .args(["--retries", "0", "hi"])
         .run();
     assert_eq!(
         out.render(),
