@@ -49,6 +49,7 @@ Register-ArgumentCompleter -Native -CommandName 'gptstream' -ScriptBlock {
             [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Longest silence, in seconds, allowed between two reads of the stream')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Seconds allowed for the whole request, stream included (off by default)')
             [CompletionResult]::new('--completions', '--completions', [CompletionResultType]::ParameterName, 'Print a completion script for SHELL and exit')
+            [CompletionResult]::new('--insecure-key-file', '--insecure-key-file', [CompletionResultType]::ParameterName, 'Use --api-key-file even when other users can read it')
             [CompletionResult]::new('--no-usage', '--no-usage', [CompletionResultType]::ParameterName, 'Do not ask for token usage (leaves out stream_options, for servers that reject it)')
             [CompletionResult]::new('--no-stdin', '--no-stdin', [CompletionResultType]::ParameterName, 'Do not read stdin even when it is not a terminal')
             [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Print the request (body on stdout, method, URL and headers on stderr) and send nothing')

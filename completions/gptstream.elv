@@ -46,6 +46,7 @@ set edit:completion:arg-completer[gptstream] = {|@words|
             cand --idle-timeout 'Longest silence, in seconds, allowed between two reads of the stream'
             cand --timeout 'Seconds allowed for the whole request, stream included (off by default)'
             cand --completions 'Print a completion script for SHELL and exit'
+            cand --insecure-key-file 'Use --api-key-file even when other users can read it'
             cand --no-usage 'Do not ask for token usage (leaves out stream_options, for servers that reject it)'
             cand --no-stdin 'Do not read stdin even when it is not a terminal'
             cand --dry-run 'Print the request (body on stdout, method, URL and headers on stderr) and send nothing'

@@ -28,6 +28,7 @@ elvish\t''
 fish\t''
 powershell\t''
 zsh\t''"
+complete -c gptstream -l insecure-key-file -d 'Use --api-key-file even when other users can read it'
 complete -c gptstream -l no-usage -d 'Do not ask for token usage (leaves out stream_options, for servers that reject it)'
 complete -c gptstream -l no-stdin -d 'Do not read stdin even when it is not a terminal'
 complete -c gptstream -l dry-run -d 'Print the request (body on stdout, method, URL and headers on stderr) and send nothing'

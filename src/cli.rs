@@ -64,12 +64,17 @@ pub struct Args {
     pub temperature: Option<f64>,
 
     /// Base URL of the OpenAI-compatible API; /chat/completions is appended
-    #[arg(long = "base-url", env = "OPENAI_BASE_URL", default_value = DEFAULT_BASE_URL, value_name = "URL")]
+    // The value is hidden from --help: a base URL can carry credentials (user:pass@host).
+    #[arg(long = "base-url", env = "OPENAI_BASE_URL", hide_env_values = true, default_value = DEFAULT_BASE_URL, value_name = "URL")]
     pub base_url: String,
 
     /// Read the API key from this file instead of OPENAI_API_KEY
     #[arg(long = "api-key-file", value_name = "PATH")]
     pub api_key_file: Option<PathBuf>,
+
+    /// Use --api-key-file even when other users can read it
+    #[arg(long = "insecure-key-file", requires = "api_key_file")]
+    pub insecure_key_file: bool,
 
     /// Extra request header, 'Name: value' (repeatable), e.g. for gateways or Azure's api-key
     #[arg(short = 'H', long = "header", value_name = "'NAME: VALUE'")]

@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::io;
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 /// Exit codes; the table in `--help` and the README lists the same rows.
 pub mod exit {
@@ -205,12 +205,16 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-static SECRET: OnceLock<String> = OnceLock::new();
+/// Every secret of this run: the key, and the values of secret headers.
+static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// Remembers the API key so that [`scrub`] can blank it out of anything a server echoes back.
+/// Remembers a secret so that [`scrub`] can blank it out of anything a server echoes back.
 pub fn register_secret(secret: &str) {
-    if !secret.is_empty() {
-        let _ = SECRET.set(secret.to_owned());
+    // Very short values would blank out ordinary words; real keys are long.
+    if secret.len() >= 8
+        && let Ok(mut secrets) = SECRETS.lock()
+    {
+        secrets.push(secret.to_owned());
     }
 }
 
@@ -236,13 +240,15 @@ pub fn scrub(text: &str) -> String {
             last_space = false;
         }
     }
-    let trimmed = out.trim_end().to_owned();
-    match SECRET.get() {
-        Some(secret) if trimmed.contains(secret.as_str()) => {
-            trimmed.replace(secret.as_str(), "***")
+    let mut scrubbed = out.trim_end().to_owned();
+    if let Ok(secrets) = SECRETS.lock() {
+        for secret in secrets.iter() {
+            if scrubbed.contains(secret.as_str()) {
+                scrubbed = scrubbed.replace(secret.as_str(), "***");
+            }
         }
-        _ => trimmed,
     }
+    scrubbed
 }
 
 #[cfg(test)]
@@ -325,6 +331,16 @@ mod tests {
         }
         assert!(ApiError::from_body(&json!({"choices":[]}), None).is_none());
         assert!(ApiError::from_body(&json!({"error":null,"choices":[]}), None).is_none());
+    }
+
+    #[test]
+    fn every_registered_secret_is_blanked() {
+        register_secret("sk-unit-secret-1");
+        register_secret("header-secret-2");
+        assert_eq!(
+            scrub("bad sk-unit-secret-1 and header-secret-2"),
+            "bad *** and ***"
+        );
     }
 
     #[test]

@@ -79,10 +79,15 @@ fn is_openai(url: &str) -> bool {
 /// Reads the key from `--api-key-file` or `OPENAI_API_KEY`; `None` when neither is set.
 pub fn load_api_key(args: &Args) -> anyhow::Result<Option<ApiKey>> {
     let key = match &args.api_key_file {
-        Some(path) => fs::read_to_string(path)
-            .with_context(|| format!("cannot read --api-key-file {}", path.display()))?
-            .trim()
-            .to_owned(),
+        Some(path) => {
+            if !args.insecure_key_file {
+                refuse_shared_key_file(path)?;
+            }
+            fs::read_to_string(path)
+                .with_context(|| format!("cannot read --api-key-file {}", path.display()))?
+                .trim()
+                .to_owned()
+        }
         None => std::env::var("OPENAI_API_KEY")
             .unwrap_or_default()
             .trim()
@@ -93,6 +98,30 @@ pub fn load_api_key(args: &Args) -> anyhow::Result<Option<ApiKey>> {
     }
     register_secret(&key);
     Ok(Some(ApiKey(key)))
+}
+
+/// Refuses a key file that other users can read or write, as ssh does with private keys.
+#[cfg(unix)]
+fn refuse_shared_key_file(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(path)
+        .with_context(|| format!("cannot read --api-key-file {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(UsageError(format!(
+            "--api-key-file {} is accessible by other users (mode {:o}); run chmod 600 on it, or pass --insecure-key-file",
+            path.display(),
+            mode & 0o777
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn refuse_shared_key_file(_path: &std::path::Path) -> anyhow::Result<()> {
+    Ok(())
 }
 
 fn parse_header(raw: &str) -> Result<(String, String), UsageError> {

@@ -10,5 +10,6 @@ mod json;
 mod reliability;
 mod replay;
 mod requests;
+mod secrets;
 mod text;
 mod tools;

@@ -139,6 +139,21 @@ fn the_api_key_can_come_from_a_file() {
     std::fs::create_dir_all(&dir).unwrap();
     let key_file = dir.join("key");
     std::fs::write(&key_file, "sk-from-file\n").unwrap();
+    set_mode(&key_file, 0o644);
+    let out = gptstream()
+        .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+        .arg("--api-key-file")
+        .arg(&key_file)
+        .arg("hi")
+        .run();
+    assert_eq!(out.code, 2, "{}", out.render());
+    assert!(
+        out.stderr
+            .contains("is accessible by other users (mode 644); run chmod 600"),
+        "{}",
+        out.stderr
+    );
+    set_mode(&key_file, 0o600);
     let server = Server::one(sse(&hello_chunks()));
     let out = gptstream()
         .server(&server)
@@ -166,6 +181,11 @@ fn dry_run_prints_the_request_and_sends_nothing() {
          \"model\": \"m\",\n  \"stream\": true,\n  \"stream_options\": {\n    \"include_usage\": true\n  }\n}\n\n\
          --- stderr\nPOST https://api.openai.com/v1/chat/completions\nContent-Type: application/json\nAuthorization: Bearer ***\n"
     );
+}
+
+fn set_mode(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
 impl crate::util::Gptstream {
