@@ -342,13 +342,19 @@ pub(crate) mod tests {
         let mut sink = JsonSink::new(&mut out);
         let mut decoder = sse::Decoder::default();
         let mut interpreter = Interpreter::new(Instant::now());
-        let result = pieces
-            .iter()
-            .try_for_each(|piece| {
-                decoder
-                    .feed(piece, |e| interpreter.on_sse(e, &mut sink))
-                    .map(drop)
-            })
+        // Like the pipeline's pump: stop feeding at `[DONE]`.
+        let mut fed = || -> anyhow::Result<()> {
+            for piece in pieces {
+                if decoder
+                    .feed(piece, |e| interpreter.on_sse(e, &mut sink))?
+                    .is_break()
+                {
+                    break;
+                }
+            }
+            Ok(())
+        };
+        let result = fed()
             .and_then(|_| interpreter.finish(&mut sink))
             .and_then(|turn| {
                 let summary = crate::event::Summary::of_turns(&[turn], Instant::now());
@@ -665,5 +671,61 @@ pub(crate) mod tests {
             err.to_string().contains("before choice 1 finished"),
             "{err}"
         );
+    }
+
+    /// Arbitrary streams of chunk-like JSON pieces: the interpreter must never panic, and how
+    /// the bytes are split must never change what it emits or whether it fails.
+    #[test]
+    fn arbitrary_chunks_never_panic_and_splits_never_change_the_outcome() {
+        use crate::sse::tests::Rng;
+        let pieces: &[&[u8]] = &[
+            b"data: ",
+            b"\n\n",
+            b"\n",
+            b"event: error\n",
+            b"data: [DONE]\n\n",
+            b"{",
+            b"}",
+            b"[",
+            b"]",
+            b",",
+            b":",
+            br#""choices":"#,
+            br#""index":0"#,
+            br#""index":1"#,
+            br#""delta":"#,
+            br#""content":"h\u00e9""#,
+            br#""finish_reason":"stop""#,
+            br#""tool_calls":"#,
+            br#""function":"#,
+            br#""arguments":"{\"a"#,
+            br#""name":"f""#,
+            br#""id":"c""#,
+            br#""usage":"#,
+            br#""error":"#,
+            br#""message":"m""#,
+            b"null",
+            b"1",
+            br#""reasoning":"r""#,
+            br#""object":"error""#,
+            b"\xFF",
+        ];
+        let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+        let outcome = |(events, err): (Vec<Value>, Option<anyhow::Error>)| {
+            (events, err.map(|e| e.to_string()))
+        };
+        for case in 0..2000 {
+            let count = 1 + rng.below(80);
+            let input = rng.stream(pieces, count);
+            let whole = outcome(interpret_pieces(&[&input]));
+            let cuts = 1 + rng.below(5);
+            let split = rng.split(&input, cuts);
+            assert_eq!(
+                outcome(interpret_pieces(&split)),
+                whole,
+                "case {case}: {:?}",
+                String::from_utf8_lossy(&input)
+            );
+        }
     }
 }

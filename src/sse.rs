@@ -243,7 +243,7 @@ impl Decoder {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// An owned copy of an event, for comparing.
@@ -483,5 +483,85 @@ mod tests {
         let body =
             b"data: {\"a\":1}\n\ndata: {\"b\":2}\n\n: OPENROUTER PROCESSING\n\ndata: [DONE]\n\n";
         check(body, &[msg("{\"a\":1}"), msg("{\"b\":2}"), msg("[DONE]")]);
+    }
+
+    /// A small deterministic generator, so property tests need no crate and failures replay.
+    pub(crate) struct Rng(pub u64);
+
+    impl Rng {
+        pub(crate) fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        pub(crate) fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        /// A byte string built from pieces that matter to an event stream, in random order.
+        pub(crate) fn stream(&mut self, pieces: &[&[u8]], count: usize) -> Vec<u8> {
+            (0..count)
+                .flat_map(|_| pieces[self.below(pieces.len())].to_vec())
+                .collect()
+        }
+
+        /// The input cut at up to `cuts` random places.
+        pub(crate) fn split<'a>(&mut self, input: &'a [u8], cuts: usize) -> Vec<&'a [u8]> {
+            let mut offsets: Vec<usize> = (0..cuts).map(|_| self.below(input.len() + 1)).collect();
+            offsets.sort_unstable();
+            let mut pieces = Vec::new();
+            let mut start = 0;
+            for offset in offsets {
+                pieces.push(&input[start..offset]);
+                start = offset;
+            }
+            pieces.push(&input[start..]);
+            pieces
+        }
+    }
+
+    pub(crate) const SSE_PIECES: &[&[u8]] = &[
+        b"data:",
+        b"data: ",
+        b"event: error",
+        b"event:",
+        b"id: 7",
+        b"id",
+        b"retry: 10",
+        b":",
+        b": c",
+        b"\n",
+        b"\n",
+        b"\r",
+        b"\r\n",
+        b" ",
+        b"x",
+        b"\xEF\xBB\xBF",
+        b"\xFF",
+        "\u{e9}\u{1F30D}".as_bytes(),
+        b"\xF0\x9F",
+        b"[DONE]",
+        b"\0",
+    ];
+
+    #[test]
+    fn arbitrary_bytes_never_panic_and_splits_never_change_the_events() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for case in 0..3000 {
+            let count = 1 + rng.below(60);
+            let input = rng.stream(SSE_PIECES, count);
+            let whole = decode_in_pieces(&[&input]).unwrap();
+            for _ in 0..4 {
+                let cuts = 1 + rng.below(6);
+                let pieces = rng.split(&input, cuts);
+                assert_eq!(
+                    decode_in_pieces(&pieces).unwrap(),
+                    whole,
+                    "case {case}: {input:?} as {pieces:?}"
+                );
+            }
+        }
     }
 }

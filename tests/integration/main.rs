@@ -6,6 +6,7 @@ mod util;
 
 mod cli;
 mod errors;
+mod hostile;
 mod json;
 mod reliability;
 mod replay;

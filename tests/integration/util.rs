@@ -107,11 +107,28 @@ impl Gptstream {
 }
 
 /// Waits for a child (at most [`PATIENCE`], then kills it and fails) and collects its output.
-pub fn finish(mut child: Child) -> Output {
+pub fn finish(child: Child) -> Output {
+    finish_measuring(child).0
+}
+
+/// The child's peak resident memory so far, in KiB (`VmHWM`), while it runs.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Like [`finish`], also returning the highest peak RSS (KiB) seen while the child ran.
+pub fn finish_measuring(mut child: Child) -> (Output, u64) {
+    let pid = child.id();
+    let mut peak = 0;
     let stdout = child.stdout.take().map(drain);
     let stderr = child.stderr.take().map(drain);
     let deadline = Instant::now() + PATIENCE;
     let status = loop {
+        if let Some(kib) = peak_rss_kib(pid) {
+            peak = peak.max(kib);
+        }
         if let Some(status) = child.try_wait().expect("wait") {
             break status;
         }
@@ -119,17 +136,18 @@ pub fn finish(mut child: Child) -> Output {
             let _ = child.kill();
             panic!("gptstream did not exit within {PATIENCE:?}");
         }
-        thread::sleep(Duration::from_millis(2));
+        thread::sleep(Duration::from_millis(1));
     };
     let collect = |rx: Option<Receiver<Vec<u8>>>| -> Vec<u8> {
         rx.map(|rx| rx.iter().flatten().collect())
             .unwrap_or_default()
     };
-    Output {
+    let output = Output {
         code: status.code().unwrap_or(-1),
         stdout: collect(stdout),
         stderr: String::from_utf8_lossy(&collect(stderr)).into_owned(),
-    }
+    };
+    (output, peak)
 }
 
 /// Reads a pipe on a thread and sends each read's bytes as they come, so a test can watch
