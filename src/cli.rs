@@ -167,6 +167,10 @@ pub struct Args {
     #[arg(long = "retries", value_name = "N", default_value_t = 2)]
     pub retries: u32,
 
+    /// Proxy for the request (http://, socks5://...); overrides HTTPS_PROXY, HTTP_PROXY, ALL_PROXY
+    #[arg(long = "proxy", value_name = "URL")]
+    pub proxy: Option<String>,
+
     /// Seconds allowed to connect (TCP and TLS)
     #[arg(long = "connect-timeout", value_name = "SECS", default_value_t = 30.0)]
     pub connect_timeout: f64,

@@ -19,13 +19,15 @@ const ERROR_BODY_LIMIT: u64 = 64 * 1024;
 /// A non-streamed completion is read whole; this bounds it.
 const JSON_BODY_LIMIT: u64 = 64 * 1024 * 1024;
 
-/// The time limits, from the flags.
-#[derive(Debug, Clone, Copy)]
+/// How to reach the server: time limits and proxy, from the flags.
+#[derive(Debug, Clone)]
 pub struct Timeouts {
     pub connect: Duration,
     pub first_byte: Duration,
     pub idle: Duration,
     pub total: Option<Duration>,
+    /// `--proxy`; without it ureq reads the proxy environment variables.
+    pub proxy: Option<String>,
 }
 
 /// A successful answer.
@@ -38,7 +40,13 @@ pub enum Reply {
 
 /// Sends the request and waits for the response headers.
 pub fn send(request: &Request, timeouts: &Timeouts) -> anyhow::Result<Reply> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+    let mut config = ureq::Agent::config_builder();
+    if let Some(proxy) = &timeouts.proxy {
+        let proxy = ureq::Proxy::new(proxy)
+            .map_err(|err| UsageError(format!("bad --proxy {}: {err}", scrub(proxy))))?;
+        config = config.proxy(Some(proxy));
+    }
+    let agent: ureq::Agent = config
         .http_status_as_error(false)
         .max_redirects(0)
         .user_agent(concat!("gptstream/", env!("CARGO_PKG_VERSION")))

@@ -306,6 +306,7 @@ fn timeouts(args: &Args) -> anyhow::Result<Timeouts> {
         first_byte: seconds("--first-byte-timeout", args.first_byte_timeout)?,
         idle: seconds("--idle-timeout", args.idle_timeout)?,
         total: args.timeout.map(|t| seconds("--timeout", t)).transpose()?,
+        proxy: args.proxy.clone(),
     })
 }
 

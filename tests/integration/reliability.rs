@@ -164,3 +164,122 @@ fn the_total_timeout_stops_a_slow_stream_and_keeps_its_output() {
         out.stderr
     );
 }
+
+/// A CONNECT proxy on 127.0.0.1 for one connection; it reports the request line it got.
+fn connect_proxy() -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((client, _)) = listener.accept() else {
+            return;
+        };
+        let mut reader = BufReader::new(client.try_clone().unwrap());
+        let mut request_line = String::new();
+        reader.read_line(&mut request_line).unwrap();
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).unwrap() == 0 || header == "\r\n" {
+                break;
+            }
+        }
+        let target = request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
+        let _ = tx.send(request_line.trim_end().to_owned());
+        let upstream = TcpStream::connect(target).unwrap();
+        let mut client_write = client.try_clone().unwrap();
+        client_write
+            .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            .unwrap();
+        let mut upstream_read = upstream.try_clone().unwrap();
+        let mut upstream_write = upstream;
+        std::thread::spawn(move || std::io::copy(&mut upstream_read, &mut client_write));
+        let _ = std::io::copy(&mut reader, &mut upstream_write);
+    });
+    (address, rx)
+}
+
+#[test]
+fn the_proxy_flag_and_the_proxy_environment_are_used() {
+    for via_env in [false, true] {
+        let server = Server::one(sse(&hello_chunks()));
+        let (proxy, used) = connect_proxy();
+        let command = gptstream().server(&server);
+        let command = if via_env {
+            command.env("HTTP_PROXY", &proxy)
+        } else {
+            command.args(["--proxy", &proxy])
+        };
+        let out = command.args(["-q", "hi"]).run();
+        assert_eq!(
+            out.render(),
+            "status: 0\n--- stdout\nHello, world!\n--- stderr\n",
+            "env: {via_env}"
+        );
+        let port = server
+            .base_url()
+            .split(':')
+            .nth(2)
+            .unwrap()
+            .trim_end_matches("/v1")
+            .to_owned();
+        assert_eq!(
+            used.recv_timeout(crate::server::PATIENCE).unwrap(),
+            format!("CONNECT 127.0.0.1:{port} HTTP/1.1"),
+            "env: {via_env}"
+        );
+    }
+}
+
+/// A gzip-compressed stream, sync-flushed after each delta, still reaches stdout delta by delta:
+/// the server sends the second delta only after the first is on stdout.
+#[test]
+fn a_gzip_stream_still_streams_delta_by_delta() {
+    use flate2::{Compression, write::GzEncoder};
+    use std::io::Write;
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+    let mut next_piece = |text: &[u8], encoder: &mut GzEncoder<Vec<u8>>| {
+        encoder.write_all(text).unwrap();
+        encoder.flush().unwrap();
+        std::mem::take(encoder.get_mut())
+    };
+    let first = next_piece(content("zip").as_bytes(), &mut encoder);
+    let second = next_piece(content("ped").as_bytes(), &mut encoder);
+    let mut last = next_piece(
+        [finish("stop"), DONE.to_owned()].concat().as_bytes(),
+        &mut encoder,
+    );
+    last.extend(encoder.finish().unwrap());
+
+    let (seen, wait_seen) = mpsc::channel();
+    let server = Server::one(vec![
+        Step::Raw(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+                .to_vec(),
+        ),
+        Step::Chunk(first),
+        Step::WaitFor(wait_seen),
+        Step::Chunk(second),
+        Step::Chunk(last),
+        Step::EndChunks,
+    ]);
+    let mut child = gptstream().server(&server).args(["-q", "hi"]).spawn();
+    let stdout = crate::util::drain(child.stdout.take().unwrap());
+    crate::util::expect_output(&stdout, b"zip");
+    seen.send(()).unwrap();
+    crate::util::expect_output(&stdout, b"ped");
+    let out = crate::util::finish(child);
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""));
+    assert!(
+        server
+            .request()
+            .header("accept-encoding")
+            .unwrap_or_default()
+            .contains("gzip")
+    );
+}
