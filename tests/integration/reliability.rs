@@ -243,7 +243,7 @@ fn a_gzip_stream_still_streams_delta_by_delta() {
     use flate2::{Compression, write::GzEncoder};
     use std::io::Write;
     let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
-    let mut next_piece = |text: &[u8], encoder: &mut GzEncoder<Vec<u8>>| {
+    let next_piece = |text: &[u8], encoder: &mut GzEncoder<Vec<u8>>| {
         encoder.write_all(text).unwrap();
         encoder.flush().unwrap();
         std::mem::take(encoder.get_mut())
