@@ -97,11 +97,7 @@ fn a_chunk_that_is_not_json_exits_5_after_the_good_ones() {
 #[test]
 fn connection_refused_exits_4() {
     // Bind a port, then free it: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = server::unused_port();
     let out = gptstream()
         .env("OPENAI_BASE_URL", &format!("http://127.0.0.1:{port}/v1"))
         .args(["--retries", "0", "hi"])
@@ -116,12 +112,8 @@ fn connection_refused_exits_4() {
 
 #[test]
 fn a_silent_server_hits_the_idle_timeout_and_keeps_output() {
-    let (release, hold) = mpsc::channel::<()>();
-    let server = Server::one(vec![
-        server::chunked_head(200, "text/event-stream"),
-        Step::Chunk(content("so far").into_bytes()),
-        Step::WaitFor(hold),
-    ]);
+    let (release, steps) = server::stalls_after("so far");
+    let server = Server::one(steps);
     let out = gptstream()
         .server(&server)
         .args(["--idle-timeout", "0.3", "hi"])

@@ -81,11 +81,7 @@ fn an_error_after_the_first_delta_is_not_retried() {
 
 #[test]
 fn a_refused_connection_is_retried_then_reported() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = server::unused_port();
     let out = gptstream()
         .env("OPENAI_BASE_URL", &format!("http://127.0.0.1:{port}/v1"))
         .args(["--retries", "1", "hi"])
@@ -146,12 +142,8 @@ fn no_response_headers_hits_the_first_byte_timeout() {
 
 #[test]
 fn the_total_timeout_stops_a_slow_stream_and_keeps_its_output() {
-    let (_release, hold) = mpsc::channel::<()>();
-    let server = Server::one(vec![
-        server::chunked_head(200, "text/event-stream"),
-        Step::Chunk(content("slow ").into_bytes()),
-        Step::WaitFor(hold),
-    ]);
+    let (_release, steps) = server::stalls_after("slow ");
+    let server = Server::one(steps);
     let out = gptstream()
         .server(&server)
         .args(["--timeout", "0.5", "hi"])

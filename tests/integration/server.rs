@@ -198,7 +198,24 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Recorded> {
     })
 }
 
+/// A loopback port nothing listens on (bound, then freed), for refused connections.
+pub fn unused_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().unwrap().port()
+}
+
 // ---- Script builders -------------------------------------------------------------------------
+
+/// A stream that sends one delta and then goes silent until the returned sender is dropped.
+pub fn stalls_after(text: &str) -> (Sender<()>, Vec<Step>) {
+    let (release, hold) = mpsc::channel();
+    let steps = vec![
+        chunked_head(200, "text/event-stream"),
+        Step::Chunk(content(text).into_bytes()),
+        Step::WaitFor(hold),
+    ];
+    (release, steps)
+}
 
 /// Status line and headers of a chunked response.
 pub fn chunked_head(status: u16, content_type: &str) -> Step {
