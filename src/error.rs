@@ -218,11 +218,19 @@ pub fn register_secret(secret: &str) {
     }
 }
 
-/// Makes server text safe for one line of a terminal: control characters (ANSI escapes,
-/// newlines) become spaces, runs of white space fold, the API key becomes `***`, and very long
-/// text is cut.
+/// Makes server text safe for one line of a terminal: the API key and secret headers become
+/// `***`, control characters (ANSI escapes, newlines) become spaces, runs of white space fold, and
+/// very long text is cut. Secrets go first, so a cut can never leave part of one behind.
 pub fn scrub(text: &str) -> String {
     const MAX_CHARS: usize = 500;
+    let mut text = std::borrow::Cow::Borrowed(text);
+    if let Ok(secrets) = SECRETS.lock() {
+        for secret in secrets.iter() {
+            if text.contains(secret.as_str()) {
+                text = std::borrow::Cow::Owned(text.replace(secret.as_str(), "***"));
+            }
+        }
+    }
     let mut out = String::with_capacity(text.len().min(MAX_CHARS + 3));
     let mut last_space = true;
     for (count, ch) in text.chars().enumerate() {
@@ -240,15 +248,8 @@ pub fn scrub(text: &str) -> String {
             last_space = false;
         }
     }
-    let mut scrubbed = out.trim_end().to_owned();
-    if let Ok(secrets) = SECRETS.lock() {
-        for secret in secrets.iter() {
-            if scrubbed.contains(secret.as_str()) {
-                scrubbed = scrubbed.replace(secret.as_str(), "***");
-            }
-        }
-    }
-    scrubbed
+    out.truncate(out.trim_end().len());
+    out
 }
 
 #[cfg(test)]
@@ -341,6 +342,15 @@ mod tests {
             scrub("bad sk-unit-secret-1 and header-secret-2"),
             "bad *** and ***"
         );
+    }
+
+    #[test]
+    fn a_secret_across_the_length_cut_is_still_blanked() {
+        register_secret("sk-straddles-the-cut");
+        let text = format!("{}sk-straddles-the-cut", "x".repeat(490));
+        let scrubbed = scrub(&text);
+        assert!(!scrubbed.contains("sk-straddl"), "{scrubbed}");
+        assert!(scrubbed.ends_with("x***"), "{scrubbed}");
     }
 
     #[test]
