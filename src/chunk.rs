@@ -30,7 +30,8 @@ struct ChoiceState {
 /// facts for the summary.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Turn {
-    /// The text of choice 0.
+    /// The text of choice 0, when the interpreter was asked to keep it (for a transcript or a
+    /// tool loop); otherwise empty, so a long answer costs no memory.
     pub content: String,
     /// The complete tool calls of choice 0.
     pub tool_calls: Vec<ToolCall>,
@@ -51,6 +52,15 @@ pub struct Interpreter {
     saw_done: bool,
     choices: BTreeMap<u64, ChoiceState>,
     turn: Turn,
+    keep_text: bool,
+}
+
+impl Turn {
+    fn first_token(&mut self, request_started: Instant) {
+        if self.time_to_first_token.is_none() {
+            self.time_to_first_token = Some(request_started.elapsed());
+        }
+    }
 }
 
 fn non_empty_str<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
@@ -69,7 +79,14 @@ impl Interpreter {
             saw_done: false,
             choices: BTreeMap::new(),
             turn: Turn::default(),
+            keep_text: false,
         }
+    }
+
+    /// Also keeps the text of choice 0 in the returned [`Turn`], for the conversation.
+    pub fn keeping_text(mut self, keep: bool) -> Self {
+        self.keep_text = keep;
+        self
     }
 
     /// Interprets one SSE event. `Break` means `[DONE]`: stop reading.
@@ -167,12 +184,6 @@ impl Interpreter {
         Ok(())
     }
 
-    fn first_token(&mut self) {
-        if self.turn.time_to_first_token.is_none() {
-            self.turn.time_to_first_token = Some(self.request_started.elapsed());
-        }
-    }
-
     /// Emits a choice's complete tool calls and keeps choice 0's for the conversation.
     fn emit_tool_calls(
         turn: &mut Turn,
@@ -234,8 +245,8 @@ impl Interpreter {
     }
 
     fn content(&mut self, choice: u64, text: &str, sink: &mut dyn Sink) -> anyhow::Result<()> {
-        self.first_token();
-        if choice == 0 {
+        self.turn.first_token(self.request_started);
+        if choice == 0 && self.keep_text {
             self.turn.content.push_str(text);
         }
         sink.emit(&Event::Content {
@@ -259,14 +270,14 @@ impl Interpreter {
         let reasoning =
             non_empty_str(delta, "reasoning_content").or_else(|| non_empty_str(delta, "reasoning"));
         if let Some(text) = reasoning {
-            self.first_token();
+            self.turn.first_token(self.request_started);
             sink.emit(&Event::Reasoning {
                 choice,
                 delta: text,
             })?;
         }
         if let Some(text) = non_empty_str(delta, "refusal") {
-            self.first_token();
+            self.turn.first_token(self.request_started);
             sink.emit(&Event::Refusal {
                 choice,
                 delta: text,
@@ -276,10 +287,7 @@ impl Interpreter {
             let state = self.choices.entry(choice).or_default();
             for fragment in fragments {
                 let fragment = state.tool_calls.apply(fragment)?;
-                if self.turn.time_to_first_token.is_none() {
-                    // Not `first_token()`: `state` still borrows `self.choices`.
-                    self.turn.time_to_first_token = Some(self.request_started.elapsed());
-                }
+                self.turn.first_token(self.request_started);
                 sink.emit(&Event::ToolCallDelta { choice, fragment })?;
             }
         }
@@ -646,7 +654,7 @@ pub(crate) mod tests {
             "usage":{"total_tokens":9}});
         let mut out = Vec::new();
         let mut sink = JsonSink::new(&mut out);
-        let mut interpreter = Interpreter::new(Instant::now());
+        let mut interpreter = Interpreter::new(Instant::now()).keeping_text(true);
         interpreter.on_completion(&body, &mut sink).unwrap();
         let turn = interpreter.finish(&mut sink).unwrap();
         assert_eq!(turn.finish_reasons, [(0, "stop".to_owned())]);
@@ -656,6 +664,25 @@ pub(crate) mod tests {
         assert!(
             text.contains(r#"{"type":"content","choice":0,"delta":"Hi there"}"#),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn the_answer_text_is_kept_only_when_asked() {
+        let body = sse(&[chunk(json!({"content":"long answer"}), Some("stop"))]);
+        let turn = |keep: bool| {
+            let mut sink = JsonSink::new(std::io::sink());
+            let mut interpreter = Interpreter::new(Instant::now()).keeping_text(keep);
+            let _ = sse::Decoder::default()
+                .feed(body.as_bytes(), |e| interpreter.on_sse(e, &mut sink))
+                .unwrap();
+            interpreter.finish(&mut sink).unwrap()
+        };
+        assert_eq!(turn(true).content, "long answer");
+        assert_eq!(
+            turn(false).content,
+            "",
+            "a plain run holds no copy of the answer"
         );
     }
 

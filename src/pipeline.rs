@@ -94,9 +94,11 @@ fn stream(args: &Args, sink: &mut dyn Sink) -> anyhow::Result<()> {
     }
     let timeouts = timeouts(args)?;
     let started = Instant::now();
+    // The answer's text is needed only to continue the conversation: saved, or a tool loop.
+    let keep_text = args.save.is_some() || !args.tool_exec.is_empty();
     let mut turns = Vec::new();
     loop {
-        let turn = exchange(&mut request, args, &timeouts, sink)?;
+        let turn = exchange(&mut request, args, &timeouts, keep_text, sink)?;
         conversation.push_assistant(&turn.content, &turn.tool_calls);
         let calls = turn.tool_calls.clone();
         turns.push(turn);
@@ -194,10 +196,11 @@ fn exchange(
     request: &mut Request,
     args: &Args,
     timeouts: &Timeouts,
+    keep_text: bool,
     sink: &mut dyn Sink,
 ) -> anyhow::Result<Turn> {
     let reply = send_with_retries(request, args, timeouts)?;
-    let mut interpreter = Interpreter::new(Instant::now());
+    let mut interpreter = Interpreter::new(Instant::now()).keeping_text(keep_text);
     match reply {
         Reply::EventStream(mut body) => {
             let read_error = |err| http::stream_read_error(err, &request.url, timeouts);
