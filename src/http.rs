@@ -19,9 +19,9 @@ const ERROR_BODY_LIMIT: u64 = 64 * 1024;
 /// A non-streamed completion is read whole; this bounds it.
 const JSON_BODY_LIMIT: u64 = 64 * 1024 * 1024;
 
-/// How to reach the server: time limits and proxy, from the flags.
+/// How to reach the server: the time limits and the proxy, from the flags.
 #[derive(Debug, Clone)]
-pub struct Timeouts {
+pub struct Transport {
     pub connect: Duration,
     pub first_byte: Duration,
     pub idle: Duration,
@@ -39,9 +39,9 @@ pub enum Reply {
 }
 
 /// Sends the request and waits for the response headers.
-pub fn send(request: &Request, timeouts: &Timeouts) -> anyhow::Result<Reply> {
+pub fn send(request: &Request, transport: &Transport) -> anyhow::Result<Reply> {
     let mut config = ureq::Agent::config_builder();
-    if let Some(proxy) = &timeouts.proxy {
+    if let Some(proxy) = &transport.proxy {
         let proxy = ureq::Proxy::new(proxy)
             .map_err(|err| UsageError(format!("bad --proxy {}: {err}", scrub(proxy))))?;
         config = config.proxy(Some(proxy));
@@ -50,10 +50,10 @@ pub fn send(request: &Request, timeouts: &Timeouts) -> anyhow::Result<Reply> {
         .http_status_as_error(false)
         .max_redirects(0)
         .user_agent(concat!("gptstream/", env!("CARGO_PKG_VERSION")))
-        .timeout_connect(Some(timeouts.connect))
-        .timeout_recv_response(Some(timeouts.first_byte))
-        .timeout_per_read(Some(timeouts.idle))
-        .timeout_global(timeouts.total)
+        .timeout_connect(Some(transport.connect))
+        .timeout_recv_response(Some(transport.first_byte))
+        .timeout_per_read(Some(transport.idle))
+        .timeout_global(transport.total)
         .build()
         .into();
     let mut builder = agent
@@ -65,7 +65,7 @@ pub fn send(request: &Request, timeouts: &Timeouts) -> anyhow::Result<Reply> {
     let body = serde_json::to_vec(&request.body)?;
     let response = builder
         .send(&body[..])
-        .map_err(|err| describe_failure(err, &request.url, timeouts))?;
+        .map_err(|err| describe_failure(err, &request.url, transport))?;
 
     let status = response.status().as_u16();
     let content_type = response
@@ -103,7 +103,7 @@ pub fn send(request: &Request, timeouts: &Timeouts) -> anyhow::Result<Reply> {
             .into_with_config()
             .limit(JSON_BODY_LIMIT)
             .read_to_vec()
-            .map_err(|err| describe_failure(err, &request.url, timeouts))?;
+            .map_err(|err| describe_failure(err, &request.url, transport))?;
         let value = serde_json::from_slice(&bytes)
             .map_err(|err| StreamError(format!("the JSON response does not parse: {err}")))?;
         return Ok(Reply::Json(value));
@@ -152,10 +152,10 @@ fn html_title(html: &str) -> Option<&str> {
 }
 
 /// Names a failure to get a response, with the flag that governs it.
-fn describe_failure(err: ureq::Error, url: &str, timeouts: &Timeouts) -> anyhow::Error {
+fn describe_failure(err: ureq::Error, url: &str, transport: &Transport) -> anyhow::Error {
     let host = host_of(url);
     match err {
-        ureq::Error::Timeout(which) => timeout_error(which, host, timeouts),
+        ureq::Error::Timeout(which) => timeout_error(which, host, transport),
         ureq::Error::HostNotFound => {
             NetworkError::new(format!("cannot resolve host {host}")).into()
         }
@@ -203,25 +203,25 @@ fn io_error(io: &io::Error, url: &str) -> anyhow::Error {
     .into()
 }
 
-fn timeout_error(which: Timeout, host: &str, timeouts: &Timeouts) -> anyhow::Error {
+fn timeout_error(which: Timeout, host: &str, transport: &Transport) -> anyhow::Error {
     let secs = |d: Duration| d.as_secs_f64();
     let message = match which {
         Timeout::Resolve | Timeout::Connect => {
             format!(
                 "timed out connecting to {host} after {}s (--connect-timeout)",
-                secs(timeouts.connect)
+                secs(transport.connect)
             )
         }
         Timeout::RecvResponse | Timeout::SendRequest | Timeout::SendBody => format!(
             "timed out waiting for {host} to answer after {}s (--first-byte-timeout)",
-            secs(timeouts.first_byte)
+            secs(transport.first_byte)
         ),
         Timeout::PerRead => format!(
             "timed out: {host} sent nothing for {}s (--idle-timeout)",
-            secs(timeouts.idle)
+            secs(transport.idle)
         ),
         Timeout::Global | Timeout::PerCall | Timeout::RecvBody => {
-            let total = timeouts.total.map_or(0.0, secs);
+            let total = transport.total.map_or(0.0, secs);
             format!("timed out: the request to {host} took longer than {total}s (--timeout)")
         }
         other => format!("timed out talking to {host} ({other})"),
@@ -231,7 +231,7 @@ fn timeout_error(which: Timeout, host: &str, timeouts: &Timeouts) -> anyhow::Err
 
 /// Names a failure while reading the stream body. An early close is a truncated stream (exit 5);
 /// the rest are network failures (exit 4).
-pub fn stream_read_error(err: io::Error, url: &str, timeouts: &Timeouts) -> anyhow::Error {
+pub fn stream_read_error(err: io::Error, url: &str, transport: &Transport) -> anyhow::Error {
     let host = host_of(url);
     match ureq::Error::from(err) {
         ureq::Error::Io(io) if io.kind() == io::ErrorKind::UnexpectedEof => StreamError(format!(
@@ -242,7 +242,7 @@ pub fn stream_read_error(err: io::Error, url: &str, timeouts: &Timeouts) -> anyh
             "{host} broke the HTTP framing of the stream: {err}"
         ))
         .into(),
-        other => describe_failure(other, url, timeouts),
+        other => describe_failure(other, url, transport),
     }
 }
 

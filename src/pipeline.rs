@@ -22,11 +22,11 @@ use crate::cli::Args;
 use crate::conversation::Conversation;
 use crate::error::{ApiError, ToolRoundsError, UsageError, is_broken_pipe};
 use crate::event::{ErrorReport, Event, Sink, Summary};
-use crate::http::{self, Reply, Timeouts};
+use crate::http::{self, Reply, Transport};
 use crate::output::json::JsonSink;
 use crate::output::text::{TextOptions, TextSink};
 use crate::request::Request;
-use crate::toolbox::Toolbox;
+use crate::toolbox::{self, Toolbox};
 use crate::tools::ToolCall;
 use crate::{prompt, request, retry, sse};
 
@@ -50,7 +50,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let executed = args
             .tool_exec
             .iter()
-            .filter_map(|spec| spec.split_once('=').map(|(name, _)| name.to_owned()))
+            .filter_map(|spec| toolbox::parse_exec(spec).map(|(name, _)| name.to_owned()))
             .collect();
         Box::new(
             TextSink::new(io::stdout().lock(), io::stderr().lock(), options)
@@ -92,13 +92,13 @@ fn stream(args: &Args, sink: &mut dyn Sink) -> anyhow::Result<()> {
     if args.dry_run {
         return request.print_dry_run(&mut io::stdout().lock(), &mut io::stderr().lock());
     }
-    let timeouts = timeouts(args)?;
+    let transport = transport(args)?;
     let started = Instant::now();
     // The answer's text is needed only to continue the conversation: saved, or a tool loop.
     let keep_text = args.save.is_some() || !args.tool_exec.is_empty();
     let mut turns = Vec::new();
     loop {
-        let turn = exchange(&mut request, args, &timeouts, keep_text, sink)?;
+        let turn = exchange(&mut request, args, &transport, keep_text, sink)?;
         conversation.push_assistant(&turn.content, &turn.tool_calls);
         let calls = turn.tool_calls.clone();
         turns.push(turn);
@@ -195,15 +195,15 @@ fn tool_result(spec: &str) -> anyhow::Result<(&str, String)> {
 fn exchange(
     request: &mut Request,
     args: &Args,
-    timeouts: &Timeouts,
+    transport: &Transport,
     keep_text: bool,
     sink: &mut dyn Sink,
 ) -> anyhow::Result<Turn> {
-    let reply = send_with_retries(request, args, timeouts)?;
+    let reply = send_with_retries(request, args, transport)?;
     let mut interpreter = Interpreter::new(Instant::now()).keeping_text(keep_text);
     match reply {
         Reply::EventStream(mut body) => {
-            let read_error = |err| http::stream_read_error(err, &request.url, timeouts);
+            let read_error = |err| http::stream_read_error(err, &request.url, transport);
             pump(&mut body, &mut interpreter, sink, &read_error)?;
         }
         Reply::Json(body) => interpreter.on_completion(&body, sink)?,
@@ -217,11 +217,11 @@ fn exchange(
 fn send_with_retries(
     request: &mut Request,
     args: &Args,
-    timeouts: &Timeouts,
+    transport: &Transport,
 ) -> anyhow::Result<Reply> {
     let mut attempt = 0;
     loop {
-        let err = match http::send(request, timeouts) {
+        let err = match http::send(request, transport) {
             Ok(reply) => return Ok(reply),
             Err(err) => err,
         };
@@ -303,8 +303,8 @@ fn seconds(flag: &str, secs: f64) -> anyhow::Result<Duration> {
         })
 }
 
-fn timeouts(args: &Args) -> anyhow::Result<Timeouts> {
-    Ok(Timeouts {
+fn transport(args: &Args) -> anyhow::Result<Transport> {
+    Ok(Transport {
         connect: seconds("--connect-timeout", args.connect_timeout)?,
         first_byte: seconds("--first-byte-timeout", args.first_byte_timeout)?,
         idle: seconds("--idle-timeout", args.idle_timeout)?,

@@ -116,10 +116,7 @@ impl Toolbox {
             toolbox.definitions.extend(definitions);
         }
         for spec in exec {
-            let Some((name, command)) = spec
-                .split_once('=')
-                .filter(|(n, c)| !n.is_empty() && !c.is_empty())
-            else {
+            let Some((name, command)) = parse_exec(spec) else {
                 return Err(
                     UsageError(format!("bad --tool-exec {spec:?}: expected NAME=COMMAND")).into(),
                 );
@@ -171,6 +168,12 @@ impl Toolbox {
         }
         run_command(command, call, self.max_output, self.timeout)
     }
+}
+
+/// Splits a `--tool-exec NAME=COMMAND`; `None` unless both parts are there.
+pub fn parse_exec(spec: &str) -> Option<(&str, &str)> {
+    spec.split_once('=')
+        .filter(|(name, command)| !name.is_empty() && !command.is_empty())
 }
 
 /// Parses `--tool-choice`: auto, none, required, or the name of one function.
