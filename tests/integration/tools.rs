@@ -118,6 +118,33 @@ fn the_tool_loop_runs_the_command_and_sends_the_result_back() {
 }
 
 #[test]
+fn the_text_of_each_turn_starts_on_its_own_line() {
+    let scratch = Scratch::new("two-texts");
+    let tools = scratch.file("tools.json", WEATHER);
+    let mut first = vec![content("Checking.")];
+    first.extend(weather_call_turn());
+    let server = Server::start(vec![
+        sse(&first),
+        sse(&[content("Sunny."), finish("stop"), DONE.to_owned()]),
+    ]);
+    let out = gptstream()
+        .server(&server)
+        .args([
+            "-q",
+            "--tools",
+            &tools,
+            "--tool-exec",
+            "get_weather=echo 18C",
+            "hi",
+        ])
+        .run();
+    assert_eq!(
+        out.render(),
+        "status: 0\n--- stdout\nChecking.\nSunny.\n--- stderr\n"
+    );
+}
+
+#[test]
 fn json_mode_shows_the_whole_loop() {
     let scratch = Scratch::new("loop-json");
     let tools = scratch.file("tools.json", WEATHER);
