@@ -57,6 +57,7 @@ Register-ArgumentCompleter -Native -CommandName 'gptstream' -ScriptBlock {
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Write every event as one JSON object per line on stdout')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'No summary line on stderr (errors and warnings are still printed)')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'No summary line on stderr (errors and warnings are still printed)')
+            [CompletionResult]::new('--save-partial', '--save-partial', [CompletionResultType]::ParameterName, 'With --save: also save after a failed or interrupted answer, with the text that arrived')
             [CompletionResult]::new('--no-parallel-tool-calls', '--no-parallel-tool-calls', [CompletionResultType]::ParameterName, 'Ask for at most one tool call per turn (parallel_tool_calls: false)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')

@@ -54,6 +54,7 @@ set edit:completion:arg-completer[gptstream] = {|@words|
             cand --json 'Write every event as one JSON object per line on stdout'
             cand -q 'No summary line on stderr (errors and warnings are still printed)'
             cand --quiet 'No summary line on stderr (errors and warnings are still printed)'
+            cand --save-partial 'With --save: also save after a failed or interrupted answer, with the text that arrived'
             cand --no-parallel-tool-calls 'Ask for at most one tool call per turn (parallel_tool_calls: false)'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'

@@ -35,6 +35,7 @@ complete -c gptstream -l no-stdin -d 'Do not read stdin even when it is not a te
 complete -c gptstream -l dry-run -d 'Print the request (body on stdout, method, URL and headers on stderr) and send nothing'
 complete -c gptstream -l json -d 'Write every event as one JSON object per line on stdout'
 complete -c gptstream -s q -l quiet -d 'No summary line on stderr (errors and warnings are still printed)'
+complete -c gptstream -l save-partial -d 'With --save: also save after a failed or interrupted answer, with the text that arrived'
 complete -c gptstream -l no-parallel-tool-calls -d 'Ask for at most one tool call per turn (parallel_tool_calls: false)'
 complete -c gptstream -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c gptstream -s V -l version -d 'Print version'

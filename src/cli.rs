@@ -33,9 +33,10 @@ Exit codes:
   3  API error: a non-2xx HTTP status, or an error reported inside the stream
   4  network error or timeout (DNS, refused connection, TLS, connection reset)
   5  truncated or malformed stream (ended before [DONE] with a choice unfinished, bad JSON)
-  6  the model was still calling tools after --max-tool-rounds rounds";
+  6  the model was still calling tools after --max-tool-rounds rounds
+  130, 143  interrupted by Ctrl-C (SIGINT) or SIGTERM; the text so far stays on stdout";
 
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(
     name = "gptstream",
     version,
@@ -119,6 +120,10 @@ pub struct Args {
     /// Save the whole conversation, answer included, after a successful run (atomically)
     #[arg(long = "save", value_name = "PATH")]
     pub save: Option<PathBuf>,
+
+    /// With --save: also save after a failed or interrupted answer, with the text that arrived
+    #[arg(long = "save-partial", requires = "save")]
+    pub save_partial: bool,
 
     /// Tool definitions: an OpenAI tools array, one tool, or a bare function object (repeatable)
     #[arg(long = "tools", value_name = "PATH")]

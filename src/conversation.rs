@@ -115,6 +115,17 @@ impl Conversation {
         self.messages.push(message);
     }
 
+    /// The text of an answer that did not finish, marked so that a person reading the file, and
+    /// the model reading it back, can tell: `[answer incomplete: why]`.
+    pub fn push_partial_answer(&mut self, text: &str, why: &str) {
+        let separator = if text.is_empty() || text.ends_with('\n') {
+            ""
+        } else {
+            "\n"
+        };
+        self.push_assistant(&format!("{text}{separator}[answer incomplete: {why}]"), &[]);
+    }
+
     pub fn push_tool_result(&mut self, call_id: &str, content: &str) {
         self.messages
             .push(json!({"role": "tool", "tool_call_id": call_id, "content": content}));

@@ -17,6 +17,10 @@ pub mod exit {
     pub const NETWORK: u8 = 4;
     pub const STREAM: u8 = 5;
     pub const TOOL_ROUNDS: u8 = 6;
+    /// 128 + SIGINT.
+    pub const INTERRUPTED: u8 = 130;
+    /// 128 + SIGTERM.
+    pub const TERMINATED: u8 = 143;
 }
 
 /// Bad flags, no prompt, unusable input or configuration: exit 2.
@@ -64,6 +68,10 @@ pub struct StreamError(pub String);
 /// The tool loop hit `--max-tool-rounds` with the model still calling tools: exit 6.
 #[derive(Debug)]
 pub struct ToolRoundsError(pub String);
+
+/// SIGINT or SIGTERM stopped the run: exit 130 or 143. Already reported by the sink.
+#[derive(Debug)]
+pub struct Interrupted(pub crate::interrupt::Signal);
 
 impl ApiError {
     /// Builds an API error from server-provided text, made safe for one terminal line.
@@ -158,6 +166,12 @@ impl fmt::Display for ToolRoundsError {
     }
 }
 
+impl fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "interrupted by {}", self.0.name())
+    }
+}
+
 impl fmt::Display for StreamError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -169,6 +183,7 @@ impl std::error::Error for ApiError {}
 impl std::error::Error for NetworkError {}
 impl std::error::Error for StreamError {}
 impl std::error::Error for ToolRoundsError {}
+impl std::error::Error for Interrupted {}
 
 /// Picks the exit code for an error by looking for a typed error anywhere in its chain.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
@@ -187,6 +202,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         }
         if cause.is::<ToolRoundsError>() {
             return exit::TOOL_ROUNDS;
+        }
+        if let Some(Interrupted(signal)) = cause.downcast_ref() {
+            return signal.exit_code();
         }
     }
     exit::OTHER

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 use crate::chunk::Turn;
+use crate::interrupt::Signal;
 use crate::toolbox::ToolOutcome;
 use crate::tools::{Fragment, ToolCall};
 
@@ -60,6 +61,16 @@ pub enum Event<'a> {
     End(&'a Summary),
     /// The run failed; what was already written stays written.
     Error(&'a ErrorReport),
+    /// A signal stopped the answer; what was already written stays written.
+    Interrupted(&'a Interruption),
+}
+
+/// What is known when a signal stops an answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interruption {
+    pub signal: Signal,
+    /// The usage reported so far (summed over the requests of a tool loop), if any.
+    pub usage: Option<Map<String, Value>>,
 }
 
 /// How the run went, for the stderr summary and the `end` event.
@@ -103,7 +114,7 @@ impl Summary {
 /// Adds one request's usage into a total: numbers are summed, nested objects (token details)
 /// likewise; anything else keeps the first value seen. Only across requests, never within one
 /// stream, where the last usage object is the answer.
-fn add_usage(total: &mut Map<String, Value>, usage: &Map<String, Value>) {
+pub(crate) fn add_usage(total: &mut Map<String, Value>, usage: &Map<String, Value>) {
     for (key, value) in usage {
         match (total.get_mut(key), value) {
             (Some(Value::Number(sum)), Value::Number(n)) => {

@@ -12,6 +12,8 @@ use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
 use std::ops::ControlFlow;
 use std::path::Path;
+use std::sync::{Arc, mpsc};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -20,54 +22,100 @@ use clap::CommandFactory;
 use crate::chunk::{Interpreter, Turn};
 use crate::cli::Args;
 use crate::conversation::Conversation;
-use crate::error::{ApiError, ToolRoundsError, UsageError, is_broken_pipe};
+use crate::error::{ApiError, Interrupted, ToolRoundsError, UsageError, is_broken_pipe};
 use crate::event::{ErrorReport, Event, Sink, Summary};
 use crate::http::{self, Reply, Transport};
+use crate::interrupt::{self, Signal};
 use crate::output::json::JsonSink;
 use crate::output::text::{TextOptions, TextSink};
 use crate::request::Request;
+use crate::shared::{Shared, StreamSink};
 use crate::toolbox::{self, Toolbox};
 use crate::tools::ToolCall;
-use crate::{prompt, request, retry, sse};
+use crate::{output, prompt, request, retry, sse};
 
 /// One read from the network or a file: large enough to drain a fast stream in few syscalls.
 const READ_BUFFER: usize = 64 * 1024;
 
 /// Runs gptstream with parsed flags.
+///
+/// The stream runs on a thread of its own so that this one can answer a signal at any moment,
+/// even while the stream thread waits for a silent server.
 pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(shell) = args.completions {
         return print_completions(shell);
     }
-    let mut sink: Box<dyn Sink> = if args.json {
-        Box::new(JsonSink::new(io::stdout().lock()))
-    } else {
-        let options = TextOptions {
-            reasoning: args.reasoning,
-            quiet: args.quiet,
-            stdout_is_terminal: io::stdout().is_terminal(),
-            stderr_is_terminal: io::stderr().is_terminal(),
-        };
-        let executed = args
-            .tool_exec
-            .iter()
-            .filter_map(|spec| toolbox::parse_exec(spec).map(|(name, _)| name.to_owned()))
-            .collect();
-        Box::new(
-            TextSink::new(io::stdout().lock(), io::stderr().lock(), options)
-                .with_executed_tools(executed),
-        )
-    };
-    let result = stream(&args, sink.as_mut());
-    if let Err(err) = &result
-        && !is_broken_pipe(err)
-    {
-        // Best effort: if stdout is gone too, the stderr line from main still tells.
-        let _ = sink.emit(&Event::Error(&ErrorReport::from_error(err)));
+    let shared = Shared::new(sink(&args), args.save_partial);
+    let (ended, outcome) = mpsc::channel();
+    let on_signal = ended.clone();
+    interrupt::on_signal(move |signal| {
+        let _ = on_signal.send(Ended::Signal(signal));
+    })
+    .context("cannot listen for signals")?;
+    let args = Arc::new(args);
+    let mut stream_sink = shared.stream();
+    let stream_args = Arc::clone(&args);
+    thread::Builder::new()
+        .name("stream".into())
+        .spawn(move || {
+            let result = stream(&stream_args, &mut stream_sink);
+            let _ = ended.send(Ended::Done(result));
+        })
+        .context("cannot start the stream thread")?;
+    match outcome.recv() {
+        Ok(Ended::Done(result)) => {
+            if let Err(err) = &result
+                && !is_broken_pipe(err)
+            {
+                // Best effort: if stdout is gone too, the stderr line from main still tells.
+                let _ = shared.emit(&Event::Error(&ErrorReport::from_error(err)));
+            }
+            result
+        }
+        Ok(Ended::Signal(signal)) => {
+            toolbox::kill_running_tools();
+            let interrupted = shared.interrupt(signal);
+            if let (Some(path), Some(mut conversation)) = (&args.save, interrupted.checkpoint) {
+                let partial = interrupted.partial.unwrap_or_default();
+                conversation
+                    .push_partial_answer(&partial, &format!("interrupted by {}", signal.name()));
+                conversation.save(path)?;
+            }
+            Err(Interrupted(signal).into())
+        }
+        Err(_) => Err(anyhow::anyhow!("the stream thread stopped without a word")),
     }
-    result
 }
 
-fn stream(args: &Args, sink: &mut dyn Sink) -> anyhow::Result<()> {
+/// How the stream thread's run ended, or the signal that ended it first.
+enum Ended {
+    Done(anyhow::Result<()>),
+    Signal(Signal),
+}
+
+/// The text or JSON sink, writing to stdout and stderr.
+fn sink(args: &Args) -> Box<dyn Sink + Send> {
+    if args.json {
+        return Box::new(JsonSink::new(output::stdout()));
+    }
+    let options = TextOptions {
+        reasoning: args.reasoning,
+        quiet: args.quiet,
+        stdout_is_terminal: io::stdout().is_terminal(),
+        stderr_is_terminal: io::stderr().is_terminal(),
+    };
+    let executed = args
+        .tool_exec
+        .iter()
+        .filter_map(|spec| toolbox::parse_exec(spec).map(|(name, _)| name.to_owned()))
+        .collect();
+    Box::new(
+        TextSink::new(output::stdout(), io::LineWriter::new(io::stderr()), options)
+            .with_executed_tools(executed),
+    )
+}
+
+fn stream(args: &Args, sink: &mut StreamSink) -> anyhow::Result<()> {
     if let Some(path) = &args.replay {
         return replay(path, sink);
     }
@@ -98,7 +146,18 @@ fn stream(args: &Args, sink: &mut dyn Sink) -> anyhow::Result<()> {
     let keep_text = args.save.is_some() || !args.tool_exec.is_empty();
     let mut turns = Vec::new();
     loop {
-        let turn = exchange(&mut request, args, &transport, keep_text, sink)?;
+        sink.checkpoint(&conversation);
+        let turn = match exchange(&mut request, args, &transport, keep_text, sink) {
+            Ok(turn) => turn,
+            Err(err) => {
+                if let (true, Some(path)) = (args.save_partial, &args.save) {
+                    let partial = sink.partial().unwrap_or_default();
+                    conversation.push_partial_answer(&partial, &format!("{err:#}"));
+                    conversation.save(path)?;
+                }
+                return Err(err);
+            }
+        };
         conversation.push_assistant(&turn.content, &turn.tool_calls);
         let calls = turn.tool_calls.clone();
         turns.push(turn);

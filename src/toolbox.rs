@@ -9,6 +9,7 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -200,15 +201,31 @@ fn shell(command: &str) -> Command {
     shell
 }
 
-/// Kills the tool and, on Unix, every process in its group (a `sh -c` pipeline's children would
-/// otherwise keep the output pipe open).
-fn kill_tree(child: &mut std::process::Child) {
+/// The process groups of the tools running now, so that an interruption can stop them too: they
+/// run in groups of their own, out of reach of the terminal's Ctrl-C.
+static RUNNING: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Kills every tool still running (on Ctrl-C or SIGTERM).
+pub fn kill_running_tools() {
+    let running = std::mem::take(&mut *RUNNING.lock().unwrap_or_else(PoisonError::into_inner));
+    for id in running {
+        kill_group(id);
+    }
+}
+
+fn kill_group(id: u32) {
     if cfg!(unix) {
         let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", child.id())])
+            .args(["-KILL", "--", &format!("-{id}")])
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// Kills the tool and, on Unix, every process in its group (a `sh -c` pipeline's children would
+/// otherwise keep the output pipe open).
+fn kill_tree(child: &mut std::process::Child) {
+    kill_group(child.id());
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -244,6 +261,11 @@ fn run_command(
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot start --tool-exec {}={command}", call.name))?;
+    let id = child.id();
+    RUNNING
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(id);
     let arguments = call.arguments.clone().into_bytes();
     let stdin = child.stdin.take();
     let feeder = thread::spawn(move || {
@@ -274,6 +296,10 @@ fn run_command(
         }
         thread::sleep(Duration::from_millis(2));
     };
+    RUNNING
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .retain(|&running| running != id);
     let _ = feeder.join();
     let join = |handle: Option<thread::JoinHandle<(Vec<u8>, usize)>>| {
         handle.and_then(|h| h.join().ok()).unwrap_or_default()

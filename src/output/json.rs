@@ -166,6 +166,12 @@ impl<W: Write> JsonSink<W> {
                 .value("status", &report.status.map_or(Value::Null, Value::from))?
                 .opt_str("code", report.code.as_deref())?
                 .end(),
+            Event::Interrupted(interruption) => Object::new(line, "error")
+                .str("message", "interrupted")?
+                .value("status", &Value::Null)?
+                .value("code", &Value::Null)?
+                .str("signal", interruption.signal.name())?
+                .end(),
         }
         Ok(())
     }

@@ -4,3 +4,19 @@
 
 pub mod json;
 pub mod text;
+
+use std::io::Write;
+
+/// Standard output without Rust's line buffer: one `write` per delta or JSON line, however many
+/// newlines it holds (a `LineWriter` splits a delta at its last newline into two syscalls).
+/// On Unix this is a duplicate of file descriptor 1; elsewhere the standard handle.
+pub fn stdout() -> Box<dyn Write + Send> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        if let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() {
+            return Box::new(std::fs::File::from(fd));
+        }
+    }
+    Box::new(std::io::stdout())
+}

@@ -7,10 +7,10 @@
 
 use std::io::{self, Write};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::cli::ReasoningDisplay;
-use crate::event::{Event, Sink, Summary};
+use crate::event::{Event, Interruption, Sink, Summary};
 
 const DIM: &str = "\x1b[2m";
 const RESET: &str = "\x1b[0m";
@@ -118,12 +118,27 @@ impl<O: Write, E: Write> TextSink<O, E> {
         if self.options.quiet {
             return Ok(());
         }
-        let line = summary_line(summary);
+        self.write_summary(&summary_line(summary))
+    }
+
+    fn write_summary(&mut self, line: &str) -> io::Result<()> {
         if self.options.stderr_is_terminal {
             writeln!(self.err, "{DIM}{line}{RESET}")
         } else {
             writeln!(self.err, "{line}")
         }
+    }
+
+    /// Ends the open lines, then says so: the text already shown stays as it is.
+    fn interrupted(&mut self, interruption: &Interruption) -> io::Result<()> {
+        self.close_err_line()?;
+        if self.options.stdout_is_terminal {
+            self.out_line_start()?;
+        }
+        if self.options.quiet {
+            return Ok(());
+        }
+        self.write_summary(&interrupted_line(interruption))
     }
 }
 
@@ -147,7 +162,13 @@ pub fn summary_line(summary: &Summary) -> String {
     if summary.requests > 1 {
         parts.push(format!("requests={}", summary.requests));
     }
-    match &summary.usage {
+    usage_parts(summary.usage.as_ref(), &mut parts);
+    parts.join(" ")
+}
+
+/// `prompt_tokens=… completion_tokens=… total_tokens=…`, or `usage=none`.
+fn usage_parts(usage: Option<&Map<String, Value>>, parts: &mut Vec<String>) {
+    match usage {
         Some(usage) => {
             for key in ["prompt_tokens", "completion_tokens", "total_tokens"] {
                 if let Some(n) = usage.get(key).and_then(Value::as_u64) {
@@ -165,6 +186,15 @@ pub fn summary_line(summary: &Summary) -> String {
         }
         None => parts.push("usage=none".into()),
     }
+}
+
+/// The stderr line of an interrupted answer: `interrupted signal=SIGINT usage=none`.
+pub fn interrupted_line(interruption: &Interruption) -> String {
+    let mut parts = vec![
+        "interrupted".to_owned(),
+        format!("signal={}", interruption.signal.name()),
+    ];
+    usage_parts(interruption.usage.as_ref(), &mut parts);
     parts.join(" ")
 }
 
@@ -234,6 +264,7 @@ impl<O: Write, E: Write> Sink for TextSink<O, E> {
                 self.write_out(&line)
             }
             Event::End(summary) => self.summarize(summary),
+            Event::Interrupted(interruption) => self.interrupted(interruption),
             Event::Error(_) => {
                 // main prints the error itself; here we only end any open line first.
                 self.close_err_line()?;

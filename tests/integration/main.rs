@@ -12,5 +12,6 @@ mod reliability;
 mod replay;
 mod requests;
 mod secrets;
+mod signals;
 mod text;
 mod tools;

@@ -1,40 +1,10 @@
 //! Tool calls: definitions sent, fragments assembled whatever the server's dialect, calls run
 //! for the user by real child processes, and the follow-up requests they lead to.
 
-use std::path::PathBuf;
-
 use serde_json::{Value, json};
 
 use crate::server::{DONE, Server, content, delta, finish, sse};
-use crate::util::gptstream;
-
-/// A scratch directory for one test, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("gptstream-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn file(&self, name: &str, text: &str) -> String {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap();
-        path.display().to_string()
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).display().to_string()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::util::{Scratch, gptstream};
 
 const WEATHER: &str = r#"{"name":"get_weather","description":"Weather for a city","parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}"#;
 

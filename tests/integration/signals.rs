@@ -1,0 +1,155 @@
+//! Ctrl-C and SIGTERM sent to a real child process in the middle of a stream: what arrived stays
+//! on stdout, the summary says `interrupted`, the exit code says which signal, and a transcript
+//! is saved half-done only when asked.
+
+use std::process::{Child, Command};
+
+use crate::server::{self, Server};
+use crate::util::{Output, Scratch, drain, finish, gptstream, wait_for};
+
+fn send(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{signal}"), child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} failed");
+}
+
+/// Starts a stream that says `Hel` and stalls, waits for `Hel` on stdout, sends `signal`.
+fn interrupt_after_hel(signal: &str, args: &[&str]) -> Output {
+    let (_release, steps) = server::stalls_after("Hel");
+    let server = Server::one(steps);
+    let mut child = gptstream().server(&server).args(args).spawn();
+    let stdout = drain(child.stdout.take().expect("stdout"));
+    let so_far = wait_for(&stdout, "Hel");
+    send(&child, signal);
+    let mut out = finish(child);
+    out.stdout = [so_far.into_bytes(), stdout.iter().flatten().collect()].concat();
+    out
+}
+
+#[test]
+fn ctrl_c_keeps_the_text_says_interrupted_and_exits_130() {
+    let out = interrupt_after_hel("INT", &["hi"]);
+    assert_eq!(
+        out.render(),
+        "status: 130\n--- stdout\nHel\n--- stderr\ninterrupted signal=SIGINT usage=none\n"
+    );
+}
+
+#[test]
+fn sigterm_in_json_mode_ends_with_an_interrupted_error_event() {
+    let out = interrupt_after_hel("TERM", &["--json", "hi"]);
+    assert_eq!(out.code, 143, "{}", out.render());
+    let lines = out.json_lines();
+    assert_eq!(
+        lines.last().expect("a last line"),
+        &serde_json::json!({"type":"error","message":"interrupted","status":null,"code":null,"signal":"SIGTERM"})
+    );
+    assert_eq!(lines[lines.len() - 2]["delta"], "Hel", "{}", out.render());
+    assert_eq!(out.stderr, "");
+}
+
+#[test]
+fn an_interrupted_answer_leaves_the_transcript_alone_unless_save_partial() {
+    let scratch = Scratch::new("signal-save");
+    let before = r#"[{"role":"user","content":"first"},{"role":"assistant","content":"one"}]"#;
+    let chat = scratch.file("chat.json", before);
+    let out = interrupt_after_hel("INT", &["--messages", &chat, "--save", &chat, "next"]);
+    assert_eq!(out.code, 130, "{}", out.render());
+    assert_eq!(std::fs::read_to_string(&chat).unwrap(), before);
+
+    let out = interrupt_after_hel(
+        "INT",
+        &[
+            "--messages",
+            &chat,
+            "--save",
+            &chat,
+            "--save-partial",
+            "next",
+        ],
+    );
+    assert_eq!(out.code, 130, "{}", out.render());
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&chat).unwrap()).unwrap();
+    assert_eq!(
+        saved,
+        serde_json::json!([
+            {"role":"user","content":"first"},
+            {"role":"assistant","content":"one"},
+            {"role":"user","content":"next"},
+            {"role":"assistant","content":"Hel\n[answer incomplete: interrupted by SIGINT]"}
+        ])
+    );
+}
+
+#[test]
+fn save_partial_also_keeps_an_answer_cut_by_a_network_error() {
+    let scratch = Scratch::new("partial-error");
+    let chat = scratch.path("chat.jsonl");
+    let server = Server::one(vec![
+        server::chunked_head(200, "text/event-stream"),
+        server::Step::Chunk(server::content("Hel").into_bytes()),
+        server::Step::Close,
+    ]);
+    let out = gptstream()
+        .server(&server)
+        .args(["--save", &chat, "--save-partial", "hi"])
+        .run();
+    assert_eq!(out.code, 5, "{}", out.render());
+    assert_eq!(out.stdout(), "Hel");
+    let saved = std::fs::read_to_string(&chat).unwrap();
+    let lines: Vec<serde_json::Value> = saved
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{saved}");
+    assert_eq!(lines[0], serde_json::json!({"role":"user","content":"hi"}));
+    let answer = lines[1]["content"].as_str().unwrap();
+    assert!(
+        answer.starts_with("Hel\n[answer incomplete: ") && answer.ends_with(']'),
+        "{answer}"
+    );
+}
+
+#[test]
+fn ctrl_c_during_a_tool_run_stops_the_tool_too() {
+    let scratch = Scratch::new("signal-tool");
+    let pid_file = scratch.path("tool.pid");
+    let tools = scratch.file(
+        "tools.json",
+        r#"{"name":"wait","parameters":{"type":"object"}}"#,
+    );
+    let call = server::delta(
+        serde_json::json!({"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"wait","arguments":"{}"}}]}),
+        None,
+    );
+    let server = Server::one(server::sse(&[call, server::finish("tool_calls")]));
+    let exec =
+        format!("wait=echo $$ > {pid_file}.tmp && mv {pid_file}.tmp {pid_file} && exec sleep 60");
+    let child = gptstream()
+        .server(&server)
+        .args(["--tools", &tools, "--tool-exec", &exec, "hi"])
+        .spawn();
+    let deadline = std::time::Instant::now() + server::PATIENCE;
+    let tool_pid = loop {
+        if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+            break pid.trim().to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tool never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    send(&child, "INT");
+    let out = finish(child);
+    assert_eq!(out.code, 130, "{}", out.render());
+    // Killed and reaped by init, or at least no longer sleeping.
+    let state = std::fs::read_to_string(format!("/proc/{tool_pid}/stat")).unwrap_or_default();
+    assert!(
+        state.is_empty() || state.contains(") Z "),
+        "the tool still runs: {state}"
+    );
+}
