@@ -176,6 +176,10 @@ pub struct Args {
     #[arg(long = "proxy", value_name = "URL")]
     pub proxy: Option<String>,
 
+    /// Trust the CA certificates in this PEM file instead of the built-in roots (a TLS-intercepting proxy's CA)
+    #[arg(long = "cacert", value_name = "PATH", env = "SSL_CERT_FILE")]
+    pub cacert: Option<PathBuf>,
+
     /// Seconds allowed to connect (TCP and TLS)
     #[arg(long = "connect-timeout", value_name = "SECS", default_value_t = 30.0)]
     pub connect_timeout: f64,

@@ -5,10 +5,12 @@
 //! plain error line. Every way the network can fail is named here, with the flag that governs it.
 
 use std::io::{self, Read};
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
 use ureq::Timeout;
+use ureq::tls::{PemItem, RootCerts, TlsConfig};
 
 use crate::error::{ApiError, NetworkError, StreamError, UsageError, scrub};
 use crate::request::{Request, host_of};
@@ -28,6 +30,30 @@ pub struct Transport {
     pub total: Option<Duration>,
     /// `--proxy`; without it ureq reads the proxy environment variables.
     pub proxy: Option<String>,
+    /// `--cacert`: the roots to trust instead of the built-in ones.
+    pub roots: Option<RootCerts>,
+}
+
+/// Reads the certificates of a PEM file (`--cacert`, `SSL_CERT_FILE`); a file with none is an
+/// error, not an empty trust store that would fail every connection later.
+pub fn load_roots(path: &Path) -> anyhow::Result<RootCerts> {
+    let name = path.display();
+    let pem = std::fs::read(path)
+        .map_err(|err| UsageError(format!("cannot read --cacert {name}: {err}")))?;
+    let mut certificates = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(PemItem::Certificate(certificate)) => certificates.push(certificate),
+            Ok(_) => {}
+            Err(err) => {
+                return Err(UsageError(format!("bad PEM in --cacert {name}: {err}")).into());
+            }
+        }
+    }
+    if certificates.is_empty() {
+        return Err(UsageError(format!("--cacert {name} holds no PEM certificate")).into());
+    }
+    Ok(RootCerts::new_with_certs(&certificates))
 }
 
 /// A successful answer.
@@ -45,6 +71,9 @@ pub fn send(request: &Request, transport: &Transport) -> anyhow::Result<Reply> {
         let proxy = ureq::Proxy::new(proxy)
             .map_err(|err| UsageError(format!("bad --proxy {}: {err}", scrub(proxy))))?;
         config = config.proxy(Some(proxy));
+    }
+    if let Some(roots) = &transport.roots {
+        config = config.tls_config(TlsConfig::builder().root_certs(roots.clone()).build());
     }
     let agent: ureq::Agent = config
         .http_status_as_error(false)
@@ -163,10 +192,11 @@ fn describe_failure(err: ureq::Error, url: &str, transport: &Transport) -> anyho
             NetworkError::transient(format!("cannot connect to {host}")).into()
         }
         ureq::Error::BadUri(reason) => UsageError(format!("bad --base-url {url}: {reason}")).into(),
-        ureq::Error::Io(io) => io_error(&io, url),
-        ureq::Error::Tls(_) | ureq::Error::Pem(_) | ureq::Error::Rustls(_) => {
-            NetworkError::new(format!("TLS error talking to {host}: {err}")).into()
-        }
+        ureq::Error::Io(io) => io_error(&io, url, transport),
+        ureq::Error::Tls(_) | ureq::Error::Pem(_) | ureq::Error::Rustls(_) => NetworkError::new(
+            format!("TLS error talking to {host}: {err}{}", tls_hint(transport)),
+        )
+        .into(),
         ureq::Error::BodyExceedsLimit(limit) => StreamError(format!(
             "the response from {host} is larger than {limit} bytes"
         ))
@@ -178,20 +208,30 @@ fn describe_failure(err: ureq::Error, url: &str, transport: &Transport) -> anyho
     }
 }
 
-fn io_error(io: &io::Error, url: &str) -> anyhow::Error {
+/// What to try after a TLS failure.
+fn tls_hint(transport: &Transport) -> &'static str {
+    if transport.roots.is_some() {
+        " (is it a plain http:// server? does --cacert/SSL_CERT_FILE hold the CA that signed its certificate?)"
+    } else {
+        " (is it a plain http:// server? if a proxy intercepts TLS, trust its CA with --cacert PATH or SSL_CERT_FILE)"
+    }
+}
+
+fn io_error(io: &io::Error, url: &str, transport: &Transport) -> anyhow::Error {
     let host = host_of(url);
     match io.kind() {
         // rustls reports handshake failures as InvalidData.
         io::ErrorKind::InvalidData if url.starts_with("https://") => NetworkError::new(format!(
-            "TLS error talking to {host}: {io} (is it a plain http:// server? is a proxy intercepting TLS?)"
+            "TLS error talking to {host}: {io}{}",
+            tls_hint(transport)
         )),
         // std's resolver error has no stable kind of its own.
         _ if io.to_string().contains("failed to lookup address") => {
             NetworkError::new(format!("cannot resolve host {host}: {io}"))
         }
-        io::ErrorKind::ConnectionRefused => {
-            NetworkError::transient(format!("connection refused by {host} (is the server running?)"))
-        }
+        io::ErrorKind::ConnectionRefused => NetworkError::transient(format!(
+            "connection refused by {host} (is the server running?)"
+        )),
         io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
             NetworkError::transient(format!("the connection to {host} was reset"))
         }

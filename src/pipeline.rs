@@ -369,6 +369,7 @@ fn transport(args: &Args) -> anyhow::Result<Transport> {
         idle: seconds("--idle-timeout", args.idle_timeout)?,
         total: args.timeout.map(|t| seconds("--timeout", t)).transpose()?,
         proxy: args.proxy.clone(),
+        roots: args.cacert.as_deref().map(http::load_roots).transpose()?,
     })
 }
 

@@ -14,4 +14,5 @@ mod requests;
 mod secrets;
 mod signals;
 mod text;
+mod tls;
 mod tools;
