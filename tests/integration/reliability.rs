@@ -1,6 +1,7 @@
 //! Retries, fallbacks and timeouts: nothing printed twice, nothing lost, no hang.
 
 use std::sync::mpsc;
+use std::time::Duration;
 
 use crate::server::{self, DONE, Server, Step, content, finish, hello_chunks, sse};
 use crate::util::gptstream;
@@ -273,5 +274,39 @@ fn a_gzip_stream_still_streams_delta_by_delta() {
             .header("accept-encoding")
             .unwrap_or_default()
             .contains("gzip")
+    );
+}
+
+/// A listener whose accept queue is full, so that a new connection's SYN goes unanswered and
+/// connecting stalls, as with a firewalled host. `None` if the kernel accepts them all anyway.
+fn stalled_listener() -> Option<(std::net::TcpListener, Vec<std::net::TcpStream>)> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    // std listens with a backlog of 128; the queue is full a little after that.
+    for _ in 0..1024 {
+        match std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)) {
+            Ok(stream) => queued.push(stream),
+            Err(_) => return Some((listener, queued)),
+        }
+    }
+    None
+}
+
+#[test]
+fn a_connect_that_stalls_hits_the_connect_timeout() {
+    let Some((listener, _queued)) = stalled_listener() else {
+        panic!("could not fill the accept queue on 127.0.0.1 to make a connect stall");
+    };
+    let port = listener.local_addr().unwrap().port();
+    let out = gptstream()
+        .env("OPENAI_BASE_URL", &format!("http://127.0.0.1:{port}/v1"))
+        .args(["--connect-timeout", "0.3", "--retries", "0", "hi"])
+        .run();
+    assert_eq!(
+        out.render(),
+        format!(
+            "status: 4\n--- stdout\n\n--- stderr\ngptstream: timed out connecting to 127.0.0.1:{port} after 0.3s (--connect-timeout)\n"
+        )
     );
 }
