@@ -6,6 +6,8 @@ complete -c gptstream -l base-url -d 'Base URL of the OpenAI-compatible API; /ch
 complete -c gptstream -l api-key-file -d 'Read the API key from this file instead of OPENAI_API_KEY' -r -F
 complete -c gptstream -s H -l header -d 'Extra request header, \'Name: value\' (repeatable), e.g. for gateways or Azure\'s api-key' -r
 complete -c gptstream -l extra -d 'JSON object merged into the request body (response_format, seed, stop, ...)' -r
+complete -c gptstream -s n -l choices -d 'Ask for N answers (choices); text mode prints them one after another, each after a header on stderr' -r
+complete -c gptstream -l choice -d 'In text mode, print only choice K (0-based) of -n N, as it streams' -r
 complete -c gptstream -l reasoning -d 'Where reasoning text goes in text mode: stderr (dimmed on a terminal), or nowhere' -r -f -a "show\t'Reasoning to stderr'
 hide\t'Reasoning dropped (still in --json)'"
 complete -c gptstream -l replay -d 'Decode a recorded SSE body from PATH (\'-\' for stdin) instead of sending a request' -r -F
@@ -31,6 +33,8 @@ fish\t''
 powershell\t''
 zsh\t''"
 complete -c gptstream -l insecure-key-file -d 'Use --api-key-file even when other users can read it'
+complete -c gptstream -l no-stream -d 'Ask for the whole answer at once (stream: false), for servers whose streaming is broken'
+complete -c gptstream -s v -l verbose -d 'Show the request URL and headers, the response status and headers on stderr (secrets as ***)'
 complete -c gptstream -l no-usage -d 'Do not ask for token usage (leaves out stream_options, for servers that reject it)'
 complete -c gptstream -l no-stdin -d 'Do not read stdin even when it is not a terminal'
 complete -c gptstream -l dry-run -d 'Print the request (body on stdout, method, URL and headers on stderr) and send nothing'

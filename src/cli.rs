@@ -85,6 +85,22 @@ pub struct Args {
     #[arg(long = "extra", value_name = "JSON")]
     pub extra: Option<String>,
 
+    /// Ask for the whole answer at once (stream: false), for servers whose streaming is broken
+    #[arg(long = "no-stream")]
+    pub no_stream: bool,
+
+    /// Ask for N answers (choices); text mode prints them one after another, each after a header on stderr
+    #[arg(short = 'n', long = "choices", value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=128))]
+    pub choices: u32,
+
+    /// In text mode, print only choice K (0-based) of -n N, as it streams
+    #[arg(long = "choice", value_name = "K")]
+    pub choice: Option<u32>,
+
+    /// Show the request URL and headers, the response status and headers on stderr (secrets as ***)
+    #[arg(short = 'v', long = "verbose")]
+    pub verbose: bool,
+
     /// Do not ask for token usage (leaves out stream_options, for servers that reject it)
     #[arg(long = "no-usage")]
     pub no_usage: bool,

@@ -111,6 +111,19 @@ impl Summary {
     }
 }
 
+impl Summary {
+    /// Completion tokens per second of generation (from the first token to the end), when the
+    /// server reported usage.
+    pub fn tokens_per_second(&self) -> Option<f64> {
+        let tokens = self.usage.as_ref()?.get("completion_tokens")?.as_u64()?;
+        let generating = self
+            .duration
+            .saturating_sub(self.time_to_first_token.unwrap_or_default());
+        let secs = generating.as_secs_f64();
+        (secs > 0.0).then(|| (tokens as f64 / secs * 10.0).round() / 10.0)
+    }
+}
+
 /// Adds one request's usage into a total: numbers are summed, nested objects (token details)
 /// likewise; anything else keeps the first value seen. Only across requests, never within one
 /// stream, where the last usage object is the answer.

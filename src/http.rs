@@ -32,6 +32,8 @@ pub struct Transport {
     pub proxy: Option<String>,
     /// `--cacert`: the roots to trust instead of the built-in ones.
     pub roots: Option<RootCerts>,
+    /// `--verbose`: show the request and the response head on stderr.
+    pub verbose: bool,
 }
 
 /// Reads the certificates of a PEM file (`--cacert`, `SSL_CERT_FILE`); a file with none is an
@@ -92,9 +94,17 @@ pub fn send(request: &Request, transport: &Transport) -> anyhow::Result<Reply> {
         builder = builder.header(name, value);
     }
     let body = serde_json::to_vec(&request.body)?;
+    if transport.verbose {
+        for line in request.describe() {
+            eprintln!("> {line}");
+        }
+    }
     let response = builder
         .send(&body[..])
         .map_err(|err| describe_failure(err, &request.url, transport))?;
+    if transport.verbose {
+        show_response_head(&response);
+    }
 
     let status = response.status().as_u16();
     let content_type = response
@@ -206,6 +216,17 @@ fn describe_failure(err: ureq::Error, url: &str, transport: &Transport) -> anyho
         }
         other => NetworkError::new(format!("request to {host} failed: {other}")).into(),
     }
+}
+
+/// `--verbose`: the status line and every header, secret ones as `***`, in one write.
+fn show_response_head(response: &ureq::http::Response<ureq::Body>) {
+    let mut head = format!("< {:?} {}\n", response.version(), response.status());
+    for (name, value) in response.headers() {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        let shown = crate::request::shown_header_value(name.as_str(), &value);
+        head.push_str(&format!("< {name}: {shown}\n"));
+    }
+    eprint!("{head}");
 }
 
 /// What to try after a TLS failure.

@@ -103,6 +103,8 @@ fn sink(args: &Args) -> Box<dyn Sink + Send> {
         quiet: args.quiet,
         stdout_is_terminal: io::stdout().is_terminal(),
         stderr_is_terminal: io::stderr().is_terminal(),
+        choice: args.choice.map_or(0, u64::from),
+        all_choices: args.choices > 1 && args.choice.is_none(),
     };
     let executed = args
         .tool_exec
@@ -258,8 +260,10 @@ fn exchange(
     keep_text: bool,
     sink: &mut dyn Sink,
 ) -> anyhow::Result<Turn> {
+    // Time to first token counts from here, as the user waits: connecting and retries included.
+    let sent = Instant::now();
     let reply = send_with_retries(request, args, transport)?;
-    let mut interpreter = Interpreter::new(Instant::now()).keeping_text(keep_text);
+    let mut interpreter = Interpreter::new(sent).keeping_text(keep_text);
     match reply {
         Reply::EventStream(mut body) => {
             let read_error = |err| http::stream_read_error(err, &request.url, transport);
@@ -370,6 +374,7 @@ fn transport(args: &Args) -> anyhow::Result<Transport> {
         total: args.timeout.map(|t| seconds("--timeout", t)).transpose()?,
         proxy: args.proxy.clone(),
         roots: args.cacert.as_deref().map(http::load_roots).transpose()?,
+        verbose: args.verbose,
     })
 }
 

@@ -135,12 +135,14 @@ fn parse_header(raw: &str) -> Result<(String, String), UsageError> {
     }
 }
 
-fn is_secret_header(name: &str) -> bool {
+pub fn is_secret_header(name: &str) -> bool {
     [
         "authorization",
         "api-key",
         "x-api-key",
         "proxy-authorization",
+        "cookie",
+        "set-cookie",
     ]
     .iter()
     .any(|secret| name.eq_ignore_ascii_case(secret))
@@ -151,8 +153,11 @@ pub fn body(args: &Args, messages: &[Value], tools: &[Value]) -> anyhow::Result<
     let mut body = json!({
         "model": args.model,
         "messages": messages,
-        "stream": true,
+        "stream": !args.no_stream,
     });
+    if args.choices > 1 {
+        body["n"] = json!(args.choices);
+    }
     if !tools.is_empty() {
         body["tools"] = Value::from(tools.to_vec());
     }
@@ -162,7 +167,7 @@ pub fn body(args: &Args, messages: &[Value], tools: &[Value]) -> anyhow::Result<
     if args.no_parallel_tool_calls {
         body["parallel_tool_calls"] = Value::Bool(false);
     }
-    if !args.no_usage {
+    if !args.no_usage && !args.no_stream {
         body["stream_options"] = json!({"include_usage": true});
     }
     if let Some(max_tokens) = args.max_tokens {
@@ -188,6 +193,13 @@ pub fn build(
     tools: &[Value],
     api_key: Option<ApiKey>,
 ) -> anyhow::Result<Request> {
+    if let Some(choice) = args.choice.filter(|&k| k >= args.choices) {
+        return Err(UsageError(format!(
+            "--choice {choice} needs -n {} or more (choices count from 0)",
+            choice + 1
+        ))
+        .into());
+    }
     let url = chat_completions_url(&args.base_url);
     if !url.starts_with("http://") && !url.starts_with("https://") {
         return Err(UsageError(format!(
@@ -241,25 +253,40 @@ impl Request {
         lines
     }
 
+    /// The request line and headers as `--verbose` shows them: secrets as `***`.
+    pub fn describe(&self) -> Vec<String> {
+        let mut lines = vec![
+            format!("POST {}", self.url),
+            "Content-Type: application/json".to_owned(),
+        ];
+        for (name, value) in self.header_lines() {
+            lines.push(format!("{name}: {}", shown_header_value(name, &value)));
+        }
+        lines
+    }
+
     /// `--dry-run`: the body as pretty JSON on stdout (so it pipes into jq), the method, URL and
     /// headers on stderr, with secrets shown as `***`.
     pub fn print_dry_run(&self, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<()> {
-        writeln!(err, "POST {}", self.url)?;
-        writeln!(err, "Content-Type: application/json")?;
-        for (name, value) in self.header_lines() {
-            let shown = if !is_secret_header(name) {
-                value
-            } else if value.starts_with("Bearer ") {
-                "Bearer ***".to_owned()
-            } else {
-                "***".to_owned()
-            };
-            writeln!(err, "{name}: {shown}")?;
+        for line in self.describe() {
+            writeln!(err, "{line}")?;
         }
         serde_json::to_writer_pretty(&mut *out, &self.body)?;
         out.write_all(b"\n")?;
         out.flush()?;
         Ok(())
+    }
+}
+
+/// A header's value as it may be shown: secret ones as `***` (keeping a `Bearer ` prefix), the
+/// rest with any registered secret blanked.
+pub fn shown_header_value(name: &str, value: &str) -> String {
+    if !is_secret_header(name) {
+        crate::error::scrub(value)
+    } else if value.starts_with("Bearer ") {
+        "Bearer ***".to_owned()
+    } else {
+        "***".to_owned()
     }
 }
 

@@ -5,19 +5,15 @@
 //! README's "JSON Lines" section.
 
 use std::io::{self, Write};
-use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::event::{Event, Sink};
+use crate::output::text::millis;
 
 pub struct JsonSink<W: Write> {
     out: W,
     line: Vec<u8>,
-}
-
-fn millis(duration: Duration) -> f64 {
-    (duration.as_secs_f64() * 10_000.0).round() / 10.0
 }
 
 /// Writes one JSON object field by field, `type` first, straight into the line buffer: no
@@ -159,6 +155,10 @@ impl<W: Write> JsonSink<W> {
                     .num("requests", summary.requests as u64)?
                     .num("tool_calls", summary.tool_calls as u64)?
                     .value("usage", &usage)?
+                    .value(
+                        "tokens_per_second",
+                        &summary.tokens_per_second().map_or(Value::Null, Value::from),
+                    )?
                     .end()
             }
             Event::Error(report) => Object::new(line, "error")

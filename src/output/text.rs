@@ -24,7 +24,14 @@ pub struct TextOptions {
     pub stdout_is_terminal: bool,
     /// On a terminal reasoning and the summary are dimmed.
     pub stderr_is_terminal: bool,
+    /// The choice whose text streams to stdout (`--choice`, else 0).
+    pub choice: u64,
+    /// `-n` above 1 without `--choice`: the other choices are held and printed after it.
+    pub all_choices: bool,
 }
+
+/// The most text held back for the other choices of `-n`, all together.
+const MAX_HELD: usize = 64 * 1024 * 1024;
 
 pub struct TextSink<O: Write, E: Write> {
     out: O,
@@ -37,6 +44,11 @@ pub struct TextSink<O: Write, E: Write> {
     refusal_started: bool,
     /// Tools gptstream runs itself: their calls are noted on stderr, not printed on stdout.
     executed_tools: Vec<String>,
+    /// With `all_choices`: the text of every choice but the streamed one, printed at the end.
+    held: std::collections::BTreeMap<u64, String>,
+    held_bytes: usize,
+    /// With `all_choices`: the streamed choice's header is out.
+    header_written: bool,
 }
 
 impl<O: Write, E: Write> TextSink<O, E> {
@@ -49,6 +61,9 @@ impl<O: Write, E: Write> TextSink<O, E> {
             err_line_open: false,
             refusal_started: false,
             executed_tools: Vec::new(),
+            held: Default::default(),
+            held_bytes: 0,
+            header_written: false,
         }
     }
 
@@ -64,6 +79,46 @@ impl<O: Write, E: Write> TextSink<O, E> {
         self.out.flush()?;
         if let Some(&last) = bytes.last() {
             self.last_out_byte = Some(last);
+        }
+        Ok(())
+    }
+
+    /// A delta of choice `choice`: streamed if it is the shown one, held if all are shown.
+    fn content(&mut self, choice: u64, delta: &str) -> io::Result<()> {
+        if choice == self.options.choice {
+            if self.options.all_choices && !self.header_written {
+                self.header_written = true;
+                self.choice_header(choice)?;
+            }
+            return self.write_out(delta.as_bytes());
+        }
+        if !self.options.all_choices {
+            return Ok(());
+        }
+        self.held_bytes += delta.len();
+        if self.held_bytes > MAX_HELD {
+            return Err(io::Error::other(format!(
+                "the other choices hold more than {} MiB of text; use --choice K or --json",
+                MAX_HELD >> 20
+            )));
+        }
+        self.held.entry(choice).or_default().push_str(delta);
+        Ok(())
+    }
+
+    /// `[choice K]` on stderr, on a line of its own, before that choice's text on stdout.
+    fn choice_header(&mut self, choice: u64) -> io::Result<()> {
+        self.close_err_line()?;
+        self.out_line_start()?;
+        writeln!(self.err, "[choice {choice}]")?;
+        self.err.flush()
+    }
+
+    /// Prints the held choices, in order, each after its header: never interleaved.
+    fn release_held(&mut self) -> io::Result<()> {
+        for (choice, text) in std::mem::take(&mut self.held) {
+            self.choice_header(choice)?;
+            self.write_out(text.as_bytes())?;
         }
         Ok(())
     }
@@ -163,7 +218,19 @@ pub fn summary_line(summary: &Summary) -> String {
         parts.push(format!("requests={}", summary.requests));
     }
     usage_parts(summary.usage.as_ref(), &mut parts);
+    if let Some(ttft) = summary.time_to_first_token {
+        parts.push(format!("ttft_ms={}", millis(ttft)));
+    }
+    parts.push(format!("duration_ms={}", millis(summary.duration)));
+    if let Some(rate) = summary.tokens_per_second() {
+        parts.push(format!("tokens_per_second={rate}"));
+    }
     parts.join(" ")
+}
+
+/// Milliseconds with one decimal: enough to see a local server's sub-millisecond latency.
+pub fn millis(duration: std::time::Duration) -> f64 {
+    (duration.as_secs_f64() * 10_000.0).round() / 10.0
 }
 
 /// `prompt_tokens=… completion_tokens=… total_tokens=…`, or `usage=none`.
@@ -201,14 +268,15 @@ pub fn interrupted_line(interruption: &Interruption) -> String {
 impl<O: Write, E: Write> Sink for TextSink<O, E> {
     fn emit(&mut self, event: &Event<'_>) -> io::Result<()> {
         match *event {
-            Event::Content { choice: 0, delta } => self.write_out(delta.as_bytes()),
-            Event::Reasoning { choice: 0, delta }
-                if self.options.reasoning == ReasoningDisplay::Show =>
+            Event::Content { choice, delta } => self.content(choice, delta),
+            Event::Reasoning { choice, delta }
+                if choice == self.options.choice
+                    && self.options.reasoning == ReasoningDisplay::Show =>
             {
                 self.err_line_open = true;
                 self.write_err_dimmed(delta)
             }
-            Event::Refusal { choice: 0, delta } => {
+            Event::Refusal { choice, delta } if choice == self.options.choice => {
                 if !self.refusal_started {
                     self.refusal_started = true;
                     self.close_err_line()?;
@@ -220,7 +288,9 @@ impl<O: Write, E: Write> Sink for TextSink<O, E> {
             }
             // A new request of a tool loop: its text starts on a new line.
             Event::Start { .. } => self.out_line_start(),
-            Event::ToolCall { choice: 0, call } if self.executed_tools.contains(&call.name) => {
+            Event::ToolCall { choice, call }
+                if choice == self.options.choice && self.executed_tools.contains(&call.name) =>
+            {
                 Ok(())
             }
             Event::ToolResult { call, outcome, .. } => {
@@ -238,7 +308,7 @@ impl<O: Write, E: Write> Sink for TextSink<O, E> {
                     outcome.output_bytes
                 )
             }
-            Event::ToolCall { choice: 0, call } => {
+            Event::ToolCall { choice, call } if choice == self.options.choice => {
                 let arguments = call.parsed_arguments();
                 if arguments.is_none() {
                     self.close_err_line()?;
@@ -263,9 +333,16 @@ impl<O: Write, E: Write> Sink for TextSink<O, E> {
                 self.out_line_start()?;
                 self.write_out(&line)
             }
-            Event::End(summary) => self.summarize(summary),
-            Event::Interrupted(interruption) => self.interrupted(interruption),
+            Event::End(summary) => {
+                self.release_held()?;
+                self.summarize(summary)
+            }
+            Event::Interrupted(interruption) => {
+                self.release_held()?;
+                self.interrupted(interruption)
+            }
             Event::Error(_) => {
+                self.release_held()?;
                 // main prints the error itself; here we only end any open line first.
                 self.close_err_line()?;
                 if self.options.stdout_is_terminal {
@@ -289,6 +366,8 @@ mod tests {
             quiet: false,
             stdout_is_terminal: false,
             stderr_is_terminal: false,
+            choice: 0,
+            all_choices: false,
         }
     }
 
@@ -341,7 +420,7 @@ mod tests {
             ],
         );
         assert_eq!(out, "Hello");
-        assert_eq!(err, "hmm\nfinish_reason=stop usage=none\n");
+        assert_eq!(err, "hmm\nfinish_reason=stop usage=none duration_ms=0\n");
     }
 
     #[test]
@@ -384,7 +463,10 @@ mod tests {
             ],
         );
         assert_eq!(out, "hi\n");
-        assert_eq!(err, format!("{DIM}finish_reason=stop usage=none{RESET}\n"));
+        assert_eq!(
+            err,
+            format!("{DIM}finish_reason=stop usage=none duration_ms=0{RESET}\n")
+        );
     }
 
     #[test]
@@ -411,11 +493,13 @@ mod tests {
             finish_reasons: vec![(0, "tool_calls".into()), (1, "stop".into())],
             usage: Some(usage),
             tool_calls: 2,
+            time_to_first_token: Some(Duration::from_millis(120)),
+            duration: Duration::from_millis(2120),
             ..summary("x")
         };
         assert_eq!(
             summary_line(&s),
-            "finish_reason=tool_calls finish_reason[1]=stop tool_calls=2 prompt_tokens=12 completion_tokens=34 total_tokens=46 reasoning_tokens=8"
+            "finish_reason=tool_calls finish_reason[1]=stop tool_calls=2 prompt_tokens=12 completion_tokens=34 total_tokens=46 reasoning_tokens=8 ttft_ms=120 duration_ms=2120 tokens_per_second=17"
         );
     }
 }

@@ -16,9 +16,15 @@ fn events_without_timing(lines: Vec<Value>) -> Vec<Value> {
                     event["time_to_first_token_ms"].is_f64()
                         || event["time_to_first_token_ms"].is_null()
                 );
+                let rate = &event["tokens_per_second"];
+                assert!(
+                    rate.is_null() || rate.as_f64().is_some_and(|r| r > 0.0),
+                    "{event}"
+                );
                 let object = event.as_object_mut().unwrap();
                 object.remove("duration_ms");
                 object.remove("time_to_first_token_ms");
+                object.remove("tokens_per_second");
             }
             event
         })

@@ -8,6 +8,7 @@ mod cli;
 mod errors;
 mod hostile;
 mod json;
+mod modes;
 mod reliability;
 mod replay;
 mod requests;

@@ -119,7 +119,7 @@ fn a_server_that_rejects_stream_options_is_asked_again_without_it() {
         out.render(),
         "status: 0\n--- stdout\nok\n--- stderr\n\
          gptstream: the server rejects stream_options; retrying without it (no usage will be reported)\n\
-         finish_reason=stop usage=none\n"
+         finish_reason=stop usage=none ttft_ms=* duration_ms=*\n"
     );
     assert!(server.request().json().get("stream_options").is_some());
     assert!(server.request().json().get("stream_options").is_none());

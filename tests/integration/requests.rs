@@ -187,9 +187,3 @@ fn set_mode(path: &std::path::Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
-
-impl crate::util::Gptstream {
-    pub fn arg(self, arg: impl AsRef<std::ffi::OsStr>) -> Self {
-        self.args([arg])
-    }
-}

@@ -14,7 +14,7 @@ fn streams_the_answer_to_stdout_and_a_summary_to_stderr() {
     assert_eq!(
         out.render(),
         "status: 0\n--- stdout\nHello, world!\n--- stderr\n\
-         finish_reason=stop prompt_tokens=9 completion_tokens=4 total_tokens=13\n"
+         finish_reason=stop prompt_tokens=9 completion_tokens=4 total_tokens=13 ttft_ms=* duration_ms=* tokens_per_second=*\n"
     );
 }
 
@@ -109,7 +109,7 @@ fn reasoning_goes_to_stderr_or_nowhere_never_stdout() {
     let out = gptstream().server(&server).arg_prompt("q").run();
     assert_eq!(
         out.render(),
-        "status: 0\n--- stdout\n42\n--- stderr\nLet me think.\nfinish_reason=stop usage=none\n"
+        "status: 0\n--- stdout\n42\n--- stderr\nLet me think.\nfinish_reason=stop usage=none ttft_ms=* duration_ms=*\n"
     );
 
     let server = Server::one(sse(&chunks));
@@ -119,7 +119,7 @@ fn reasoning_goes_to_stderr_or_nowhere_never_stdout() {
         .run();
     assert_eq!(
         out.render(),
-        "status: 0\n--- stdout\n42\n--- stderr\nfinish_reason=stop usage=none\n"
+        "status: 0\n--- stdout\n42\n--- stderr\nfinish_reason=stop usage=none ttft_ms=* duration_ms=*\n"
     );
 }
 
@@ -138,7 +138,7 @@ fn a_length_finish_warns_about_truncation() {
         out.render(),
         "status: 0\n--- stdout\nOnce upon\n--- stderr\n\
          gptstream: warning: the answer was cut off by the token limit (finish_reason=length); raise --max-tokens\n\
-         finish_reason=length usage=none\n"
+         finish_reason=length usage=none ttft_ms=* duration_ms=*\n"
     );
 }
 
@@ -165,7 +165,7 @@ fn a_tool_call_follows_the_text_as_one_json_line() {
     assert_eq!(
         out.render(),
         "status: 0\n--- stdout\nChecking.\n{\"id\":\"call_1\",\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\"}}\n\n\
-         --- stderr\nfinish_reason=tool_calls tool_calls=1 usage=none\n"
+         --- stderr\nfinish_reason=tool_calls tool_calls=1 usage=none ttft_ms=* duration_ms=*\n"
     );
 }
 
@@ -179,7 +179,7 @@ fn a_server_that_ignores_stream_true_is_handled_as_one_completion() {
     assert_eq!(
         out.render(),
         "status: 0\n--- stdout\nWhole answer.\n--- stderr\n\
-         finish_reason=stop prompt_tokens=1 completion_tokens=2 total_tokens=3\n"
+         finish_reason=stop prompt_tokens=1 completion_tokens=2 total_tokens=3 ttft_ms=* duration_ms=* tokens_per_second=*\n"
     );
 }
 

@@ -64,7 +64,7 @@ fn the_tool_loop_runs_the_command_and_sends_the_result_back() {
         out.render(),
         "status: 0\n--- stdout\nSunny in Paris.\n--- stderr\n\
          gptstream: ran tool get_weather (call_1): exit 0, 42 bytes\n\
-         finish_reason=stop tool_calls=1 requests=2 usage=none\n"
+         finish_reason=stop tool_calls=1 requests=2 usage=none ttft_ms=* duration_ms=*\n"
     );
     let first = server.request().json();
     assert_eq!(
@@ -270,7 +270,7 @@ fn calls_without_an_executor_are_printed_and_end_the_run() {
     assert_eq!(
         out.render(),
         "status: 0\n--- stdout\n{\"id\":\"call_1\",\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\"}}\n\n\
-         --- stderr\nfinish_reason=tool_calls tool_calls=1 usage=none\n"
+         --- stderr\nfinish_reason=tool_calls tool_calls=1 usage=none ttft_ms=* duration_ms=*\n"
     );
 }
 

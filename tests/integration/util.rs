@@ -36,13 +36,14 @@ impl Output {
         String::from_utf8(self.stdout.clone()).expect("stdout is UTF-8")
     }
 
-    /// Status, stdout and stderr as one string, for comparing in one assertion.
+    /// Status, stdout and stderr as one string, for comparing in one assertion. Timings in the
+    /// summary line read `*` (see [`timeless`]).
     pub fn render(&self) -> String {
         format!(
             "status: {}\n--- stdout\n{}\n--- stderr\n{}",
             self.code,
             String::from_utf8_lossy(&self.stdout),
-            self.stderr
+            timeless(&self.stderr)
         )
     }
 
@@ -55,6 +56,25 @@ impl Output {
     }
 }
 
+/// Replaces the values of the summary's timing fields (`ttft_ms=12.3` ...) with `*`, so a test
+/// can compare the rest of stderr exactly.
+pub fn timeless(stderr: &str) -> String {
+    let fields = ["ttft_ms=", "duration_ms=", "tokens_per_second="];
+    let lines: Vec<String> = stderr
+        .split('\n')
+        .map(|line| {
+            line.split(' ')
+                .map(|word| match fields.iter().find(|f| word.starts_with(*f)) {
+                    Some(field) => format!("{field}*"),
+                    None => word.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    lines.join("\n")
+}
+
 impl Gptstream {
     pub fn args<I, S>(mut self, args: I) -> Self
     where
@@ -63,6 +83,10 @@ impl Gptstream {
     {
         self.command.args(args);
         self
+    }
+
+    pub fn arg(self, arg: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.args([arg])
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
