@@ -144,22 +144,47 @@ fn stream(args: &Args, sink: &mut StreamSink) -> anyhow::Result<()> {
     }
     let transport = transport(args)?;
     let started = Instant::now();
-    // The answer's text is needed only to continue the conversation: saved, or a tool loop.
-    let keep_text = args.save.is_some() || !args.tool_exec.is_empty();
+    let turns = match answer(
+        &mut request,
+        args,
+        &toolbox,
+        &transport,
+        &mut conversation,
+        sink,
+    ) {
+        Ok(turns) => turns,
+        Err(err) => {
+            if let (true, Some(path)) = (args.save_partial, &args.save) {
+                let partial = sink.partial().unwrap_or_default();
+                conversation.push_partial_answer(&partial, &format!("{err:#}"));
+                conversation.save(path)?;
+            }
+            return Err(err);
+        }
+    };
+    if let Some(path) = &args.save {
+        conversation.save(path)?;
+    }
+    sink.emit(&Event::End(&Summary::of_turns(&turns, started)))?;
+    Ok(())
+}
+
+/// Sends the conversation and streams the answer; while the model calls tools that
+/// `--tool-exec` runs, runs them and asks again. Every turn lands in `conversation`.
+pub(crate) fn answer(
+    request: &mut Request,
+    args: &Args,
+    toolbox: &Toolbox,
+    transport: &Transport,
+    conversation: &mut Conversation,
+    sink: &mut StreamSink,
+) -> anyhow::Result<Vec<Turn>> {
+    // The answer's text is needed only to continue the conversation: saved, chat, or a tool loop.
+    let keep_text = args.save.is_some() || !args.tool_exec.is_empty() || sink.keeps_partial();
     let mut turns = Vec::new();
     loop {
-        sink.checkpoint(&conversation);
-        let turn = match exchange(&mut request, args, &transport, keep_text, sink) {
-            Ok(turn) => turn,
-            Err(err) => {
-                if let (true, Some(path)) = (args.save_partial, &args.save) {
-                    let partial = sink.partial().unwrap_or_default();
-                    conversation.push_partial_answer(&partial, &format!("{err:#}"));
-                    conversation.save(path)?;
-                }
-                return Err(err);
-            }
-        };
+        sink.checkpoint(conversation);
+        let turn = exchange(request, args, transport, keep_text, sink)?;
         conversation.push_assistant(&turn.content, &turn.tool_calls);
         let calls = turn.tool_calls.clone();
         turns.push(turn);
@@ -168,7 +193,7 @@ fn stream(args: &Args, sink: &mut StreamSink) -> anyhow::Result<()> {
             .filter(|c| toolbox.executor(&c.name).is_some())
             .collect();
         if runnable.is_empty() {
-            break;
+            return Ok(turns);
         }
         let rounds = turns.len() - 1;
         if rounds >= args.max_tool_rounds as usize {
@@ -191,19 +216,10 @@ fn stream(args: &Args, sink: &mut StreamSink) -> anyhow::Result<()> {
         }
         if runnable.len() < calls.len() {
             // The other calls are the user's to answer (`--tool-result`); the loop stops here.
-            break;
+            return Ok(turns);
         }
-        let usage_rejected = request.body.get("stream_options").is_none();
-        request.body = request::body(args, &conversation.messages, &toolbox.definitions)?;
-        if let (true, Some(body)) = (usage_rejected, request.body.as_object_mut()) {
-            body.remove("stream_options");
-        }
+        request.set_messages(&conversation.messages);
     }
-    if let Some(path) = &args.save {
-        conversation.save(path)?;
-    }
-    sink.emit(&Event::End(&Summary::of_turns(&turns, started)))?;
-    Ok(())
 }
 
 /// The messages to send: `--messages`, then `-s`, then `--tool-result`s, then the prompt.

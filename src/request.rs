@@ -253,6 +253,12 @@ impl Request {
         lines
     }
 
+    /// Replaces the conversation sent, keeping every other field (and a `stream_options` the
+    /// server made us drop out).
+    pub fn set_messages(&mut self, messages: &[Value]) {
+        self.body["messages"] = Value::from(messages.to_vec());
+    }
+
     /// The request line and headers as `--verbose` shows them: secrets as `***`.
     pub fn describe(&self) -> Vec<String> {
         let mut lines = vec![

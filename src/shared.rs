@@ -121,6 +121,11 @@ impl StreamSink {
         }
     }
 
+    /// True when the answer's text is kept (for `--save-partial` or chat).
+    pub fn keeps_partial(&self) -> bool {
+        self.shared.lock().partial.is_some()
+    }
+
     /// The answer's text so far in this request, when it is being kept.
     pub fn partial(&self) -> Option<String> {
         self.shared.lock().partial.clone()
