@@ -61,6 +61,7 @@ Register-ArgumentCompleter -Native -CommandName 'gptstream' -ScriptBlock {
             [CompletionResult]::new('--no-usage', '--no-usage', [CompletionResultType]::ParameterName, 'Do not ask for token usage (leaves out stream_options, for servers that reject it)')
             [CompletionResult]::new('--no-stdin', '--no-stdin', [CompletionResultType]::ParameterName, 'Do not read stdin even when it is not a terminal')
             [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Print the request (body on stdout, method, URL and headers on stderr) and send nothing')
+            [CompletionResult]::new('--chat', '--chat', [CompletionResultType]::ParameterName, 'Chat: read one message per line (a `you>` prompt on a terminal), keep the history; the default with no prompt when stdin and stdout are terminals')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Write every event as one JSON object per line on stdout')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'No summary line on stderr (errors and warnings are still printed)')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'No summary line on stderr (errors and warnings are still printed)')

@@ -58,6 +58,7 @@ set edit:completion:arg-completer[gptstream] = {|@words|
             cand --no-usage 'Do not ask for token usage (leaves out stream_options, for servers that reject it)'
             cand --no-stdin 'Do not read stdin even when it is not a terminal'
             cand --dry-run 'Print the request (body on stdout, method, URL and headers on stderr) and send nothing'
+            cand --chat 'Chat: read one message per line (a `you>` prompt on a terminal), keep the history; the default with no prompt when stdin and stdout are terminals'
             cand --json 'Write every event as one JSON object per line on stdout'
             cand -q 'No summary line on stderr (errors and warnings are still printed)'
             cand --quiet 'No summary line on stderr (errors and warnings are still printed)'

@@ -38,6 +38,7 @@ complete -c gptstream -s v -l verbose -d 'Show the request URL and headers, the 
 complete -c gptstream -l no-usage -d 'Do not ask for token usage (leaves out stream_options, for servers that reject it)'
 complete -c gptstream -l no-stdin -d 'Do not read stdin even when it is not a terminal'
 complete -c gptstream -l dry-run -d 'Print the request (body on stdout, method, URL and headers on stderr) and send nothing'
+complete -c gptstream -l chat -d 'Chat: read one message per line (a `you>` prompt on a terminal), keep the history; the default with no prompt when stdin and stdout are terminals'
 complete -c gptstream -l json -d 'Write every event as one JSON object per line on stdout'
 complete -c gptstream -s q -l quiet -d 'No summary line on stderr (errors and warnings are still printed)'
 complete -c gptstream -l save-partial -d 'With --save: also save after a failed or interrupted answer, with the text that arrived'

@@ -25,6 +25,7 @@ Examples:
   gptstream --json \"hi\" | jq -j 'select(.type==\"content\") | .delta'
   OPENAI_BASE_URL=http://127.0.0.1:11434/v1 gptstream -m llama3 \"hi\"
   gptstream --replay examples/hello.sse
+  gptstream --chat --save chat.json            # a conversation, Ctrl-D to leave
 
 Exit codes:
   0  success (also when stdout is closed early, as by `| head`)
@@ -112,6 +113,11 @@ pub struct Args {
     /// Print the request (body on stdout, method, URL and headers on stderr) and send nothing
     #[arg(long = "dry-run")]
     pub dry_run: bool,
+
+    /// Chat: read one message per line (a `you>` prompt on a terminal), keep the history; the
+    /// default with no prompt when stdin and stdout are terminals
+    #[arg(long = "chat", conflicts_with_all = ["replay", "dry_run", "tool_results"])]
+    pub chat: bool,
 
     /// Write every event as one JSON object per line on stdout
     #[arg(long = "json")]

@@ -93,6 +93,11 @@ impl Conversation {
         }
     }
 
+    /// Forgets everything but the system message (chat's `/clear`).
+    pub fn clear(&mut self) {
+        self.messages.retain(|m| m["role"] == "system");
+    }
+
     pub fn push_user(&mut self, text: &str) {
         self.messages.push(json!({"role": "user", "content": text}));
     }

@@ -5,6 +5,7 @@
 //! `output`; `toolbox` runs tool calls for the user and feeds the results back.
 //! `sse`, `chunk`, `tools` and `output` do no I/O of their own and are tested on bytes.
 
+pub mod chat;
 pub mod chunk;
 pub mod cli;
 pub mod conversation;

@@ -45,7 +45,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(shell) = args.completions {
         return print_completions(shell);
     }
-    let shared = Shared::new(sink(&args), args.save_partial);
+    let chat = args.chat || starts_a_chat(&args);
+    let shared = Shared::new(sink(&args, chat), args.save_partial || chat);
+    if chat {
+        return crate::chat::run(Arc::new(args), shared);
+    }
     let (ended, outcome) = mpsc::channel();
     let on_signal = ended.clone();
     interrupt::on_signal(move |signal| {
@@ -93,15 +97,26 @@ enum Ended {
     Signal(Signal),
 }
 
+/// Plain `gptstream` at a terminal, with nothing to send yet, is a chat.
+fn starts_a_chat(args: &Args) -> bool {
+    args.prompt.is_empty()
+        && args.replay.is_none()
+        && !args.dry_run
+        && args.tool_results.is_empty()
+        && !args.tools.iter().any(|path| path == Path::new("-"))
+        && io::stdin().is_terminal()
+        && io::stdout().is_terminal()
+}
+
 /// The text or JSON sink, writing to stdout and stderr.
-fn sink(args: &Args) -> Box<dyn Sink + Send> {
+fn sink(args: &Args, chat: bool) -> Box<dyn Sink + Send> {
     if args.json {
         return Box::new(JsonSink::new(output::stdout()));
     }
     let options = TextOptions {
         reasoning: args.reasoning,
         quiet: args.quiet,
-        stdout_is_terminal: io::stdout().is_terminal(),
+        end_with_newline: chat || io::stdout().is_terminal(),
         stderr_is_terminal: io::stderr().is_terminal(),
         choice: args.choice.map_or(0, u64::from),
         all_choices: args.choices > 1 && args.choice.is_none(),
@@ -370,7 +385,7 @@ fn pump(
     }
 }
 
-fn seconds(flag: &str, secs: f64) -> anyhow::Result<Duration> {
+pub(crate) fn seconds(flag: &str, secs: f64) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(secs)
         .ok()
         .filter(|d| !d.is_zero())
@@ -382,7 +397,7 @@ fn seconds(flag: &str, secs: f64) -> anyhow::Result<Duration> {
         })
 }
 
-fn transport(args: &Args) -> anyhow::Result<Transport> {
+pub(crate) fn transport(args: &Args) -> anyhow::Result<Transport> {
     Ok(Transport {
         connect: seconds("--connect-timeout", args.connect_timeout)?,
         first_byte: seconds("--first-byte-timeout", args.first_byte_timeout)?,

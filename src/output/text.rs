@@ -20,8 +20,9 @@ const RESET: &str = "\x1b[0m";
 pub struct TextOptions {
     pub reasoning: ReasoningDisplay,
     pub quiet: bool,
-    /// On a terminal the answer gets a final newline so the prompt does not follow it.
-    pub stdout_is_terminal: bool,
+    /// The answer gets a final newline if it lacks one: on a terminal, so the shell prompt does
+    /// not follow it, and in chat, so answers never run together.
+    pub end_with_newline: bool,
     /// On a terminal reasoning and the summary are dimmed.
     pub stderr_is_terminal: bool,
     /// The choice whose text streams to stdout (`--choice`, else 0).
@@ -150,7 +151,7 @@ impl<O: Write, E: Write> TextSink<O, E> {
 
     fn summarize(&mut self, summary: &Summary) -> io::Result<()> {
         self.close_err_line()?;
-        if self.options.stdout_is_terminal {
+        if self.options.end_with_newline {
             self.out_line_start()?;
         }
         for (choice, reason) in &summary.finish_reasons {
@@ -187,7 +188,7 @@ impl<O: Write, E: Write> TextSink<O, E> {
     /// Ends the open lines, then says so: the text already shown stays as it is.
     fn interrupted(&mut self, interruption: &Interruption) -> io::Result<()> {
         self.close_err_line()?;
-        if self.options.stdout_is_terminal {
+        if self.options.end_with_newline {
             self.out_line_start()?;
         }
         if self.options.quiet {
@@ -345,7 +346,7 @@ impl<O: Write, E: Write> Sink for TextSink<O, E> {
                 self.release_held()?;
                 // main prints the error itself; here we only end any open line first.
                 self.close_err_line()?;
-                if self.options.stdout_is_terminal {
+                if self.options.end_with_newline {
                     self.out_line_start()?;
                 }
                 Ok(())
@@ -364,7 +365,7 @@ mod tests {
         TextOptions {
             reasoning: ReasoningDisplay::Show,
             quiet: false,
-            stdout_is_terminal: false,
+            end_with_newline: false,
             stderr_is_terminal: false,
             choice: 0,
             all_choices: false,
@@ -448,7 +449,7 @@ mod tests {
     fn a_terminal_gets_a_final_newline_and_dim_text_a_pipe_does_not() {
         let s = summary("stop");
         let tty = TextOptions {
-            stdout_is_terminal: true,
+            end_with_newline: true,
             stderr_is_terminal: true,
             ..options()
         };

@@ -4,6 +4,7 @@
 mod server;
 mod util;
 
+mod chat;
 mod cli;
 mod errors;
 mod hostile;

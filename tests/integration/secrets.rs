@@ -48,6 +48,19 @@ fn no_output_of_any_mode_or_error_path_contains_the_key() {
         ("mid-stream echo", mid_stream_echo(), vec![]),
         ("mid-stream echo json", mid_stream_echo(), vec!["--json"]),
         ("truncated", sse(&[content("x")]), vec!["--json"]),
+        ("verbose", sse(&hello_chunks()), vec!["-v"]),
+        ("verbose 401 echo", echoing_error(401), vec!["-v"]),
+        ("chat 401 echo", echoing_error(401), vec!["--chat"]),
+        (
+            "chat mid-stream echo",
+            mid_stream_echo(),
+            vec!["--chat", "--json"],
+        ),
+        (
+            "no-stream 401 echo",
+            echoing_error(401),
+            vec!["--no-stream"],
+        ),
         (
             "length",
             sse(&[content("x"), finish("length"), DONE.to_owned()]),
