@@ -353,10 +353,9 @@ pub(crate) mod tests {
         // Like the pipeline's pump: stop feeding at `[DONE]`.
         let mut fed = || -> anyhow::Result<()> {
             for piece in pieces {
-                if decoder
-                    .feed(piece, |e| interpreter.on_sse(e, &mut sink))?
-                    .is_break()
-                {
+                let flow = decoder.feed(piece, |e| interpreter.on_sse(e, &mut sink))?;
+                sink.flush()?;
+                if flow.is_break() {
                     break;
                 }
             }
@@ -369,6 +368,8 @@ pub(crate) mod tests {
                 sink.emit(&Event::End(&summary))?;
                 Ok(())
             });
+        // As the pipeline's error event would: what was decoded before an error is written.
+        sink.flush().unwrap();
         drop(sink);
         let lines = String::from_utf8(out).unwrap();
         let events = lines

@@ -155,6 +155,12 @@ pub struct ErrorReport {
 /// Where events go: the text sink or the JSON Lines sink.
 pub trait Sink {
     fn emit(&mut self, event: &Event<'_>) -> io::Result<()>;
+
+    /// Writes what the sink holds. The pump calls it after decoding each network read, before it
+    /// blocks for the next: deltas that arrived together leave in one `write`, and none waits.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

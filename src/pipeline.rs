@@ -379,6 +379,7 @@ fn pump(
             Err(err) => return Err(read_error(err)),
         };
         let flow = decoder.feed(&buffer[..n], |event| interpreter.on_sse(event, sink))?;
+        sink.flush()?;
         if flow == ControlFlow::Break(()) {
             return Ok(());
         }

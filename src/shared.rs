@@ -157,6 +157,14 @@ impl Sink for StreamSink {
         }
         state.sink.emit(event)
     }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let mut state = self.shared.lock();
+        if state.generation != self.generation {
+            return Err(io::Error::other("the stream was interrupted"));
+        }
+        state.sink.flush()
+    }
 }
 
 #[cfg(test)]

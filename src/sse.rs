@@ -179,7 +179,12 @@ impl Decoder {
         if line[0] == b':' {
             return Ok(ControlFlow::Continue(()));
         }
-        let text = String::from_utf8_lossy(line);
+        // Valid UTF-8 (the usual case) is checked by the fast validator and borrowed; only a
+        // line with invalid bytes pays for the replacement.
+        let text = match std::str::from_utf8(line) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(line),
+        };
         let (field, value) = match text.find(':') {
             Some(colon) => {
                 let value = &text[colon + 1..];

@@ -178,12 +178,34 @@ impl<W: Write> JsonSink<W> {
 }
 
 impl<W: Write> Sink for JsonSink<W> {
+    /// Delta lines wait for [`Sink::flush`] at the end of their network read; any other event
+    /// is written at once, with them.
     fn emit(&mut self, event: &Event<'_>) -> io::Result<()> {
-        self.line.clear();
-        Self::render(&mut self.line, event)?;
+        let start = self.line.len();
+        if let Err(err) = Self::render(&mut self.line, event) {
+            self.line.truncate(start);
+            return Err(err);
+        }
         self.line.push(b'\n');
-        self.out.write_all(&self.line)?;
-        self.out.flush()
+        match event {
+            Event::Content { .. }
+            | Event::Reasoning { .. }
+            | Event::Refusal { .. }
+            | Event::ToolCallDelta { .. } => Ok(()),
+            _ => self.flush(),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.line.is_empty() {
+            return Ok(());
+        }
+        let written = self
+            .out
+            .write_all(&self.line)
+            .and_then(|()| self.out.flush());
+        self.line.clear();
+        written
     }
 }
 
@@ -199,6 +221,8 @@ mod tests {
         for event in events {
             sink.emit(event).unwrap();
         }
+        sink.flush().unwrap();
+        drop(sink);
         String::from_utf8(out).unwrap()
     }
 

@@ -50,6 +50,8 @@ pub struct TextSink<O: Write, E: Write> {
     held_bytes: usize,
     /// With `all_choices`: the streamed choice's header is out.
     header_written: bool,
+    /// Stdout bytes not yet written: the deltas of the network read being decoded.
+    pending: Vec<u8>,
 }
 
 impl<O: Write, E: Write> TextSink<O, E> {
@@ -65,6 +67,7 @@ impl<O: Write, E: Write> TextSink<O, E> {
             held: Default::default(),
             held_bytes: 0,
             header_written: false,
+            pending: Vec::with_capacity(8192),
         }
     }
 
@@ -74,10 +77,11 @@ impl<O: Write, E: Write> TextSink<O, E> {
         self
     }
 
+    /// Queues bytes for stdout; [`Self::flush_out`] writes them. Deltas of one network read go
+    /// out in one `write`; anything else is written at once.
     fn write_out(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.close_err_line()?;
-        self.out.write_all(bytes)?;
-        self.out.flush()?;
+        self.pending.extend_from_slice(bytes);
         if let Some(&last) = bytes.last() {
             self.last_out_byte = Some(last);
         }
@@ -120,6 +124,18 @@ impl<O: Write, E: Write> TextSink<O, E> {
         for (choice, text) in std::mem::take(&mut self.held) {
             self.choice_header(choice)?;
             self.write_out(text.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn flush_out(&mut self) -> io::Result<()> {
+        if !self.pending.is_empty() {
+            let written = self
+                .out
+                .write_all(&self.pending)
+                .and_then(|()| self.out.flush());
+            self.pending.clear();
+            written?;
         }
         Ok(())
     }
@@ -267,7 +283,24 @@ pub fn interrupted_line(interruption: &Interruption) -> String {
 }
 
 impl<O: Write, E: Write> Sink for TextSink<O, E> {
+    /// A text delta waits for [`Sink::flush`] at the end of its network read; every other event
+    /// first writes what waits, so stdout and stderr keep their order.
     fn emit(&mut self, event: &Event<'_>) -> io::Result<()> {
+        if let Event::Content { choice, delta } = *event {
+            return self.content(choice, delta);
+        }
+        self.flush_out()?;
+        self.render(event)?;
+        self.flush_out()
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_out()
+    }
+}
+
+impl<O: Write, E: Write> TextSink<O, E> {
+    fn render(&mut self, event: &Event<'_>) -> io::Result<()> {
         match *event {
             Event::Content { choice, delta } => self.content(choice, delta),
             Event::Reasoning { choice, delta }
@@ -378,6 +411,8 @@ mod tests {
         for event in events {
             sink.emit(event).unwrap();
         }
+        sink.flush().unwrap();
+        drop(sink);
         (
             String::from_utf8(out).unwrap(),
             String::from_utf8(err).unwrap(),
