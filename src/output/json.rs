@@ -1,7 +1,8 @@
-//! The `--json` sink: one JSON object per line on stdout, flushed as each event happens.
+//! The `--json` sink: one JSON object per line on stdout, written as each event happens.
 //!
-//! Each line is built in a reused buffer and written with one `write_all`, so a reader never sees
-//! half an object and a delta costs one syscall. The schema is a contract, documented in the
+//! Lines are built in a reused buffer; delta lines are written when their network read has been
+//! decoded (that read's lines in one `write`), any other event at once. A reader never sees half
+//! an object. The schema is a contract, documented in the
 //! README's "JSON Lines" section.
 
 use std::io::{self, Write};

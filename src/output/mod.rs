@@ -1,14 +1,14 @@
 //! The sinks: where events end up. `text` writes the answer for people and pipes, `json` writes
-//! one JSON object per event for scripts. Both write and flush each event as it comes; neither
-//! holds anything back.
+//! one JSON object per event for scripts. Both write each event as it comes; deltas that arrived
+//! in the same network read share one `write` (see [`crate::event::Sink::flush`]).
 
 pub mod json;
 pub mod text;
 
 use std::io::Write;
 
-/// Standard output without Rust's line buffer: one `write` per delta or JSON line, however many
-/// newlines it holds (a `LineWriter` splits a delta at its last newline into two syscalls).
+/// Standard output without Rust's line buffer: one `write` per flush, however many newlines it
+/// holds (a `LineWriter` splits a delta at its last newline into two syscalls).
 /// On Unix this is a duplicate of file descriptor 1; elsewhere the standard handle.
 pub fn stdout() -> Box<dyn Write + Send> {
     #[cfg(unix)]

@@ -1,8 +1,8 @@
 //! The default sink: the answer text of choice 0 on stdout, everything else on stderr.
 //!
-//! Each content delta is one `write_all` and one `flush`: Rust's stdout is line-buffered, and a
-//! delta without a newline would otherwise wait in its buffer. Complete tool calls follow the
-//! text on stdout as one JSON line each. Reasoning and refusals go to stderr, and so does the
+//! Content deltas are written as soon as the network read that carried them is decoded, all of
+//! that read's deltas in one `write` to an unbuffered stdout: nothing waits for more input.
+//! Complete tool calls follow the text on stdout as one JSON line each. Reasoning and refusals go to stderr, and so does the
 //! one-line summary at the end.
 
 use std::io::{self, Write};
