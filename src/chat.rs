@@ -62,9 +62,7 @@ pub fn run(args: Arc<Args>, shared: Shared) -> anyhow::Result<()> {
             UsageError("--tools - cannot be used with --chat: stdin is the chat".into()).into(),
         );
     }
-    let mut toolbox = Toolbox::load(&args.tools, None, &args.tool_exec)?;
-    toolbox.max_output = args.max_tool_output;
-    toolbox.timeout = Some(pipeline::seconds("--tool-timeout", args.tool_timeout)?);
+    let toolbox = pipeline::toolbox(&args, None)?;
     let mut conversation = match &args.messages {
         Some(path) => Conversation::load(path)?,
         None => Conversation::new(),

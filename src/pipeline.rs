@@ -149,9 +149,7 @@ fn stream(args: &Args, sink: &mut StreamSink) -> anyhow::Result<()> {
     } else {
         (stdin, None)
     };
-    let mut toolbox = Toolbox::load(&args.tools, tools_stdin.as_deref(), &args.tool_exec)?;
-    toolbox.max_output = args.max_tool_output;
-    toolbox.timeout = Some(seconds("--tool-timeout", args.tool_timeout)?);
+    let toolbox = toolbox(args, tools_stdin.as_deref())?;
     let mut conversation = conversation(args, prompt_stdin.as_deref())?;
     let mut request = request::build(args, &conversation.messages, &toolbox.definitions, api_key)?;
     if args.dry_run {
@@ -235,6 +233,14 @@ pub(crate) fn answer(
         }
         request.set_messages(&conversation.messages);
     }
+}
+
+/// The tools from `--tools` (`-` being `tools_stdin`) and `--tool-exec`, with their limits.
+pub(crate) fn toolbox(args: &Args, tools_stdin: Option<&str>) -> anyhow::Result<Toolbox> {
+    let mut toolbox = Toolbox::load(&args.tools, tools_stdin, &args.tool_exec)?;
+    toolbox.max_output = args.max_tool_output;
+    toolbox.timeout = Some(seconds("--tool-timeout", args.tool_timeout)?);
+    Ok(toolbox)
 }
 
 /// The messages to send: `--messages`, then `-s`, then `--tool-result`s, then the prompt.
