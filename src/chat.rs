@@ -274,15 +274,9 @@ impl Chat {
                 Ok(Input::Eof) => typed_ahead.push_back("/exit".into()),
                 Ok(Input::Signal(signal)) => {
                     toolbox::kill_running_tools();
-                    let interrupted = self.shared.interrupt(signal);
-                    let partial = interrupted.partial.unwrap_or_default();
-                    if let Some(checkpoint) = interrupted.checkpoint {
-                        self.conversation = checkpoint;
-                    }
-                    self.conversation.push_partial_answer(
-                        &partial,
-                        &format!("interrupted by {}", signal.name()),
-                    );
+                    let unfinished = self.shared.interrupt(signal);
+                    let before = std::mem::take(&mut self.conversation);
+                    self.conversation = unfinished.transcript(Some(before)).unwrap_or_default();
                     self.save()?;
                     if signal == Signal::Terminate {
                         return Err(Interrupted(signal).into());

@@ -78,12 +78,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         Ok(Ended::Signal(signal)) => {
             toolbox::kill_running_tools();
-            let interrupted = shared.interrupt(signal);
-            if let (Some(path), Some(mut conversation)) = (&args.save, interrupted.checkpoint) {
-                let partial = interrupted.partial.unwrap_or_default();
-                conversation
-                    .push_partial_answer(&partial, &format!("interrupted by {}", signal.name()));
-                conversation.save(path)?;
+            let unfinished = shared.interrupt(signal);
+            if args.save_partial
+                && let (Some(path), Some(transcript)) = (&args.save, unfinished.transcript(None))
+            {
+                transcript.save(path)?;
             }
             Err(Interrupted(signal).into())
         }
@@ -392,7 +391,7 @@ fn pump(
     }
 }
 
-pub(crate) fn seconds(flag: &str, secs: f64) -> anyhow::Result<Duration> {
+fn seconds(flag: &str, secs: f64) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(secs)
         .ok()
         .filter(|d| !d.is_zero())

@@ -31,12 +31,24 @@ struct State {
     checkpoint: Option<Conversation>,
 }
 
-/// What an interruption leaves behind.
-#[derive(Debug, Default)]
-pub struct Interrupted {
+/// What an interruption leaves behind: the answer that did not finish.
+#[derive(Debug)]
+pub struct Unfinished {
+    signal: Signal,
     /// The answer's text that had arrived, if it was being kept.
     pub partial: Option<String>,
-    pub checkpoint: Option<Conversation>,
+    checkpoint: Option<Conversation>,
+}
+
+impl Unfinished {
+    /// The conversation the answer belonged to (its checkpoint, else `before`), ending with the
+    /// text that arrived, marked as interrupted. `None` when neither is known.
+    pub fn transcript(self, before: Option<Conversation>) -> Option<Conversation> {
+        let mut conversation = self.checkpoint.or(before)?;
+        let why = format!("interrupted by {}", self.signal.name());
+        conversation.push_partial_answer(self.partial.as_deref().unwrap_or_default(), &why);
+        Some(conversation)
+    }
 }
 
 /// How long an interruption waits for a write in progress (stdout may be a stalled pager).
@@ -79,7 +91,7 @@ impl Shared {
 
     /// Mutes the stream in flight and reports the interruption through the sink. Gives up on
     /// the report, not on the interruption, if a write holds the lock for too long.
-    pub fn interrupt(&self, signal: Signal) -> Interrupted {
+    pub fn interrupt(&self, signal: Signal) -> Unfinished {
         let deadline = Instant::now() + LOCK_PATIENCE;
         let mut state = loop {
             match self.0.try_lock() {
@@ -88,7 +100,13 @@ impl Shared {
                 Err(std::sync::TryLockError::WouldBlock) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(5));
                 }
-                Err(std::sync::TryLockError::WouldBlock) => return Interrupted::default(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    return Unfinished {
+                        signal,
+                        partial: None,
+                        checkpoint: None,
+                    };
+                }
             }
         };
         state.generation += 1;
@@ -98,7 +116,8 @@ impl Shared {
         };
         // Best effort: stdout may be the reason we are being stopped.
         let _ = state.sink.emit(&Event::Interrupted(&interruption));
-        Interrupted {
+        Unfinished {
+            signal,
             partial: state.partial.as_mut().map(std::mem::take),
             checkpoint: state.checkpoint.take(),
         }
@@ -197,8 +216,8 @@ mod tests {
                 delta: "Hel",
             })
             .unwrap();
-        let interrupted = shared.interrupt(Signal::Interrupt);
-        assert_eq!(interrupted.partial.as_deref(), Some("Hel"));
+        let unfinished = shared.interrupt(Signal::Interrupt);
+        assert_eq!(unfinished.partial.as_deref(), Some("Hel"));
         let late = stream.emit(&Event::Content {
             choice: 0,
             delta: "lo",
