@@ -147,7 +147,11 @@ impl fmt::Display for ApiError {
             }
             None => f.write_str("the server reported an error")?,
         }
-        if let Some(code) = &self.code {
+        // LiteLLM and llama.cpp send the status again as the code ("429", 401): said once.
+        let repeats_status = self
+            .status
+            .is_some_and(|status| self.code.as_deref() == Some(status.to_string().as_str()));
+        if let Some(code) = self.code.as_ref().filter(|_| !repeats_status) {
             write!(f, " ({code})")?;
         }
         write!(f, ": {}", self.message)
@@ -378,6 +382,10 @@ mod tests {
             err.to_string(),
             "HTTP 401 Unauthorized (invalid_api_key): Bad key"
         );
+        let err = ApiError::new(Some(429), Some("429".into()), "slow down");
+        assert_eq!(err.to_string(), "HTTP 429 Too Many Requests: slow down");
+        let err = ApiError::new(None, Some("500".into()), "gone");
+        assert_eq!(err.to_string(), "the server reported an error (500): gone");
         let err = ApiError::new(None, None, "overloaded");
         assert_eq!(err.to_string(), "the server reported an error: overloaded");
     }

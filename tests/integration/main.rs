@@ -8,6 +8,7 @@ mod chat;
 mod cli;
 mod errors;
 mod hostile;
+mod interop;
 mod json;
 mod modes;
 mod reliability;

@@ -1,0 +1,67 @@
+"""Models that LiteLLM's mock_response cannot express, as a LiteLLM custom provider.
+
+`tools` streams one tool call per request in fragments (id without "call_",
+arguments split mid-token); `midstream-error` streams a few words and then fails.
+LiteLLM turns these chunks into its own SSE stream.
+"""
+
+import json
+
+from litellm import CustomLLM
+from litellm.llms.custom_llm import CustomLLMError
+
+WEATHER_ARGS = json.dumps({"city": "Paris", "unit": "celsius"})
+
+
+def _chunk(text="", tool_use=None, finish_reason="", usage=None):
+    return {
+        "text": text,
+        "tool_use": tool_use,
+        "is_finished": bool(finish_reason),
+        "finish_reason": finish_reason,
+        "usage": usage,
+        "index": 0,
+    }
+
+
+def _tool_call_chunks():
+    pieces = [WEATHER_ARGS[:5], WEATHER_ARGS[5:13], WEATHER_ARGS[13:]]
+    for n, piece in enumerate(pieces):
+        yield _chunk(
+            tool_use={
+                "id": "toolu_interop_1" if n == 0 else None,
+                "type": "function",
+                "function": {"name": "get_weather" if n == 0 else None, "arguments": piece},
+                "index": 0,
+            }
+        )
+    yield _chunk(
+        finish_reason="tool_calls",
+        usage={"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21},
+    )
+
+
+def _midstream_error_chunks():
+    for word in ["partial ", "answer ", "then "]:
+        yield _chunk(text=word)
+    raise CustomLLMError(status_code=500, message="interop: upstream went away mid-stream")
+
+
+def _chunks(model):
+    if model.endswith("tools"):
+        return _tool_call_chunks()
+    if model.endswith("midstream-error"):
+        return _midstream_error_chunks()
+    raise CustomLLMError(status_code=404, message=f"interop: no model {model}")
+
+
+class InteropProvider(CustomLLM):
+    def streaming(self, model, *args, **kwargs):
+        yield from _chunks(model)
+
+    async def astreaming(self, model, *args, **kwargs):
+        for chunk in _chunks(model):
+            yield chunk
+
+
+handler = InteropProvider()

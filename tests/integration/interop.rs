@@ -1,0 +1,541 @@
+//! Interop: the binary against real OpenAI-compatible servers that we did not write, a LiteLLM
+//! proxy and llama.cpp's `llama-server` (with a tiny hand-built model whose answers are known),
+//! on 127.0.0.1. `scripts/interop/run` installs and starts them, sets `GPTSTREAM_INTEROP_*`, and
+//! runs these tests with `--ignored`; a plain `cargo test` skips them and stays offline.
+//!
+//! Where a test goes through [`Recorder`], it also replays the body the server really sent with
+//! `--replay` and checks that the same events come out as in the live run.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::thread::{self, JoinHandle};
+
+use serde_json::{Value, json};
+
+use crate::util::{Gptstream, Output, Scratch, gptstream};
+
+/// LiteLLM's `mock-text` model streams this, three characters per chunk (config.yaml).
+const LITELLM_TEXT: &str = "Hello from LiteLLM: ünïcödé, \"quotes\", and a\nnew line.";
+/// The tiny model's whole answer: "Hello", " from", " llama", ".cpp!", then end of turn.
+const LLAMA_TEXT: &str = "Hello from llama.cpp!";
+
+const WEATHER_TOOL: &str = r#"[{"type":"function","function":{"name":"get_weather","description":"Current weather in a city","parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}}]"#;
+
+/// One server under test: where it is and the key it accepts.
+struct Target {
+    base_url: String,
+    key: String,
+}
+
+fn target(name: &str) -> Target {
+    let var = format!("GPTSTREAM_INTEROP_{name}");
+    let base_url = std::env::var(&var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run scripts/interop/run, which starts the server and sets it")
+    });
+    let key =
+        std::env::var(format!("{var}_KEY")).unwrap_or_else(|_| panic!("{var}_KEY is not set"));
+    Target { base_url, key }
+}
+
+fn litellm() -> Target {
+    target("LITELLM")
+}
+
+fn llama() -> Target {
+    target("LLAMA")
+}
+
+impl Target {
+    fn gptstream(&self) -> Gptstream {
+        self.at(&self.base_url)
+    }
+
+    fn at(&self, base_url: &str) -> Gptstream {
+        gptstream()
+            .env("OPENAI_BASE_URL", base_url)
+            .env("OPENAI_API_KEY", &self.key)
+    }
+
+    /// Runs gptstream through a [`Recorder`]: its output and the response body the server sent.
+    fn recorded(&self, args: &[&str]) -> (Output, Vec<u8>) {
+        let recorder = Recorder::start(&self.base_url);
+        let out = self.at(&recorder.base_url).args(args).run();
+        (out, recorder.body())
+    }
+}
+
+/// A byte-for-byte TCP relay between gptstream and the server that keeps what the server sent,
+/// so a test can replay exactly the body of the live run.
+struct Recorder {
+    base_url: String,
+    response: JoinHandle<Vec<u8>>,
+}
+
+impl Recorder {
+    fn start(upstream_base_url: &str) -> Recorder {
+        let rest = upstream_base_url
+            .strip_prefix("http://")
+            .expect("an http:// base URL");
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let upstream = authority.to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the recorder");
+        let base_url = format!("http://{}{path}", listener.local_addr().unwrap());
+        let response = thread::spawn(move || {
+            let (client, _) = listener.accept().expect("gptstream connects");
+            let server = TcpStream::connect(&upstream).expect("connect to the server");
+            let (mut from_client, mut to_server) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let requests = thread::spawn(move || {
+                let _ = std::io::copy(&mut from_client, &mut to_server);
+                let _ = to_server.shutdown(Shutdown::Write);
+            });
+            let (mut from_server, mut to_client) = (server, client);
+            let mut response = Vec::new();
+            let mut buffer = [0u8; 16384];
+            loop {
+                match from_server.read(&mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        response.extend_from_slice(&buffer[..n]);
+                        if to_client.write_all(&buffer[..n]).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = to_client.shutdown(Shutdown::Both);
+            let _ = requests.join();
+            response
+        });
+        Recorder { base_url, response }
+    }
+
+    /// The response body, de-chunked.
+    fn body(self) -> Vec<u8> {
+        let response = self.response.join().expect("the recorder thread");
+        let split = find(&response, b"\r\n\r\n").expect("a complete response head");
+        let head = String::from_utf8_lossy(&response[..split]).to_ascii_lowercase();
+        let body = &response[split + 4..];
+        assert!(
+            !head.contains("content-encoding:"),
+            "the recorder cannot replay an encoded body:\n{head}"
+        );
+        if head.contains("transfer-encoding: chunked") {
+            dechunk(body)
+        } else {
+            body.to_vec()
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn dechunk(mut chunked: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Some(line_end) = find(chunked, b"\r\n") {
+        let size_text = String::from_utf8_lossy(&chunked[..line_end]);
+        let size_text = size_text.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_text, 16)
+            .unwrap_or_else(|_| panic!("a chunk size, not {size_text:?}"));
+        chunked = &chunked[line_end + 2..];
+        if size == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunked[..size.min(chunked.len())]);
+        chunked = &chunked[(size + 2).min(chunked.len())..];
+    }
+    body
+}
+
+/// `--json` events with the `end` event's timings taken out, which differ between two runs.
+fn timeless_events(out: &Output) -> Vec<Value> {
+    let mut events = out.json_lines();
+    for event in &mut events {
+        if event["type"] == "end" {
+            let end = event.as_object_mut().unwrap();
+            for field in ["time_to_first_token_ms", "duration_ms", "tokens_per_second"] {
+                assert!(end.remove(field).is_some(), "end has {field}: {end:?}");
+            }
+        }
+    }
+    events
+}
+
+/// Replays `body` with `args` and checks it gives the same events as the live run `live`.
+fn assert_replay_matches(live: &Output, body: &[u8], args: &[&str]) {
+    let scratch = Scratch::new("interop-replay");
+    let path = scratch.path("body.sse");
+    std::fs::write(&path, body).unwrap();
+    let replayed = gptstream().args(["--replay", &path]).args(args).run();
+    assert_eq!(replayed.code, live.code, "{}", replayed.render());
+    assert_eq!(
+        timeless_events(&replayed),
+        timeless_events(live),
+        "the replay of the recorded body differs from the live run; body:\n{}",
+        String::from_utf8_lossy(body)
+    );
+}
+
+fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["type"] == kind).collect()
+}
+
+fn content_of(events: &[Value]) -> String {
+    of_type(events, "content")
+        .iter()
+        .map(|e| e["delta"].as_str().expect("a string delta"))
+        .collect()
+}
+
+fn tools_file(scratch: &Scratch) -> String {
+    scratch.file("tools.json", WEATHER_TOOL)
+}
+
+// ---------------------------------------------------------------------------------------------
+// LiteLLM proxy
+
+#[test]
+#[ignore = "needs the servers that scripts/interop/run starts"]
+fn litellm_text_streams_byte_exact() {
+    let out = litellm().gptstream().args(["-m", "mock-text", "hi"]).run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert_eq!(out.stdout(), LITELLM_TEXT);
+    assert!(
+        out.stderr.starts_with("finish_reason=stop prompt_tokens=")
+            && out.stderr.lines().count() == 1,
+        "{}",
+        out.render()
+    );
+}
+
+#[test]
+#[ignore = "needs the servers that scripts/interop/run starts"]
+fn litellm_json_events_and_their_replay() {
+    let (out, body) = litellm().recorded(&["--json", "-m", "mock-text", "hi"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    let events = out.json_lines();
+    assert_eq!(events[0]["type"], "start", "{}", out.render());
+    assert_eq!(events[0]["model"], "mock-text");
+    assert_eq!(content_of(&events), LITELLM_TEXT);
+    assert_eq!(
+        of_type(&events, "finish"),
+        [&json!({"type":"finish","choice":0,"reason":"stop"})]
+    );
+    // LiteLLM sends usage in a chunk whose `choices` is not empty, with its own extra fields.
+    let usage = of_type(&events, "usage");
+    assert_eq!(usage.len(), 1, "{}", out.render());
+    assert!(
+        usage[0]["completion_tokens_details"].is_object(),
+        "{}",
+        usage[0]
+    );
+    assert!(usage[0]["prompt_tokens"].as_u64().is_some_and(|n| n > 0));
+    assert_eq!(events.last().unwrap()["type"], "end");
+    assert!(String::from_utf8_lossy(&body).ends_with("data: [DONE]\n\n"));
+    assert_replay_matches(&out, &body, &["--json"]);
+}
+
+#[test]
+#[ignore = "needs the servers that scripts/interop/run starts"]
+fn litellm_tool_call_is_assembled_from_fragments() {
+    let scratch = Scratch::new("interop-litellm-tools");
+    let tools = tools_file(&scratch);
+    let (out, body) = litellm().recorded(&["--json", "-m", "tools", "--tools", &tools, "weather?"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    let events = out.json_lines();
+    // Three fragments, split mid-token; the id has no "call_" prefix.
+    assert_eq!(
+        of_type(&events, "tool_call_delta").len(),
+        3,
+        "{}",
+        out.render()
+    );
+    assert_eq!(
+        of_type(&events, "tool_call"),
+        [
+            &json!({"type":"tool_call","choice":0,"index":0,"id":"toolu_interop_1","name":"get_weather","arguments":{"city":"Paris","unit":"celsius"}})
+        ]
+    );
+    assert_eq!(of_type(&events, "finish")[0]["reason"], "tool_calls");
+    assert_replay_matches(&out, &body, &["--json"]);
+
+    let text = litellm()
+        .gptstream()
+        .args(["-m", "tools", "--tools", &tools, "weather?"])
+        .run();
+    assert_eq!(text.code, 0, "{}", text.render());
+    assert_eq!(
+        text.stdout(),
+        "{\"id\":\"toolu_interop_1\",\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\",\"unit\":\"celsius\"}}\n"
+    );
+}
+
+#[test]
+#[ignore = "needs the servers that scripts/interop/run starts"]
+fn litellm_wrong_key_is_a_401_with_its_message() {
+    let out = litellm()
+        .gptstream()
+        .env("OPENAI_API_KEY", "sk-wrong-interop-canary")
+        .args(["-m", "mock-text", "hi"])
+        .run();
+    assert_eq!(
+        out.render(),
+        "status: 3\n--- stdout\n\n--- stderr\ngptstream: HTTP 401 Unauthorized: Authentication Error, invalid proxy key\n"
+    );
+}
+
+#[test]
+#[ignore = "needs the servers that scripts/interop/run starts"]
+fn litellm_rate_limit_before_the_stream() {
+    let out = litellm()
+        .gptstream()
+        .args(["--retries", "0", "--json", "-m", "mock-ratelimit", "hi"])
+        .run();
+    assert_eq!(out.code, 3, "{}", out.render());
+    let events = out.json_lines();
+    assert_eq!(events.len(), 1, "{}", out.render());
+    assert_eq!(events[0]["type"], "error");
+    assert_eq!(events[0]["status"], 429);
+    assert_eq!(events[0]["code"], "429", "LiteLLM's string code, as sent");
+    let message = events[0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(
+            "HTTP 429 Too Many Requests: litellm.RateLimitError: this is a mock rate limit error"
+        ),
+        "{message}"
+    );
+
+    // Retried (429 is transient), each retry said on stderr, then the same error.
+    let out = litellm()
+        .gptstream()
+        .args(["--retries", "1", "-m", "mock-ratelimit", "hi"])
+        .run();
+    assert_eq!(out.code, 3, "{}", out.render());
+    assert_eq!(out.stdout(), "");
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", out.render());
+    assert!(lines[0].ends_with("(retry 1 of 1)"), "{}", out.render());
+    assert!(
+        lines[1].starts_with("gptstream: HTTP 429 Too Many Requests: litellm.RateLimitError"),
+        "{}",
+        out.render()
+    );
+}
+
+#[test]
+#[ignore = "needs the servers that scripts/interop/run starts"]
+fn litellm_bad_request_before_the_stream() {
+    let out = litellm()
+        .gptstream()
+        .args(["-m", "mock-toolong", "hi"])
+        .run();
+    assert_eq!(out.code, 3, "{}", out.render());
+    assert_eq!(out.stdout(), "");
+    assert!(
+        out.stderr
+            .starts_with("gptstream: HTTP 400 Bad Request: litellm.ContextWindowExceededError")
+            && out.stderr.lines().count() == 1,
+        "{}",
+        out.render()
+    );
+}
+
+#[test]
+#[ignore = "needs the servers that scripts/interop/run starts"]
+fn litellm_error_after_the_first_chunks_keeps_the_text() {
+    let out = litellm()
+        .gptstream()
+        .args(["-m", "midstream-error", "hi"])
+        .run();
+    assert_eq!(
+        out.render(),
+        "status: 3\n--- stdout\npartial answer then \n--- stderr\n\
+         gptstream: the server reported an error (500): litellm.InternalServerError: \
+         Gptstream-interopException - interop: upstream went away mid-stream\n"
+    );
+
+    let (out, body) = litellm().recorded(&["--json", "-m", "midstream-error", "hi"]);
+    assert_eq!(out.code, 3, "{}", out.render());
+    let events = out.json_lines();
+    assert_eq!(content_of(&events), "partial answer then ");
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "error", "{}", out.render());
+    assert_eq!(last["status"], Value::Null);
+    assert_eq!(last["code"], "500");
+    // LiteLLM ends the stream after the error object, with no [DONE].
+    assert!(!String::from_utf8_lossy(&body).contains("[DONE]"));
+    assert_replay_matches(&out, &body, &["--json"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// llama.cpp llama-server
+
+#[test]
+#[ignore = "needs the servers that scripts/interop/run starts"]
+fn llama_text_streams_byte_exact_with_usage() {
+    let out = llama().gptstream().arg("hi").run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert_eq!(out.stdout(), LLAMA_TEXT);
+    // Four answer tokens and the end-of-turn token.
+    assert!(
+        out.stderr.starts_with("finish_reason=stop prompt_tokens=")
+            && out.stderr.contains(" completion_tokens=5 "),
+        "{}",
+        out.render()
+    );
+}
+
+#[test]
+#[ignore = "needs the servers that scripts/interop/run starts"]
+fn llama_json_events_and_their_replay() {
+    let (out, body) = llama().recorded(&["--json", "hi"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    let events = out.json_lines();
+    assert_eq!(events[0]["type"], "start", "{}", out.render());
+    assert_eq!(content_of(&events), LLAMA_TEXT);
+    assert_eq!(
+        of_type(&events, "finish"),
+        [&json!({"type":"finish","choice":0,"reason":"stop"})]
+    );
+    let usage = of_type(&events, "usage");
+    assert_eq!(usage.len(), 1, "{}", out.render());
+    assert_eq!(usage[0]["completion_tokens"], 5);
+    assert!(
+        usage[0]["prompt_tokens_details"].is_object(),
+        "{}",
+        usage[0]
+    );
+    assert_replay_matches(&out, &body, &["--json"]);
+}
+
+#[test]
+#[ignore = "needs the servers that scripts/interop/run starts"]
+fn llama_tool_call_from_its_own_parser() {
+    let scratch = Scratch::new("interop-llama-tools");
+    let tools = tools_file(&scratch);
+    let (out, body) = llama().recorded(&["--json", "--tools", &tools, "weather in Paris?"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    let events = out.json_lines();
+    let calls = of_type(&events, "tool_call");
+    assert_eq!(calls.len(), 1, "{}", out.render());
+    assert_eq!(calls[0]["name"], "get_weather");
+    assert_eq!(calls[0]["arguments"], json!({"city": "Paris"}));
+    // llama.cpp makes up a random id, without the "call_" prefix.
+    assert!(
+        calls[0]["id"].as_str().is_some_and(|id| !id.is_empty()),
+        "{}",
+        calls[0]
+    );
+    assert_eq!(of_type(&events, "finish")[0]["reason"], "tool_calls");
+    assert_eq!(content_of(&events), "");
+    assert_replay_matches(&out, &body, &["--json"]);
+}
+
+#[test]
+#[ignore = "needs the servers that scripts/interop/run starts"]
+fn llama_accepts_our_tool_results_follow_up() {
+    // The model calls get_weather whenever tools are offered, so the loop runs out of rounds:
+    // exit 6 (not 3) shows llama.cpp accepted each follow-up with our tool messages.
+    let scratch = Scratch::new("interop-llama-exec");
+    let tools = tools_file(&scratch);
+    let out = llama()
+        .gptstream()
+        .args([
+            "--json",
+            "--tools",
+            &tools,
+            "--tool-exec",
+            "get_weather=echo sunny",
+        ])
+        .args(["--max-tool-rounds", "2", "weather in Paris?"])
+        .run();
+    assert_eq!(out.code, 6, "{}", out.render());
+    let events = out.json_lines();
+    let results = of_type(&events, "tool_result");
+    assert_eq!(results.len(), 2, "{}", out.render());
+    assert_eq!(results[0]["output"], "sunny\n");
+    assert_eq!(
+        of_type(&events, "start").len(),
+        3,
+        "three requests: {}",
+        out.render()
+    );
+}
+
+#[test]
+#[ignore = "needs the servers that scripts/interop/run starts"]
+fn llama_finish_reason_length() {
+    let out = llama().gptstream().args(["--max-tokens", "2", "hi"]).run();
+    assert_eq!(
+        out.render(),
+        "status: 0\n--- stdout\nHello from\n--- stderr\n\
+         gptstream: warning: the answer was cut off by the token limit (finish_reason=length); raise --max-tokens\n\
+         finish_reason=length prompt_tokens=59 completion_tokens=2 total_tokens=61 ttft_ms=* duration_ms=* tokens_per_second=*\n"
+    );
+
+    let out = llama()
+        .gptstream()
+        .args(["--json", "--max-tokens", "2", "hi"])
+        .run();
+    assert_eq!(of_type(&out.json_lines(), "finish")[0]["reason"], "length");
+}
+
+#[test]
+#[ignore = "needs the servers that scripts/interop/run starts"]
+fn llama_wrong_key_is_a_401_with_its_message() {
+    let out = llama()
+        .gptstream()
+        .env("OPENAI_API_KEY", "sk-wrong-interop-canary")
+        .arg("hi")
+        .run();
+    assert_eq!(
+        out.render(),
+        "status: 3\n--- stdout\n\n--- stderr\ngptstream: HTTP 401 Unauthorized: Invalid API Key\n"
+    );
+}
+
+#[test]
+#[ignore = "needs the servers that scripts/interop/run starts"]
+fn llama_prompt_over_the_context_is_a_400() {
+    let out = llama()
+        .gptstream()
+        .args(["--json"])
+        .stdin("word ".repeat(5000))
+        .run();
+    assert_eq!(out.code, 3, "{}", out.render());
+    let events = out.json_lines();
+    assert_eq!(events.len(), 1, "{}", out.render());
+    assert_eq!(events[0]["status"], 400);
+    let message = events[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("exceeds the available context size"),
+        "{message}"
+    );
+}
+
+#[test]
+#[ignore = "needs the servers that scripts/interop/run starts"]
+fn llama_chat_keeps_the_history_over_a_pipe() {
+    let out = llama()
+        .gptstream()
+        .args(["--chat", "--json"])
+        .stdin("hi\nand again\n")
+        .run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    let events = out.json_lines();
+    assert_eq!(content_of(&events), LLAMA_TEXT.repeat(2));
+    // The second prompt carries the first turn: more prompt tokens than the first.
+    let usage = of_type(&events, "usage");
+    assert_eq!(usage.len(), 2, "{}", out.render());
+    assert!(usage[1]["prompt_tokens"].as_u64() > usage[0]["prompt_tokens"].as_u64());
+}
+
+#[test]
+fn the_recorder_dechunks_a_body() {
+    assert_eq!(
+        dechunk(b"5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\n\r\n"),
+        b"hello world"
+    );
+}
