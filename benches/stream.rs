@@ -301,7 +301,8 @@ fn scenario_wall(
     for _ in 0..reps {
         for (k, client) in [Client::Gptstream, Client::Curl].into_iter().enumerate() {
             let before = children_cpu();
-            let r = run(command(client, bin, &server.url()), n >= 10_000);
+            // Peak memory for the long streams and the 1k one, to show it flat from 1k to 1M.
+            let r = run(command(client, bin, &server.url()), n >= 1_000);
             cpu[k] += children_cpu() - before;
             verify(client, &r.stdout, &text, &events);
             walls[k].push(r.wall.as_secs_f64() * 1000.0);
@@ -315,7 +316,7 @@ fn scenario_wall(
         ours: median(ours),
         curl: median(curl),
     });
-    if n >= 10_000 {
+    if n >= 1_000 {
         let per_run = |d: Duration| d.as_secs_f64() * 1000.0 / reps as f64;
         rows.push(Row {
             scenario: name.into(),

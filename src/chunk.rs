@@ -6,11 +6,15 @@
 //! the stream, and the decision whether a stream that ended was complete. No I/O happens here, so
 //! tests drive it with strings and a recording sink.
 
+mod plain;
+
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
+
+use plain::PlainChunk;
 
 use crate::error::{ApiError, StreamError, scrub};
 use crate::event::{Event, Sink};
@@ -53,6 +57,26 @@ pub struct Interpreter {
     choices: BTreeMap<u64, ChoiceState>,
     turn: Turn,
     keep_text: bool,
+    /// Whether to try [`PlainChunk`] before the general `Value` path (off only in tests that
+    /// prove the two agree).
+    plain_path: bool,
+}
+
+/// The chunk fields that start the answer (`start` event).
+struct Header<'a> {
+    id: Option<&'a str>,
+    model: Option<&'a str>,
+    created: Option<i64>,
+}
+
+impl<'a> Header<'a> {
+    fn of(chunk: &'a Value) -> Self {
+        Header {
+            id: non_empty_str(chunk, "id"),
+            model: non_empty_str(chunk, "model"),
+            created: chunk.get("created").and_then(Value::as_i64),
+        }
+    }
 }
 
 impl Turn {
@@ -80,6 +104,7 @@ impl Interpreter {
             choices: BTreeMap::new(),
             turn: Turn::default(),
             keep_text: false,
+            plain_path: true,
         }
     }
 
@@ -114,6 +139,12 @@ impl Interpreter {
             return Ok(ControlFlow::Break(()));
         }
         if data.is_empty() {
+            return Ok(ControlFlow::Continue(()));
+        }
+        if self.plain_path
+            && let Some(chunk) = PlainChunk::parse(data)
+        {
+            self.on_plain_chunk(&chunk, sink)?;
             return Ok(ControlFlow::Continue(()));
         }
         let chunk: Value = serde_json::from_str(data).map_err(|err| {
@@ -154,10 +185,9 @@ impl Interpreter {
         if let Some(error) = ApiError::from_body(chunk, None) {
             return Err(error.into());
         }
-        if !self.started
-            && (non_empty_str(chunk, "id").is_some() || non_empty_str(chunk, "model").is_some())
-        {
-            self.start(chunk, sink)?;
+        let header = Header::of(chunk);
+        if !self.started && (header.id.is_some() || header.model.is_some()) {
+            self.start(&header, sink)?;
         }
         if let Some(Value::Object(usage)) = chunk.get("usage") {
             self.turn.usage = Some(usage.clone());
@@ -166,20 +196,52 @@ impl Interpreter {
             return Ok(());
         };
         for choice in choices {
-            self.on_choice(chunk, choice, delta_key, sink)?;
+            let index = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
+            self.enter_choice(index, &header, sink)?;
+            if let Some(delta) = choice.get(delta_key) {
+                self.on_delta(index, delta, sink)?;
+            }
+            self.finish_choice(index, non_empty_str(choice, "finish_reason"), sink)?;
         }
         Ok(())
     }
 
-    fn start(&mut self, chunk: &Value, sink: &mut dyn Sink) -> anyhow::Result<()> {
+    /// [`Self::on_chunk`] for a [`PlainChunk`], event for event.
+    fn on_plain_chunk(
+        &mut self,
+        chunk: &PlainChunk<'_>,
+        sink: &mut dyn Sink,
+    ) -> anyhow::Result<()> {
+        let header = Header {
+            id: chunk.id(),
+            model: chunk.model(),
+            created: chunk.created,
+        };
+        if !self.started && (header.id.is_some() || header.model.is_some()) {
+            self.start(&header, sink)?;
+        }
+        for choice in chunk.choices() {
+            self.enter_choice(choice.index, &header, sink)?;
+            if let Some(text) = choice.content() {
+                self.content(choice.index, text, sink)?;
+            }
+            if let Some(text) = choice.reasoning() {
+                self.reasoning(choice.index, text, sink)?;
+            }
+            if let Some(text) = choice.refusal() {
+                self.refusal(choice.index, text, sink)?;
+            }
+            self.finish_choice(choice.index, choice.finish_reason(), sink)?;
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, header: &Header<'_>, sink: &mut dyn Sink) -> anyhow::Result<()> {
         self.started = true;
         sink.emit(&Event::Start {
-            id: non_empty_str(chunk, "id"),
-            model: non_empty_str(chunk, "model"),
-            created: chunk
-                .get("created")
-                .and_then(Value::as_i64)
-                .filter(|&c| c != 0),
+            id: header.id,
+            model: header.model,
+            created: header.created.filter(|&c| c != 0),
         })?;
         Ok(())
     }
@@ -208,38 +270,42 @@ impl Interpreter {
         Ok(())
     }
 
-    fn on_choice(
+    /// Before a choice's delta: the choice limit, and the `start` event if no chunk gave one.
+    fn enter_choice(
         &mut self,
-        chunk: &Value,
-        choice: &Value,
-        delta_key: &str,
+        index: u64,
+        header: &Header<'_>,
         sink: &mut dyn Sink,
     ) -> anyhow::Result<()> {
-        let index = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
         if !self.choices.contains_key(&index) && self.choices.len() == MAX_CHOICES {
             return Err(
                 StreamError(format!("more than {MAX_CHOICES} choices in one stream")).into(),
             );
         }
         if !self.started {
-            self.start(chunk, sink)?;
+            self.start(header, sink)?;
         }
-        if let Some(delta) = choice.get(delta_key) {
-            self.on_delta(index, delta, sink)?;
-        }
-        if let Some(reason) = non_empty_str(choice, "finish_reason") {
-            let state = self.choices.entry(index).or_default();
-            if state.finish_reason.is_none() {
-                // The turn is over, so its tool calls are complete: emit them before the finish.
-                Self::emit_tool_calls(&mut self.turn, index, state.tool_calls.take(), sink)?;
-                state.finish_reason = Some(reason.to_owned());
-                sink.emit(&Event::Finish {
-                    choice: index,
-                    reason,
-                })?;
-            }
-        } else {
-            self.choices.entry(index).or_default();
+        Ok(())
+    }
+
+    /// After a choice's delta: its finish reason, the first time one comes.
+    fn finish_choice(
+        &mut self,
+        index: u64,
+        reason: Option<&str>,
+        sink: &mut dyn Sink,
+    ) -> anyhow::Result<()> {
+        let state = self.choices.entry(index).or_default();
+        if let Some(reason) = reason
+            && state.finish_reason.is_none()
+        {
+            // The turn is over, so its tool calls are complete: emit them before the finish.
+            Self::emit_tool_calls(&mut self.turn, index, state.tool_calls.take(), sink)?;
+            state.finish_reason = Some(reason.to_owned());
+            sink.emit(&Event::Finish {
+                choice: index,
+                reason,
+            })?;
         }
         Ok(())
     }
@@ -250,6 +316,24 @@ impl Interpreter {
             self.turn.content.push_str(text);
         }
         sink.emit(&Event::Content {
+            choice,
+            delta: text,
+        })?;
+        Ok(())
+    }
+
+    fn reasoning(&mut self, choice: u64, text: &str, sink: &mut dyn Sink) -> anyhow::Result<()> {
+        self.turn.first_token(self.request_started);
+        sink.emit(&Event::Reasoning {
+            choice,
+            delta: text,
+        })?;
+        Ok(())
+    }
+
+    fn refusal(&mut self, choice: u64, text: &str, sink: &mut dyn Sink) -> anyhow::Result<()> {
+        self.turn.first_token(self.request_started);
+        sink.emit(&Event::Refusal {
             choice,
             delta: text,
         })?;
@@ -270,18 +354,10 @@ impl Interpreter {
         let reasoning =
             non_empty_str(delta, "reasoning_content").or_else(|| non_empty_str(delta, "reasoning"));
         if let Some(text) = reasoning {
-            self.turn.first_token(self.request_started);
-            sink.emit(&Event::Reasoning {
-                choice,
-                delta: text,
-            })?;
+            self.reasoning(choice, text, sink)?;
         }
         if let Some(text) = non_empty_str(delta, "refusal") {
-            self.turn.first_token(self.request_started);
-            sink.emit(&Event::Refusal {
-                choice,
-                delta: text,
-            })?;
+            self.refusal(choice, text, sink)?;
         }
         if let Some(fragments) = delta.get("tool_calls").and_then(Value::as_array) {
             let state = self.choices.entry(choice).or_default();
@@ -346,10 +422,16 @@ pub(crate) mod tests {
 
     /// The same, with the body arriving in the given pieces.
     pub(crate) fn interpret_pieces(pieces: &[&[u8]]) -> (Vec<Value>, Option<anyhow::Error>) {
+        interpret_by(pieces, true)
+    }
+
+    /// The same, choosing whether plain chunks take their own path.
+    fn interpret_by(pieces: &[&[u8]], plain_path: bool) -> (Vec<Value>, Option<anyhow::Error>) {
         let mut out = Vec::new();
         let mut sink = JsonSink::new(&mut out);
         let mut decoder = sse::Decoder::default();
         let mut interpreter = Interpreter::new(Instant::now());
+        interpreter.plain_path = plain_path;
         // Like the pipeline's pump: stop feeding at `[DONE]`.
         let mut fed = || -> anyhow::Result<()> {
             for piece in pieces {
@@ -701,6 +783,46 @@ pub(crate) mod tests {
         );
     }
 
+    /// Chunks the plain path reads, and near misses it must leave to the general path: each
+    /// gives the same events both ways.
+    #[test]
+    fn the_plain_path_agrees_with_the_general_path() {
+        let plain = [
+            r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","system_fingerprint":"fp","choices":[{"index":0,"delta":{"role":"assistant","content":"h\u00e9 \"q\""},"logprobs":null,"finish_reason":null}],"usage":null}"#,
+            r#"{"choices":[{"index":1,"delta":{"reasoning_content":"","reasoning":"r"}},{"index":0,"delta":{"refusal":"no","content":"x"},"finish_reason":"stop"}]}"#,
+            r#"{"choices":[{"delta":{"content":"y","tool_calls":null},"finish_reason":""}]}"#,
+            r#"{"id":"","model":"","choices":[]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"a"}}],"choices":[{"index":0,"delta":{"content":"last"}}]}"#,
+        ];
+        let general = [
+            r#"{"choices":[{"index":0,"delta":{"content":["a"]}}]}"#,
+            r#"{"choices":[[0,{"content":"seq"},"stop"]]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"t","function":{"name":"f","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}"#,
+            r#"{"created":1.5,"choices":[{"index":0,"delta":{"content":"f"}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"u"}}],"usage":{"total_tokens":3}}"#,
+            r#"{"object":"error","message":"bad"}"#,
+            r#"{"error":null,"choices":[{"delta":{"content":"e"}}]}"#,
+        ];
+        let outcome = |(events, err): (Vec<Value>, Option<anyhow::Error>)| {
+            (events, err.map(|e| e.to_string()))
+        };
+        for chunk in plain.iter().chain(&general) {
+            let body = format!("data: {chunk}\n\ndata: [DONE]\n\n");
+            let by_plain = outcome(interpret_by(&[body.as_bytes()], true));
+            assert_eq!(
+                by_plain,
+                outcome(interpret_by(&[body.as_bytes()], false)),
+                "{chunk}"
+            );
+        }
+        for chunk in plain {
+            assert!(PlainChunk::parse(chunk).is_some(), "{chunk}");
+        }
+        for chunk in general {
+            assert!(PlainChunk::parse(chunk).is_none(), "{chunk}");
+        }
+    }
+
     /// Arbitrary streams of chunk-like JSON pieces: the interpreter must never panic, and how
     /// the bytes are split must never change what it emits or whether it fails.
     #[test]
@@ -736,6 +858,18 @@ pub(crate) mod tests {
             b"1",
             br#""reasoning":"r""#,
             br#""object":"error""#,
+            br#""object":"chat.completion.chunk""#,
+            br#""created":1700000000"#,
+            br#""model":"m\"x""#,
+            br#""reasoning_content":"t""#,
+            br#""refusal":"no""#,
+            br#""content":"""#,
+            br#""content":["#,
+            br#""text":"p""#,
+            br#""detail":"d""#,
+            br#""index":-1"#,
+            b"1.5",
+            br#""s""#,
             b"\xFF",
         ];
         let mut rng = Rng(0xD1B5_4A32_D192_ED03);
@@ -746,6 +880,12 @@ pub(crate) mod tests {
             let count = 1 + rng.below(80);
             let input = rng.stream(pieces, count);
             let whole = outcome(interpret_pieces(&[&input]));
+            assert_eq!(
+                outcome(interpret_by(&[&input], false)),
+                whole,
+                "case {case}: the plain path and the general path disagree on {:?}",
+                String::from_utf8_lossy(&input)
+            );
             let cuts = 1 + rng.below(5);
             let split = rng.split(&input, cuts);
             assert_eq!(

@@ -66,6 +66,9 @@ pub enum Reply {
     Json(Value),
 }
 
+/// ureq's buffer size each way, and the largest response head we accept.
+const IO_BUFFER: usize = 32 * 1024;
+
 /// Sends the request and waits for the response headers.
 pub fn send(request: &Request, transport: &Transport) -> anyhow::Result<Reply> {
     let mut config = ureq::Agent::config_builder();
@@ -79,6 +82,12 @@ pub fn send(request: &Request, transport: &Transport) -> anyhow::Result<Reply> {
     }
     let agent: ureq::Agent = config
         .http_status_as_error(false)
+        // ureq's 128 KiB buffers each way are zero-filled when the connection opens, which is
+        // 6% of our peak memory. A request head and a response head fit in far less, and the
+        // body is read through our own buffer (pipeline::READ_BUFFER).
+        .input_buffer_size(IO_BUFFER)
+        .output_buffer_size(IO_BUFFER)
+        .max_response_header_size(IO_BUFFER)
         .max_redirects(0)
         .user_agent(concat!("gptstream/", env!("CARGO_PKG_VERSION")))
         .timeout_connect(Some(transport.connect))

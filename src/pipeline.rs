@@ -35,7 +35,7 @@ use crate::tools::ToolCall;
 use crate::{output, prompt, request, retry, sse};
 
 /// One read from the network or a file: large enough to drain a fast stream in few syscalls.
-const READ_BUFFER: usize = 64 * 1024;
+const READ_BUFFER: usize = 32 * 1024;
 
 /// Runs gptstream with parsed flags.
 ///
@@ -403,6 +403,29 @@ fn seconds(flag: &str, secs: f64) -> anyhow::Result<Duration> {
         })
 }
 
+/// Whether the connection will need TLS: an https:// server, or a proxy reached over https.
+/// Without it, `--cacert`/`SSL_CERT_FILE` is not read: a system-wide bundle costs ~400 KiB of
+/// memory to parse, half of everything gptstream allocates for a plain http:// server.
+fn uses_tls(args: &Args) -> bool {
+    let https = |url: &str| {
+        url.get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    };
+    let env_proxies = [
+        "ALL_PROXY",
+        "all_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+    ]
+    .into_iter()
+    .filter_map(|name| std::env::var(name).ok());
+    https(&args.base_url)
+        || args.proxy.as_deref().is_some_and(https)
+        || env_proxies.into_iter().any(|proxy| https(&proxy))
+}
+
 pub(crate) fn transport(args: &Args) -> anyhow::Result<Transport> {
     Ok(Transport {
         connect: seconds("--connect-timeout", args.connect_timeout)?,
@@ -410,7 +433,12 @@ pub(crate) fn transport(args: &Args) -> anyhow::Result<Transport> {
         idle: seconds("--idle-timeout", args.idle_timeout)?,
         total: args.timeout.map(|t| seconds("--timeout", t)).transpose()?,
         proxy: args.proxy.clone(),
-        roots: args.cacert.as_deref().map(http::load_roots).transpose()?,
+        roots: args
+            .cacert
+            .as_deref()
+            .filter(|_| uses_tls(args))
+            .map(http::load_roots)
+            .transpose()?,
         verbose: args.verbose,
     })
 }

@@ -9,7 +9,7 @@ use std::thread;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::server::hello_chunks;
+use crate::server::{Server, hello_chunks, sse};
 use crate::util::{Scratch, gptstream};
 
 fn fixture(name: &str) -> String {
@@ -124,5 +124,22 @@ fn a_cacert_file_without_certificates_is_a_usage_error() {
         format!(
             "status: 2\n--- stdout\n\n--- stderr\ngptstream: --cacert {empty} holds no PEM certificate\n"
         )
+    );
+}
+
+#[test]
+fn cacert_is_not_read_for_a_plain_http_server() {
+    // A system-wide SSL_CERT_FILE costs memory to parse; an http:// server does not need it.
+    let server = Server::one(sse(&hello_chunks()));
+    let scratch = Scratch::new("cacert-http");
+    let empty = scratch.file("empty.pem", "not a certificate\n");
+    let out = gptstream()
+        .server(&server)
+        .env("SSL_CERT_FILE", &empty)
+        .args(["-q", "hi"])
+        .run();
+    assert_eq!(
+        out.render(),
+        "status: 0\n--- stdout\nHello, world!\n--- stderr\n"
     );
 }
