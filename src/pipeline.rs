@@ -411,7 +411,7 @@ fn uses_tls(args: &Args) -> bool {
         url.get(..8)
             .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
     };
-    let env_proxies = [
+    let mut env_proxies = [
         "ALL_PROXY",
         "all_proxy",
         "HTTPS_PROXY",
@@ -423,7 +423,7 @@ fn uses_tls(args: &Args) -> bool {
     .filter_map(|name| std::env::var(name).ok());
     https(&args.base_url)
         || args.proxy.as_deref().is_some_and(https)
-        || env_proxies.into_iter().any(|proxy| https(&proxy))
+        || env_proxies.any(|proxy| https(&proxy))
 }
 
 pub(crate) fn transport(args: &Args) -> anyhow::Result<Transport> {

@@ -6,7 +6,8 @@
 //! half of gptstream's CPU time on a long stream (README, "Performance"). Anything this reader
 //! does not cover (usage, tool calls, errors, content parts, a field of an unexpected type or
 //! shape) makes [`PlainChunk::parse`] return `None`, and the interpreter takes the general
-//! `Value` path, so the two cannot disagree: `chunk::tests` checks that they never do.
+//! `Value` path, which then decides alone; `chunk::tests` drives random streams through both
+//! paths to check that they emit the same events.
 //!
 //! The visitors are written by hand, not derived: a derived struct would also accept a JSON
 //! array in place of an object, which the general path does not.
