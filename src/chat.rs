@@ -1,98 +1,70 @@
 //! `--chat`: a conversation, one user message per line, from a person at a terminal or a script
 //! over a pipe.
 //!
-//! The main thread owns the conversation and reads one channel: lines from stdin (read on a
-//! thread of their own, so typing ahead works), signals, and the answers of the stream thread
-//! that each turn starts. Ctrl-C during an answer cancels just that answer: what arrived stays on
-//! screen and in the history, marked, and the chat goes on.
+//! This thread owns the conversation and the sink, and waits on the control channel for lines
+//! from stdin (read on a thread of their own, so typing ahead works), for signals, and for the
+//! end of each answer, which streams on a worker thread of the one session.
+//!
+//! At a terminal, Ctrl-C during an answer stops just that answer: what arrived stays on screen
+//! and in the history, marked, and the chat goes on; a failed turn is reported and the chat goes
+//! on. Over a pipe, as in a single run, a signal or the first failed turn ends the chat with its
+//! exit code, and `--save` keeps the turns that succeeded.
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead, IsTerminal, Write};
-use std::sync::{Arc, mpsc};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
 use std::thread;
 use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::cli::Args;
+use crate::control::{Control, Notice};
 use crate::conversation::Conversation;
-use crate::error::{Interrupted, UsageError, is_broken_pipe};
-use crate::event::{ErrorReport, Event, Summary};
-use crate::interrupt::{self, Signal};
-use crate::pipeline;
-use crate::request::{self, ApiKey, Request};
-use crate::shared::Shared;
-use crate::toolbox::{self, Toolbox};
+use crate::error::{Interrupted, is_broken_pipe, scrub};
+use crate::event::{ErrorReport, Event, Interruption, Sink};
+use crate::session::{self, Session, Settings};
+use crate::signals::Signal;
 
 const HELP: &str = "commands: /exit (or Ctrl-D), /save PATH, /system TEXT, /model NAME, /clear, /help; \
 Ctrl-C stops an answer";
 
-/// What the chat waits for.
-enum Input {
-    Line(String),
-    Eof,
-    Signal(Signal),
-    /// Turn `n` ended: the conversation it grew, and whether the server rejected `stream_options`.
-    Answered(u64, anyhow::Result<(Conversation, bool)>),
-}
+/// What the tool result says of a call no `--tool-exec` runs, so the history stays sendable.
+const NOT_RUN: &str = "no --tool-exec runs this tool in this chat";
 
-/// What stays the same from turn to turn.
-struct Chat {
-    args: Arc<Args>,
-    api_key: Option<ApiKey>,
-    toolbox: Arc<Toolbox>,
-    transport: crate::http::Transport,
-    shared: Shared,
+struct Chat<'a> {
+    session: Session,
     conversation: Conversation,
-    model: String,
-    /// The server said no to `stream_options`: stop asking.
-    usage_rejected: bool,
-    /// stdin is a terminal: show a prompt, and let Ctrl-C at the prompt only remind.
+    sink: &'a mut (dyn Sink + Send),
+    save: Option<PathBuf>,
+    /// stdin is a terminal: show a prompt, and let Ctrl-C and failed turns only interrupt.
     terminal: bool,
 }
 
-/// Runs the chat until `/exit`, the end of stdin, or SIGTERM.
-pub fn run(args: Arc<Args>, shared: Shared) -> anyhow::Result<()> {
-    if args
-        .tools
-        .iter()
-        .any(|path| path == std::path::Path::new("-"))
-    {
-        return Err(
-            UsageError("--tools - cannot be used with --chat: stdin is the chat".into()).into(),
-        );
-    }
-    let toolbox = pipeline::toolbox(&args, None)?;
-    let mut conversation = match &args.messages {
-        Some(path) => Conversation::load(path)?,
-        None => Conversation::new(),
-    };
-    if let Some(system) = &args.system {
-        conversation.set_system(system);
-    }
+/// Runs the chat until `/exit`, the end of stdin, SIGTERM, or (over a pipe) a failed turn.
+pub(crate) fn run(
+    settings: Settings,
+    conversation: Conversation,
+    save: Option<PathBuf>,
+    first: Option<String>,
+    sink: &mut (dyn Sink + Send),
+) -> anyhow::Result<()> {
+    let control = Control::start()?;
+    read_lines(control.sender())?;
     let mut chat = Chat {
-        api_key: request::load_api_key(&args)?,
-        toolbox: Arc::new(toolbox),
-        transport: pipeline::transport(&args)?,
-        model: args.model.clone(),
-        args,
-        shared,
+        session: Session::new(settings)?,
         conversation,
-        usage_rejected: false,
+        sink,
+        save,
         terminal: io::stdin().is_terminal(),
     };
-    let (inputs, input) = mpsc::channel();
-    let on_signal = inputs.clone();
-    interrupt::on_signal(move |signal| {
-        let _ = on_signal.send(Input::Signal(signal));
-    })
-    .context("cannot listen for signals")?;
-    read_lines(inputs.clone())?;
-    chat.talk(&inputs, &input)
+    chat.talk(&control, first)
 }
 
-/// Reads stdin line by line on a thread of its own; invalid UTF-8 is replaced, not fatal.
-fn read_lines(inputs: mpsc::Sender<Input>) -> anyhow::Result<()> {
+/// Reads stdin line by line on a thread of its own; invalid UTF-8 is replaced, not fatal. It
+/// ends with stdin; a chat that ends first leaves it blocked in its read until the process
+/// exits, as nothing can wake a read of a terminal.
+fn read_lines(notices: Sender<Notice>) -> anyhow::Result<()> {
     thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
@@ -105,41 +77,39 @@ fn read_lines(inputs: mpsc::Sender<Input>) -> anyhow::Result<()> {
                     Ok(_) => {
                         let text = String::from_utf8_lossy(&line);
                         let text = text.trim_end_matches(['\n', '\r']).to_owned();
-                        if inputs.send(Input::Line(text)).is_err() {
+                        if notices.send(Notice::Line(text)).is_err() {
                             return;
                         }
                     }
                 }
             }
-            let _ = inputs.send(Input::Eof);
+            let _ = notices.send(Notice::Eof);
         })
         .context("cannot start the stdin thread")?;
     Ok(())
 }
 
-impl Chat {
-    fn talk(
-        &mut self,
-        inputs: &mpsc::Sender<Input>,
-        input: &mpsc::Receiver<Input>,
-    ) -> anyhow::Result<()> {
+impl Chat<'_> {
+    fn talk(&mut self, control: &Control, first: Option<String>) -> anyhow::Result<()> {
         let mut typed_ahead = VecDeque::new();
-        let mut first = Some(self.args.prompt.join(" ")).filter(|p| !p.trim().is_empty());
-        let mut turn = 0;
+        let mut first = first;
         loop {
             let line = match first.take().or_else(|| typed_ahead.pop_front()) {
                 Some(line) => line,
                 None => {
                     self.prompt()?;
-                    match input.recv() {
-                        Ok(Input::Line(line)) => line,
-                        Ok(Input::Eof) | Err(_) => break,
-                        Ok(Input::Signal(signal)) => {
+                    match control.next() {
+                        Notice::Line(line) => line,
+                        Notice::Eof => {
+                            // Ctrl-D: the shell's prompt goes on a line of its own.
+                            self.end_prompt_line()?;
+                            break;
+                        }
+                        Notice::Signal(signal) => {
                             self.at_prompt(signal)?;
                             continue;
                         }
-                        // A cancelled turn's late answer: already dealt with.
-                        Ok(Input::Answered(..)) => continue,
+                        Notice::Finished => continue,
                     }
                 }
             };
@@ -153,10 +123,7 @@ impl Chat {
                 }
                 break;
             }
-            turn += 1;
-            self.conversation.push_user(line);
-            self.start_turn(turn, inputs)?;
-            self.finish_turn(turn, input, &mut typed_ahead)?;
+            self.turn(line, control, &mut typed_ahead)?;
         }
         Ok(())
     }
@@ -170,12 +137,27 @@ impl Chat {
         Ok(())
     }
 
-    /// Ctrl-C at the prompt only reminds how to leave, as a shell does; SIGTERM leaves.
-    fn at_prompt(&self, signal: Signal) -> anyhow::Result<()> {
+    fn end_prompt_line(&self) -> io::Result<()> {
+        if self.terminal {
+            let mut err = io::stderr().lock();
+            err.write_all(b"\n")?;
+            err.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Ctrl-C at a terminal's prompt only reminds how to leave, as a shell does; SIGTERM, or a
+    /// signal to a piped chat, ends the chat and says so.
+    fn at_prompt(&mut self, signal: Signal) -> anyhow::Result<()> {
         if signal == Signal::Interrupt && self.terminal {
             eprintln!("\n(/exit or Ctrl-D to leave)");
             return Ok(());
         }
+        self.end_prompt_line()?;
+        let _ = self.sink.emit(&Event::Interrupted(&Interruption {
+            signal,
+            usage: None,
+        }));
         Err(Interrupted(signal).into())
     }
 
@@ -186,7 +168,7 @@ impl Chat {
         match (name, rest.is_empty()) {
             ("exit" | "quit", _) => return Ok(false),
             ("save", false) => {
-                self.conversation.save(std::path::Path::new(rest))?;
+                self.conversation.save(Path::new(rest))?;
                 eprintln!(
                     "gptstream: saved {} messages to {rest}",
                     self.conversation.messages.len()
@@ -197,7 +179,7 @@ impl Chat {
                 eprintln!("gptstream: system message set");
             }
             ("model", false) => {
-                self.model = rest.to_owned();
+                self.session.set_model(rest);
                 eprintln!("gptstream: model {rest}");
             }
             ("clear", _) => {
@@ -208,122 +190,111 @@ impl Chat {
             ("save" | "system" | "model", true) => {
                 eprintln!("gptstream: /{name} needs a value; {HELP}")
             }
-            _ => eprintln!("gptstream: unknown command /{name}; {HELP}"),
+            _ => eprintln!("gptstream: unknown command /{}; {HELP}", scrub(name)),
         }
         Ok(true)
     }
 
-    /// Starts turn `turn` on a stream thread with a copy of the conversation.
-    fn start_turn(&self, turn: u64, inputs: &mpsc::Sender<Input>) -> anyhow::Result<()> {
-        let mut request = request::build(
-            &self.args,
-            &self.conversation.messages,
-            &self.toolbox.definitions,
-            self.api_key.clone(),
-        )?;
-        request.body["model"] = self.model.clone().into();
-        if self.usage_rejected
-            && let Some(body) = request.body.as_object_mut()
-        {
-            body.remove("stream_options");
-        }
-        let (args, toolbox, transport) = (
-            Arc::clone(&self.args),
-            Arc::clone(&self.toolbox),
-            self.transport.clone(),
-        );
-        let mut conversation = self.conversation.clone();
-        let mut sink = self.shared.stream();
-        let answered = inputs.clone();
-        thread::Builder::new()
-            .name("stream".into())
-            .spawn(move || {
-                let started = Instant::now();
-                let result = pipeline::answer(
-                    &mut request,
-                    &args,
-                    &toolbox,
-                    &transport,
-                    &mut conversation,
-                    &mut sink,
-                )
-                .and_then(|turns| {
-                    use crate::event::Sink;
-                    sink.emit(&Event::End(&Summary::of_turns(&turns, started)))?;
-                    Ok((conversation, rejected_usage(&request)))
-                });
-                let _ = answered.send(Input::Answered(turn, result));
-            })
-            .context("cannot start the stream thread")?;
-        Ok(())
-    }
-
-    /// Waits for turn `turn` to end, or cancels it on Ctrl-C. Lines typed meanwhile wait their turn.
-    fn finish_turn(
+    /// Sends `line` and streams the answer on a worker thread; lines typed meanwhile wait their
+    /// turn in `typed_ahead`.
+    fn turn(
         &mut self,
-        turn: u64,
-        input: &mpsc::Receiver<Input>,
+        line: &str,
+        control: &Control,
         typed_ahead: &mut VecDeque<String>,
     ) -> anyhow::Result<()> {
-        loop {
-            match input.recv() {
-                Ok(Input::Answered(n, result)) if n == turn => return self.answered(result),
-                Ok(Input::Answered(..)) => {}
-                Ok(Input::Line(line)) => typed_ahead.push_back(line),
+        let before = self.conversation.messages.len();
+        self.conversation.push_user(line);
+        let started = Instant::now();
+        let stopper = self.session.stopper();
+        let (session, conversation, sink) =
+            (&mut self.session, &mut self.conversation, &mut *self.sink);
+        let supervised = control.supervise(
+            || stopper.stop(),
+            || session.answer(conversation, sink),
+            |notice| match notice {
+                Notice::Line(line) => typed_ahead.push_back(line),
                 // Ctrl-D while an answer streams: leave after it.
-                Ok(Input::Eof) => typed_ahead.push_back("/exit".into()),
-                Ok(Input::Signal(signal)) => {
-                    toolbox::kill_running_tools();
-                    let unfinished = self.shared.interrupt(signal);
-                    let before = std::mem::take(&mut self.conversation);
-                    self.conversation = unfinished.transcript(Some(before)).unwrap_or_default();
-                    self.save()?;
-                    if signal == Signal::Terminate {
-                        return Err(Interrupted(signal).into());
-                    }
-                    return Ok(());
-                }
-                Err(_) => anyhow::bail!("the stream thread stopped without a word"),
-            }
+                Notice::Eof => typed_ahead.push_back("/exit".into()),
+                Notice::Signal(_) | Notice::Finished => {}
+            },
+        );
+        let progress = self.session.progress().clone();
+        if supervised.signal.is_some() {
+            // The stop shut the agent down; the next turn needs a new one.
+            self.session.reopen()?;
         }
-    }
-
-    fn answered(&mut self, result: anyhow::Result<(Conversation, bool)>) -> anyhow::Result<()> {
-        match result {
-            Ok((conversation, usage_rejected)) => {
-                self.conversation = conversation;
-                self.usage_rejected |= usage_rejected;
+        match (supervised.result, supervised.signal) {
+            (Ok(turns), signal) => {
+                self.sink
+                    .emit(&Event::End(&session::summary(&turns, started)))?;
+                self.answer_calls_not_run();
+                self.save()?;
+                match signal {
+                    Some(signal) if signal == Signal::Terminate || !self.terminal => {
+                        self.interrupted(signal, None)
+                    }
+                    _ => Ok(()),
+                }
+            }
+            (Err(_), Some(signal)) => {
+                let why = format!("interrupted by {}", signal.name());
+                let in_flight = progress.in_flight.then_some(progress.text.as_str());
+                self.conversation.close_unfinished(in_flight, &why);
+                if signal == Signal::Terminate || !self.terminal {
+                    let interrupted = self.interrupted(signal, progress.usage);
+                    self.save()?;
+                    return interrupted;
+                }
+                let _ = self.sink.emit(&Event::Interrupted(&Interruption {
+                    signal,
+                    usage: progress.usage,
+                }));
                 self.save()
             }
-            Err(err) if is_broken_pipe(&err) => Err(err),
-            Err(err) => {
-                // The chat goes on; the user may try again.
+            (Err(err), None) => {
+                // The failed turn is not part of the history.
+                self.conversation.messages.truncate(before);
+                if is_broken_pipe(&err) || !self.terminal {
+                    return Err(err);
+                }
+                // At a terminal the chat goes on; the user may try again.
                 let _ = self
-                    .shared
+                    .sink
                     .emit(&Event::Error(&ErrorReport::from_error(&err)));
                 eprintln!("gptstream: {err:#}");
-                if self
-                    .conversation
-                    .messages
-                    .last()
-                    .is_some_and(|m| m["role"] == "user")
-                {
-                    self.conversation.messages.pop();
-                }
                 Ok(())
             }
         }
     }
 
+    /// Reports the signal that ends the chat; the error carries its exit code.
+    fn interrupted(
+        &mut self,
+        signal: Signal,
+        usage: Option<serde_json::Map<String, serde_json::Value>>,
+    ) -> anyhow::Result<()> {
+        let _ = self
+            .sink
+            .emit(&Event::Interrupted(&Interruption { signal, usage }));
+        Err(Interrupted(signal).into())
+    }
+
+    /// A turn that ended with calls to tools nobody runs would leave the history unsendable
+    /// (the API rejects unanswered `tool_calls`): answer them, saying they were not run.
+    fn answer_calls_not_run(&mut self) {
+        if self.conversation.answer_unanswered_calls(NOT_RUN) > 0 {
+            eprintln!(
+                "gptstream: the model called a tool that no --tool-exec runs; the chat told it the call was not run"
+            );
+        }
+    }
+
     /// `--save`: after every turn, so leaving abruptly loses nothing.
     fn save(&self) -> anyhow::Result<()> {
-        match &self.args.save {
+        match &self.save {
             Some(path) => self.conversation.save(path),
             None => Ok(()),
         }
     }
-}
-
-fn rejected_usage(request: &Request) -> bool {
-    request.body.get("stream_options").is_none()
 }

@@ -19,7 +19,7 @@ use plain::PlainChunk;
 use crate::error::{ApiError, StreamError, scrub};
 use crate::event::{Event, Sink};
 use crate::sse;
-use crate::tools::{ToolCall, ToolCalls};
+use crate::tool_calls::{ToolCall, ToolCalls};
 
 /// More distinct choices than anyone asks for: past it the stream is treated as hostile.
 const MAX_CHOICES: usize = 256;
@@ -34,10 +34,11 @@ struct ChoiceState {
 /// facts for the summary.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Turn {
-    /// The text of choice 0, when the interpreter was asked to keep it (for a transcript or a
-    /// tool loop); otherwise empty, so a long answer costs no memory.
+    /// The text of the recorded choice (`--choice`, else 0), when the interpreter was asked to
+    /// keep it (for a transcript or a tool loop); otherwise empty, so a long answer costs no
+    /// memory.
     pub content: String,
-    /// The complete tool calls of choice 0.
+    /// The complete tool calls of the recorded choice.
     pub tool_calls: Vec<ToolCall>,
     /// `(choice, finish_reason)` for each finished choice, in choice order.
     pub finish_reasons: Vec<(u64, String)>,
@@ -57,6 +58,8 @@ pub struct Interpreter {
     choices: BTreeMap<u64, ChoiceState>,
     turn: Turn,
     keep_text: bool,
+    /// The choice whose text and tool calls make the turn.
+    recorded_choice: u64,
     /// Whether to try [`PlainChunk`] before the general `Value` path (off only in tests that
     /// prove the two agree).
     plain_path: bool,
@@ -104,13 +107,20 @@ impl Interpreter {
             choices: BTreeMap::new(),
             turn: Turn::default(),
             keep_text: false,
+            recorded_choice: 0,
             plain_path: true,
         }
     }
 
-    /// Also keeps the text of choice 0 in the returned [`Turn`], for the conversation.
+    /// Also keeps the recorded choice's text in the returned [`Turn`], for the conversation.
     pub fn keeping_text(mut self, keep: bool) -> Self {
         self.keep_text = keep;
+        self
+    }
+
+    /// Makes choice `choice` (of `-n`) the one whose text and calls the turn records.
+    pub fn recording_choice(mut self, choice: u64) -> Self {
+        self.recorded_choice = choice;
         self
     }
 
@@ -246,9 +256,10 @@ impl Interpreter {
         Ok(())
     }
 
-    /// Emits a choice's complete tool calls and keeps choice 0's for the conversation.
+    /// Emits a choice's complete tool calls and keeps the recorded choice's for the conversation.
     fn emit_tool_calls(
         turn: &mut Turn,
+        recorded_choice: u64,
         choice: u64,
         calls: Vec<ToolCall>,
         sink: &mut dyn Sink,
@@ -263,7 +274,7 @@ impl Interpreter {
                 call: &call,
             })?;
             turn.tool_call_count += 1;
-            if choice == 0 {
+            if choice == recorded_choice {
                 turn.tool_calls.push(call);
             }
         }
@@ -300,7 +311,13 @@ impl Interpreter {
             && state.finish_reason.is_none()
         {
             // The turn is over, so its tool calls are complete: emit them before the finish.
-            Self::emit_tool_calls(&mut self.turn, index, state.tool_calls.take(), sink)?;
+            Self::emit_tool_calls(
+                &mut self.turn,
+                self.recorded_choice,
+                index,
+                state.tool_calls.take(),
+                sink,
+            )?;
             state.finish_reason = Some(reason.to_owned());
             sink.emit(&Event::Finish {
                 choice: index,
@@ -312,7 +329,7 @@ impl Interpreter {
 
     fn content(&mut self, choice: u64, text: &str, sink: &mut dyn Sink) -> anyhow::Result<()> {
         self.turn.first_token(self.request_started);
-        if choice == 0 && self.keep_text {
+        if choice == self.recorded_choice && self.keep_text {
             self.turn.content.push_str(text);
         }
         sink.emit(&Event::Content {
@@ -374,7 +391,13 @@ impl Interpreter {
     /// the turn, or a truncation error when the stream stopped short.
     pub fn finish(mut self, sink: &mut dyn Sink) -> anyhow::Result<Turn> {
         for (&choice, state) in &mut self.choices {
-            Self::emit_tool_calls(&mut self.turn, choice, state.tool_calls.take(), sink)?;
+            Self::emit_tool_calls(
+                &mut self.turn,
+                self.recorded_choice,
+                choice,
+                state.tool_calls.take(),
+                sink,
+            )?;
         }
         if let Some(usage) = &self.turn.usage {
             sink.emit(&Event::Usage(usage))?;
@@ -446,7 +469,7 @@ pub(crate) mod tests {
         let result = fed()
             .and_then(|_| interpreter.finish(&mut sink))
             .and_then(|turn| {
-                let summary = crate::event::Summary::of_turns(&[turn], Instant::now());
+                let summary = crate::session::summary(&[turn], Instant::now());
                 sink.emit(&Event::End(&summary))?;
                 Ok(())
             });

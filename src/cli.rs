@@ -8,8 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 
-/// The default server: OpenAI itself. Any OpenAI-compatible base URL works.
-pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+use crate::request::DEFAULT_BASE_URL;
 
 /// The default model, cheap and fast; override with `-m` or `GPTSTREAM_MODEL`.
 pub const DEFAULT_MODEL: &str = "gpt-4o-mini";

@@ -14,7 +14,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use crate::error::UsageError;
-use crate::tools::ToolCall;
+use crate::tool_calls::ToolCall;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -136,6 +136,40 @@ impl Conversation {
             .push(json!({"role": "tool", "tool_call_id": call_id, "content": content}));
     }
 
+    /// Gives every call of the last assistant message that has no result yet a result saying
+    /// why it was not run, so the conversation stays sendable: the API rejects an assistant
+    /// message whose `tool_calls` are not all answered. Returns how many it answered.
+    pub fn answer_unanswered_calls(&mut self, why: &str) -> usize {
+        let Some(last_assistant) = self.messages.iter().rposition(|m| m["role"] == "assistant")
+        else {
+            return 0;
+        };
+        let answered: Vec<String> = self.messages[last_assistant + 1..]
+            .iter()
+            .filter(|m| m["role"] == "tool")
+            .filter_map(|m| m["tool_call_id"].as_str().map(str::to_owned))
+            .collect();
+        let unanswered: Vec<String> = self
+            .pending_tool_call_ids()
+            .into_iter()
+            .filter(|id| !answered.iter().any(|a| a == id))
+            .map(str::to_owned)
+            .collect();
+        for id in &unanswered {
+            self.push_tool_result(id, &format!("error: this tool call was not run: {why}"));
+        }
+        unanswered.len()
+    }
+
+    /// Ends the conversation of an answer that did not finish: the text that arrived of the
+    /// request in flight (if one was), marked, and results for calls that were not run.
+    pub fn close_unfinished(&mut self, in_flight: Option<&str>, why: &str) {
+        if let Some(text) = in_flight {
+            self.push_partial_answer(text, why);
+        }
+        self.answer_unanswered_calls(why);
+    }
+
     /// The ids of the tool calls in the last assistant message.
     pub fn pending_tool_call_ids(&self) -> Vec<&str> {
         self.messages
@@ -246,6 +280,26 @@ mod tests {
                 json!({"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{}"}}]}),
                 json!({"role":"tool","tool_call_id":"call_1","content":"42"}),
             ]
+        );
+    }
+
+    #[test]
+    fn unanswered_calls_get_a_result_that_says_why() {
+        let mut c = Conversation::new();
+        let calls = [ToolCall::new("a", "f", "{}"), ToolCall::new("b", "g", "{}")];
+        c.push_assistant("", &calls);
+        c.push_tool_result("a", "1");
+        assert_eq!(c.answer_unanswered_calls("interrupted by SIGINT"), 1);
+        assert_eq!(
+            c.messages.last().unwrap(),
+            &json!({"role":"tool","tool_call_id":"b","content":"error: this tool call was not run: interrupted by SIGINT"})
+        );
+        assert_eq!(c.answer_unanswered_calls("again"), 0);
+        c.push_user("next");
+        c.close_unfinished(Some("Hel"), "why");
+        assert_eq!(
+            c.messages.last().unwrap(),
+            &json!({"role":"assistant","content":"Hel\n[answer incomplete: why]"})
         );
     }
 

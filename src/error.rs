@@ -8,6 +8,8 @@ use std::fmt;
 use std::io;
 use std::sync::Mutex;
 
+use crate::signals::Signal;
+
 /// Exit codes; the table in `--help` and the README lists the same rows.
 pub mod exit {
     pub const SUCCESS: u8 = 0;
@@ -71,7 +73,15 @@ pub struct ToolRoundsError(pub String);
 
 /// SIGINT or SIGTERM stopped the run: exit 130 or 143. Already reported by the sink.
 #[derive(Debug)]
-pub struct Interrupted(pub crate::interrupt::Signal);
+pub struct Interrupted(pub Signal);
+
+/// A worker found its answer cancelled (the signal that did it decides the exit code).
+#[derive(Debug)]
+pub(crate) struct Cancelled;
+
+/// A worker thread panicked: a bug, already reported on stderr by the panic hook.
+#[derive(Debug)]
+pub struct Panicked;
 
 impl ApiError {
     /// Builds an API error from server-provided text, made safe for one terminal line.
@@ -188,6 +198,30 @@ impl std::error::Error for NetworkError {}
 impl std::error::Error for StreamError {}
 impl std::error::Error for ToolRoundsError {}
 impl std::error::Error for Interrupted {}
+impl std::error::Error for Cancelled {}
+impl std::error::Error for Panicked {}
+
+impl fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("cancelled")
+    }
+}
+
+impl fmt::Display for Panicked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("internal error: a worker thread panicked")
+    }
+}
+
+impl Signal {
+    /// 128 + the signal number, as shells report a process killed by it.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Signal::Interrupt => exit::INTERRUPTED,
+            Signal::Terminate => exit::TERMINATED,
+        }
+    }
+}
 
 /// Picks the exit code for an error by looking for a typed error anywhere in its chain.
 pub fn exit_code(err: &anyhow::Error) -> u8 {

@@ -5,14 +5,13 @@
 //! the chunk being interpreted, so nothing is copied on the way to stdout.
 
 use std::io;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::chunk::Turn;
-use crate::interrupt::Signal;
+use crate::signals::Signal;
+use crate::tool_calls::{Fragment, ToolCall};
 use crate::toolbox::ToolOutcome;
-use crate::tools::{Fragment, ToolCall};
 
 /// One thing that happened in the stream.
 #[derive(Debug)]
@@ -88,30 +87,6 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Sums up the turns of one run, which started at `started`.
-    pub fn of_turns(turns: &[Turn], started: Instant) -> Summary {
-        let mut usage: Option<Map<String, Value>> = None;
-        for turn_usage in turns.iter().filter_map(|t| t.usage.as_ref()) {
-            match &mut usage {
-                None => usage = Some(turn_usage.clone()),
-                Some(total) => add_usage(total, turn_usage),
-            }
-        }
-        Summary {
-            finish_reasons: turns
-                .last()
-                .map(|t| t.finish_reasons.clone())
-                .unwrap_or_default(),
-            usage,
-            tool_calls: turns.iter().map(|t| t.tool_call_count).sum(),
-            time_to_first_token: turns.first().and_then(|t| t.time_to_first_token),
-            duration: started.elapsed(),
-            requests: turns.len(),
-        }
-    }
-}
-
-impl Summary {
     /// Completion tokens per second of generation (from the first token to the end), when the
     /// server reported usage.
     pub fn tokens_per_second(&self) -> Option<f64> {
@@ -132,7 +107,7 @@ pub(crate) fn add_usage(total: &mut Map<String, Value>, usage: &Map<String, Valu
         match (total.get_mut(key), value) {
             (Some(Value::Number(sum)), Value::Number(n)) => {
                 if let (Some(a), Some(b)) = (sum.as_u64(), n.as_u64()) {
-                    *sum = (a + b).into();
+                    *sum = a.saturating_add(b).into();
                 }
             }
             (Some(Value::Object(sum)), Value::Object(part)) => add_usage(sum, part),
@@ -160,45 +135,5 @@ pub trait Sink {
     /// blocks for the next: deltas that arrived together leave in one `write`, and none waits.
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn turn(usage: Value) -> Turn {
-        Turn {
-            usage: usage.as_object().cloned(),
-            ..Turn::default()
-        }
-    }
-
-    #[test]
-    fn usage_over_requests_is_summed_deeply() {
-        let turns = [
-            turn(
-                json!({"prompt_tokens":10,"completion_tokens":5,"completion_tokens_details":{"reasoning_tokens":2},"model":"x"}),
-            ),
-            turn(
-                json!({"prompt_tokens":20,"completion_tokens":1,"completion_tokens_details":{"reasoning_tokens":3}}),
-            ),
-        ];
-        let summary = Summary::of_turns(&turns, Instant::now());
-        assert_eq!(
-            Value::Object(summary.usage.unwrap()),
-            json!({"prompt_tokens":30,"completion_tokens":6,"completion_tokens_details":{"reasoning_tokens":5},"model":"x"})
-        );
-        assert_eq!(summary.requests, 2);
-    }
-
-    #[test]
-    fn one_request_keeps_its_usage_as_sent() {
-        let summary = Summary::of_turns(&[turn(json!({"total_tokens":9}))], Instant::now());
-        assert_eq!(
-            Value::Object(summary.usage.unwrap()),
-            json!({"total_tokens":9})
-        );
     }
 }

@@ -69,8 +69,10 @@ pub enum Reply {
 /// ureq's buffer size each way, and the largest response head we accept.
 const IO_BUFFER: usize = 32 * 1024;
 
-/// Sends the request and waits for the response headers.
-pub fn send(request: &Request, transport: &Transport) -> anyhow::Result<Reply> {
+/// The agent for one run or chat: every request of it goes through this one, so a kept-alive
+/// connection is reused (tool-loop follow-ups, retries, chat turns), and shutting it down ends
+/// a read blocked on a silent server.
+pub(crate) fn agent(transport: &Transport) -> anyhow::Result<ureq::Agent> {
     let mut config = ureq::Agent::config_builder();
     if let Some(proxy) = &transport.proxy {
         let proxy = ureq::Proxy::new(proxy)
@@ -96,6 +98,15 @@ pub fn send(request: &Request, transport: &Transport) -> anyhow::Result<Reply> {
         .timeout_global(transport.total)
         .build()
         .into();
+    Ok(agent)
+}
+
+/// Sends the request through `agent` and waits for the response headers.
+pub(crate) fn send(
+    agent: &ureq::Agent,
+    request: &Request,
+    transport: &Transport,
+) -> anyhow::Result<Reply> {
     let mut builder = agent
         .post(&request.url)
         .header("Content-Type", "application/json");

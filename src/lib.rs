@@ -1,26 +1,31 @@
 //! gptstream: stream a chat completion from any OpenAI-compatible server into a pipe.
 //!
-//! The stages of the data's path, one module each (see `pipeline` for how they connect):
-//! `cli` → `prompt` + `conversation` → `request` → `http` → `sse` → `chunk` (with `tools`) →
-//! `output`; `toolbox` runs tool calls for the user and feeds the results back.
-//! `sse`, `chunk`, `tools` and `output` do no I/O of their own and are tested on bytes.
+//! The stages of the data's path, one module each: `cli` → `plan` (flags resolved once:
+//! `prompt`, `conversation`, `request`, `toolbox`) → `session` (requests through one `http`
+//! agent) → `stream` (`sse` → `chunk`, with `tool_calls`) → `output`. Around it, the control
+//! path: `run` and `chat` drive a session, `control` runs each answer on a worker thread and
+//! stops and joins it on a `signals` notice. `sse`, `chunk`, `tool_calls` and `output` do no
+//! I/O of their own and are tested on bytes.
 
-pub mod chat;
+mod chat;
 pub mod chunk;
 pub mod cli;
-pub mod conversation;
+mod control;
+mod conversation;
 pub mod error;
 pub mod event;
-pub mod http;
-pub mod interrupt;
-pub mod output;
-pub mod pipeline;
-pub mod prompt;
-pub mod request;
-pub mod retry;
-pub mod shared;
+mod http;
+mod output;
+mod plan;
+mod prompt;
+mod request;
+mod retry;
+mod run;
+mod session;
+pub mod signals;
 pub mod sse;
-pub mod toolbox;
-pub mod tools;
+mod stream;
+pub mod tool_calls;
+mod toolbox;
 
-pub use pipeline::run;
+pub use run::{is_reported, run};

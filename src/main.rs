@@ -18,8 +18,8 @@ fn main() -> ExitCode {
     match gptstream::run(args) {
         Ok(()) => ExitCode::from(exit::SUCCESS),
         Err(err) if error::is_broken_pipe(&err) => ExitCode::from(exit::SUCCESS),
-        // The sink has said so already: a summary line, or the `--json` error event.
-        Err(err) if err.is::<error::Interrupted>() => ExitCode::from(error::exit_code(&err)),
+        // Said already: by the sink (`interrupted ...`), or by the panic hook.
+        Err(err) if gptstream::is_reported(&err) => ExitCode::from(error::exit_code(&err)),
         Err(err) => {
             eprintln!("gptstream: {err:#}");
             ExitCode::from(error::exit_code(&err))

@@ -1,5 +1,6 @@
-//! The request: URL, headers and JSON body, built from the flags, and the API key that goes
-//! with them.
+//! The request: URL, headers and JSON body, and the API key that goes with them. The plan
+//! ([`crate::plan`]) builds one from the flags as a template; each exchange fills in the
+//! conversation.
 //!
 //! The key is read here, from `OPENAI_API_KEY` or `--api-key-file`, and not through clap, so it
 //! never shows in `--help` or in a parse error. It lives in [`ApiKey`], whose `Debug` is
@@ -10,10 +11,12 @@ use std::fs;
 use std::io::Write;
 
 use anyhow::Context;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
-use crate::cli::{Args, DEFAULT_BASE_URL};
 use crate::error::{UsageError, register_secret};
+
+/// The default server: OpenAI itself. Any OpenAI-compatible base URL works.
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 
 /// An API key. Printing it by accident prints `***`.
 #[derive(Clone, PartialEq, Eq)]
@@ -32,7 +35,7 @@ impl fmt::Debug for ApiKey {
 }
 
 /// Everything needed to send one chat completion request.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Request {
     pub url: String,
     /// Extra headers from `-H`, in the order given.
@@ -71,16 +74,20 @@ pub fn host_of(url: &str) -> &str {
         .map_or(authority, |(_, host)| host)
 }
 
-fn is_openai(url: &str) -> bool {
+pub(crate) fn is_openai(url: &str) -> bool {
     let host = host_of(url);
     host.split(':').next() == host_of(DEFAULT_BASE_URL).split(':').next()
 }
 
-/// Reads the key from `--api-key-file` or `OPENAI_API_KEY`; `None` when neither is set.
-pub fn load_api_key(args: &Args) -> anyhow::Result<Option<ApiKey>> {
-    let key = match &args.api_key_file {
+/// Reads the key from `--api-key-file` (refused when others can read it, unless
+/// `allow_shared`) or `OPENAI_API_KEY`; `None` when neither is set.
+pub(crate) fn load_api_key(
+    file: Option<&std::path::Path>,
+    allow_shared: bool,
+) -> anyhow::Result<Option<ApiKey>> {
+    let key = match file {
         Some(path) => {
-            if !args.insecure_key_file {
+            if !allow_shared {
                 refuse_shared_key_file(path)?;
             }
             fs::read_to_string(path)
@@ -124,7 +131,7 @@ fn refuse_shared_key_file(_path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn parse_header(raw: &str) -> Result<(String, String), UsageError> {
+pub(crate) fn parse_header(raw: &str) -> Result<(String, String), UsageError> {
     match raw.split_once(':') {
         Some((name, value)) if !name.trim().is_empty() && !name.trim().contains(' ') => {
             Ok((name.trim().to_owned(), value.trim().to_owned()))
@@ -148,72 +155,9 @@ pub fn is_secret_header(name: &str) -> bool {
     .any(|secret| name.eq_ignore_ascii_case(secret))
 }
 
-/// The request body for these flags, this conversation and these tools.
-pub fn body(args: &Args, messages: &[Value], tools: &[Value]) -> anyhow::Result<Value> {
-    let mut body = json!({
-        "model": args.model,
-        "messages": messages,
-        "stream": !args.no_stream,
-    });
-    if args.choices > 1 {
-        body["n"] = json!(args.choices);
-    }
-    if !tools.is_empty() {
-        body["tools"] = Value::from(tools.to_vec());
-    }
-    if let Some(choice) = &args.tool_choice {
-        body["tool_choice"] = crate::toolbox::tool_choice(choice);
-    }
-    if args.no_parallel_tool_calls {
-        body["parallel_tool_calls"] = Value::Bool(false);
-    }
-    if !args.no_usage && !args.no_stream {
-        body["stream_options"] = json!({"include_usage": true});
-    }
-    if let Some(max_tokens) = args.max_tokens {
-        body["max_tokens"] = json!(max_tokens);
-    }
-    if let Some(temperature) = args.temperature {
-        body["temperature"] = json!(temperature);
-    }
-    if let Some(extra) = &args.extra {
-        let extra: Map<String, Value> = serde_json::from_str(extra)
-            .map_err(|err| UsageError(format!("--extra must be a JSON object: {err}")))?;
-        if let Value::Object(fields) = &mut body {
-            fields.extend(extra);
-        }
-    }
-    Ok(body)
-}
-
-/// Builds the request, checking what can be checked before anything is sent.
-pub fn build(
-    args: &Args,
-    messages: &[Value],
-    tools: &[Value],
-    api_key: Option<ApiKey>,
-) -> anyhow::Result<Request> {
-    if let Some(choice) = args.choice.filter(|&k| k >= args.choices) {
-        return Err(UsageError(format!(
-            "--choice {choice} needs -n {} or more (choices count from 0)",
-            choice + 1
-        ))
-        .into());
-    }
-    let url = chat_completions_url(&args.base_url);
-    if !url.starts_with("http://") && !url.starts_with("https://") {
-        return Err(UsageError(format!(
-            "--base-url must start with http:// or https://, got {:?}",
-            args.base_url
-        ))
-        .into());
-    }
-    let headers = args
-        .headers
-        .iter()
-        .map(|raw| parse_header(raw))
-        .collect::<Result<Vec<_>, _>>()?;
-    for (name, value) in &headers {
+/// Remembers the values of secret `-H` headers, so that [`crate::error::scrub`] blanks them.
+pub(crate) fn register_header_secrets(headers: &[(String, String)]) {
+    for (name, value) in headers {
         if is_secret_header(name) {
             register_secret(value);
             if let Some(token) = value.strip_prefix("Bearer ") {
@@ -221,21 +165,6 @@ pub fn build(
             }
         }
     }
-    let overrides_auth = headers.iter().any(|(name, _)| is_secret_header(name));
-    if api_key.is_none() && !overrides_auth && !args.dry_run && is_openai(&url) {
-        return Err(UsageError(
-            "OPENAI_API_KEY is not set: export OPENAI_API_KEY=sk-... (or pass --api-key-file PATH, \
-             or --base-url for a local server that needs no key)"
-                .into(),
-        )
-        .into());
-    }
-    Ok(Request {
-        url,
-        headers,
-        api_key,
-        body: body(args, messages, tools)?,
-    })
 }
 
 impl Request {
@@ -299,33 +228,6 @@ pub fn shown_header_value(name: &str, value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    fn user(text: &str) -> Vec<Value> {
-        vec![json!({"role": "user", "content": text})]
-    }
-
-    #[test]
-    fn tools_choice_and_parallel_flags_reach_the_body() {
-        let a = args(&[
-            "--tool-choice",
-            "get_weather",
-            "--no-parallel-tool-calls",
-            "hi",
-        ]);
-        let tool = json!({"type":"function","function":{"name":"get_weather"}});
-        let b = body(&a, &user("hi"), std::slice::from_ref(&tool)).unwrap();
-        assert_eq!(b["tools"], json!([tool]));
-        assert_eq!(
-            b["tool_choice"],
-            json!({"type":"function","function":{"name":"get_weather"}})
-        );
-        assert_eq!(b["parallel_tool_calls"], false);
-    }
-
-    fn args(argv: &[&str]) -> Args {
-        Args::try_parse_from(std::iter::once("gptstream").chain(argv.iter().copied())).unwrap()
-    }
 
     #[test]
     fn url_joins_base_and_keeps_queries() {
@@ -361,30 +263,9 @@ mod tests {
     }
 
     #[test]
-    fn body_has_stream_usage_options_and_extra_wins() {
-        let a = args(&[
-            "--max-tokens",
-            "5",
-            "--temperature",
-            "0.5",
-            "--extra",
-            r#"{"seed":1,"temperature":0}"#,
-            "hi",
-        ]);
-        let b = body(&a, &user("hi"), &[]).unwrap();
-        assert_eq!(
-            b,
-            json!({"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"stream":true,
-                   "stream_options":{"include_usage":true},"max_tokens":5,"temperature":0,"seed":1})
-        );
-        let b = body(&args(&["--no-usage", "hi"]), &user("hi"), &[]).unwrap();
-        assert!(b.get("stream_options").is_none());
-    }
-
-    #[test]
-    fn extra_must_be_an_object() {
-        let err = body(&args(&["--extra", "[1]", "hi"]), &user("hi"), &[]).unwrap_err();
-        assert!(err.is::<UsageError>());
+    fn a_key_never_prints() {
+        let key = Some(ApiKey("sk-canary".into()));
+        assert_eq!(format!("{key:?}"), "Some(ApiKey(***))");
     }
 
     #[test]
@@ -399,50 +280,5 @@ mod tests {
         );
         assert!(parse_header("nocolon").is_err());
         assert!(parse_header(": v").is_err());
-    }
-
-    #[test]
-    fn a_missing_key_is_an_error_only_for_openai() {
-        let err = build(
-            &args(&["--base-url", "https://api.openai.com/v1", "hi"]),
-            &user("hi"),
-            &[],
-            None,
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("OPENAI_API_KEY"));
-        assert!(
-            build(
-                &args(&["--base-url", "http://127.0.0.1:1/v1", "hi"]),
-                &user("hi"),
-                &[],
-                None
-            )
-            .is_ok()
-        );
-    }
-
-    #[test]
-    fn dry_run_hides_secrets() {
-        let a = args(&[
-            "--base-url",
-            "http://h/v1",
-            "-H",
-            "api-key: sekrit",
-            "-H",
-            "X-Org: acme",
-            "hi",
-        ]);
-        let request = build(&a, &user("hi"), &[], Some(ApiKey("sk-canary".into()))).unwrap();
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        request.print_dry_run(&mut out, &mut err).unwrap();
-        let err = String::from_utf8(err).unwrap();
-        assert_eq!(
-            err,
-            "POST http://h/v1/chat/completions\nContent-Type: application/json\n\
-             Authorization: Bearer ***\napi-key: ***\nX-Org: acme\n"
-        );
-        assert!(!String::from_utf8(out).unwrap().contains("sk-canary"));
-        assert_eq!(format!("{:?}", request.api_key), "Some(ApiKey(***))");
     }
 }

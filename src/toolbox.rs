@@ -17,7 +17,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use crate::error::UsageError;
-use crate::tools::ToolCall;
+use crate::tool_calls::ToolCall;
 
 /// The tool definitions and executors from the flags.
 #[derive(Debug, Default)]

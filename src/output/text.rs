@@ -148,11 +148,15 @@ impl<O: Write, E: Write> TextSink<O, E> {
         Ok(())
     }
 
-    /// Starts a new stdout line unless we are already at the start of one.
+    /// Starts a new stdout line unless we are already at the start of one. The newline is
+    /// written at once: a stderr line may follow, and on a terminal both land on one screen.
     fn out_line_start(&mut self) -> io::Result<()> {
         match self.last_out_byte {
             Some(b'\n') | None => Ok(()),
-            Some(_) => self.write_out(b"\n"),
+            Some(_) => {
+                self.write_out(b"\n")?;
+                self.flush_out()
+            }
         }
     }
 

@@ -31,6 +31,7 @@ fn a_429_with_retry_after_is_retried_and_the_answer_printed_once() {
     );
     let (first, second) = (server.request(), server.request());
     assert_eq!(first.body, second.body, "the same request is sent again");
+    assert_eq!(server.connections(), 1, "the retry reuses the connection");
 }
 
 #[test]

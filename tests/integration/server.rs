@@ -1,15 +1,19 @@
-//! A scripted HTTP/1.1 server on 127.0.0.1, one thread, one script per connection.
+//! A scripted HTTP/1.1 server on 127.0.0.1: one script per request, in order, and a thread per
+//! connection. A connection that the client keeps alive (the script ended its response
+//! cleanly) serves the client's next request too, as a real server does, and the server counts
+//! the connections it accepted.
 //!
 //! Each script is a list of steps (send bytes, send one HTTP chunk, wait for the test's signal,
 //! pause, close early), so a test says exactly how the bytes reach the client: split mid-line,
-//! mid-character, with pauses or with a handshake. The request each connection carried is
-//! recorded for the test to check. Dropping the server checks it was called.
+//! mid-character, with pauses or with a handshake. The request each script answered is recorded
+//! for the test to check. Dropping the server checks it was called.
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -28,6 +32,8 @@ pub enum Step {
     Sleep(Duration),
     /// Close the connection now, whatever state the body is in.
     Close,
+    /// Read until the client closes the connection, then tell the test.
+    AwaitClose(Sender<()>),
 }
 
 /// What the client sent.
@@ -53,35 +59,58 @@ impl Recorded {
     }
 }
 
+/// Checks a request body as a strict server would; an `Err` is answered with a 400.
+pub type Validator = fn(&serde_json::Value) -> Result<(), String>;
+
 pub struct Server {
     port: u16,
     requests: Receiver<Recorded>,
     hit: Arc<AtomicBool>,
+    connections: Arc<AtomicUsize>,
 }
 
+/// The scripts not yet used, shared by the connections.
+type Scripts = Arc<Mutex<VecDeque<Vec<Step>>>>;
+
 impl Server {
-    /// Starts a server that answers one connection per script, in order.
+    /// Starts a server that answers the requests it gets with these scripts, in order.
     pub fn start(scripts: Vec<Vec<Step>>) -> Server {
+        Server::strict(scripts, |_| Ok(()))
+    }
+
+    /// Like [`Server::start`], but a request that `validator` rejects gets an OpenAI-style 400
+    /// instead of the next script.
+    pub fn strict(scripts: Vec<Vec<Step>>, validator: Validator) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
         let (tx, requests) = mpsc::channel();
         let hit = Arc::new(AtomicBool::new(false));
-        let hit_flag = Arc::clone(&hit);
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (hit_flag, count) = (Arc::clone(&hit), Arc::clone(&connections));
+        let scripts: Scripts = Arc::new(Mutex::new(scripts.into()));
         thread::spawn(move || {
-            for script in scripts {
+            while !scripts.lock().unwrap().is_empty() {
                 let Some(stream) = accept(&listener) else {
                     return;
                 };
                 hit_flag.store(true, Ordering::SeqCst);
-                serve(stream, script, &tx);
+                count.fetch_add(1, Ordering::SeqCst);
+                let (scripts, tx) = (Arc::clone(&scripts), tx.clone());
+                thread::spawn(move || serve(stream, &scripts, &tx, validator));
             }
         });
         Server {
             port,
             requests,
             hit,
+            connections,
         }
+    }
+
+    /// How many connections the client opened so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// One connection answered by one script.
@@ -128,15 +157,42 @@ fn accept(listener: &TcpListener) -> Option<TcpStream> {
     None
 }
 
-fn serve(stream: TcpStream, script: Vec<Step>, tx: &Sender<Recorded>) {
+/// Answers requests on one connection, each with the next script, until the client closes it
+/// or a script does.
+fn serve(stream: TcpStream, scripts: &Scripts, tx: &Sender<Recorded>, validator: Validator) {
     let Ok(read_half) = stream.try_clone() else {
         return;
     };
-    let Some(request) = read_request(&mut BufReader::new(read_half)) else {
-        return;
-    };
-    let _ = tx.send(request);
+    let mut reader = BufReader::new(read_half);
     let mut stream = stream;
+    // A kept-alive connection waits this long for the client's next request.
+    let _ = stream.set_read_timeout(Some(PATIENCE));
+    loop {
+        let Some(request) = read_request(&mut reader) else {
+            return;
+        };
+        let verdict = serde_json::from_str(&request.body)
+            .map_err(|e| e.to_string())
+            .and_then(|body| validator(&body));
+        let script = match verdict {
+            Ok(()) => match scripts.lock().unwrap().pop_front() {
+                Some(script) => script,
+                None => return,
+            },
+            Err(message) => {
+                let body = serde_json::json!({"error": {"message": message, "type": "invalid_request_error", "code": null}});
+                full(400, "application/json", &body.to_string())
+            }
+        };
+        let _ = tx.send(request);
+        if !play(&mut stream, script) {
+            return;
+        }
+    }
+}
+
+/// Plays one script; false when the connection is closed (by the script or the client).
+fn play(stream: &mut TcpStream, script: Vec<Step>) -> bool {
     for step in script {
         let result = match step {
             Step::Raw(bytes) => stream.write_all(&bytes),
@@ -155,15 +211,19 @@ fn serve(stream: TcpStream, script: Vec<Step>, tx: &Sender<Recorded>) {
                 thread::sleep(pause);
                 Ok(())
             }
-            Step::Close => return,
+            Step::Close => return false,
+            Step::AwaitClose(closed) => {
+                let mut sink = [0u8; 1024];
+                while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+                let _ = closed.send(());
+                return false;
+            }
         };
         if result.and_then(|()| stream.flush()).is_err() {
-            return; // the client went away; that is the client's business
+            return false; // the client went away; that is the client's business
         }
     }
-    // Linger until the client closes, so a client that reads to the end sees a clean end.
-    let _ = stream.set_read_timeout(Some(PATIENCE));
-    let _ = stream.read(&mut [0u8; 1]);
+    true
 }
 
 fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Recorded> {
@@ -275,6 +335,34 @@ pub fn usage(prompt: u64, completion: u64) -> String {
         "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
     });
     format!("data: {chunk}\n\n")
+}
+
+/// As OpenAI does: every `tool_calls` of an assistant message must be answered by a `tool`
+/// message before the conversation goes on.
+pub fn rejects_unanswered_tool_calls(body: &serde_json::Value) -> Result<(), String> {
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    for (i, message) in messages.iter().enumerate() {
+        let Some(calls) = message["tool_calls"].as_array() else {
+            continue;
+        };
+        let answered: Vec<&str> = messages[i + 1..]
+            .iter()
+            .take_while(|m| m["role"] == "tool")
+            .filter_map(|m| m["tool_call_id"].as_str())
+            .collect();
+        let missing: Vec<&str> = calls
+            .iter()
+            .filter_map(|c| c["id"].as_str())
+            .filter(|id| !answered.contains(id))
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. The following tool_call_ids did not have response messages: {}",
+                missing.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub const DONE: &str = "data: [DONE]\n\n";

@@ -7,9 +7,14 @@ use std::process::{Child, Command};
 use crate::server::{self, Server};
 use crate::util::{Output, Scratch, drain, finish, gptstream, wait_for};
 
-fn send(child: &Child, signal: &str) {
+pub fn send(child: &Child, signal: &str) {
+    send_to(child.id(), signal);
+}
+
+/// Sends `signal` (`INT`, `TERM`) to process `pid` with the `kill` command.
+pub fn send_to(pid: u32, signal: &str) {
     let status = Command::new("kill")
-        .args([format!("-{signal}"), child.id().to_string()])
+        .args([format!("-{signal}"), pid.to_string()])
         .status()
         .expect("run kill");
     assert!(status.success(), "kill -{signal} failed");

@@ -493,3 +493,31 @@ fn every_accumulation_shape_over_the_wire() {
         assert_eq!(tool_calls_of(&out.json_lines()), expected, "{name}");
     }
 }
+
+#[test]
+fn a_three_round_tool_loop_reuses_one_connection() {
+    let scratch = Scratch::new("reuse");
+    let tools = scratch.file("tools.json", WEATHER);
+    let server = Server::start(vec![
+        sse(&weather_call_turn()),
+        sse(&weather_call_turn()),
+        sse(&weather_call_turn()),
+        sse(&[content("Sunny."), finish("stop"), DONE.to_owned()]),
+    ]);
+    let out = gptstream()
+        .server(&server)
+        .args([
+            "-q",
+            "--tools",
+            &tools,
+            "--tool-exec",
+            "get_weather=echo 18C",
+            "hi",
+        ])
+        .run();
+    assert_eq!(out.render(), "status: 0\n--- stdout\nSunny.\n--- stderr\n");
+    for _ in 0..4 {
+        server.request();
+    }
+    assert_eq!(server.connections(), 1, "one kept-alive connection");
+}

@@ -14,9 +14,16 @@ pub struct Gptstream {
     stdin: Option<Vec<u8>>,
 }
 
+/// The binary under test: this build's, or the one `GPTSTREAM_TEST_BIN` names (to run new
+/// tests against an older build and watch them fail).
+pub fn binary() -> String {
+    std::env::var("GPTSTREAM_TEST_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_gptstream").to_owned())
+}
+
 /// A `gptstream` command with an empty environment (no key, no proxy, no base URL leaks in).
 pub fn gptstream() -> Gptstream {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gptstream"));
+    let mut command = Command::new(binary());
     command.env_clear();
     Gptstream {
         command,

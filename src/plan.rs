@@ -1,0 +1,467 @@
+//! The plan: the flags (what the user typed) resolved, once, into what the program will do.
+//!
+//! Everything that can be checked before a byte is sent is checked here: the key and its file,
+//! the headers (their secrets registered once per process), the request template, the tools,
+//! the conversation, the time limits and the trust roots. Nothing after this looks at a flag:
+//! a single run and a chat are two drivers of the same [`Settings`] (see [`crate::run`] and
+//! [`crate::chat`]).
+
+use std::io::{self, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::{Map, Value, json};
+
+use crate::cli::Args;
+use crate::conversation::Conversation;
+use crate::error::UsageError;
+use crate::event::Sink;
+use crate::http::{self, Transport};
+use crate::output::json::JsonSink;
+use crate::output::text::{TextOptions, TextSink};
+use crate::request::{self, ApiKey, Request};
+use crate::session::Settings;
+use crate::toolbox::{self, Toolbox};
+use crate::{output, prompt};
+
+/// What to do.
+pub(crate) enum Plan {
+    /// `--completions SHELL`.
+    Completions(clap_complete::Shell),
+    /// `--replay PATH`: decode a recorded body.
+    Replay(PathBuf),
+    /// `--dry-run`: show the request, send nothing.
+    DryRun(Request),
+    /// One answer (with its tool loop) to one conversation.
+    Run {
+        settings: Settings,
+        conversation: Conversation,
+        save: Save,
+    },
+    /// A conversation, one user message per line of stdin.
+    Chat {
+        settings: Settings,
+        conversation: Conversation,
+        save: Option<PathBuf>,
+        /// The prompt from the arguments, sent as the first message.
+        first: Option<String>,
+    },
+}
+
+/// `--save` and `--save-partial`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Save {
+    pub path: Option<PathBuf>,
+    /// Also save an answer cut short by an error or a signal.
+    pub partial: bool,
+}
+
+/// Plain `gptstream` at a terminal, with nothing to send yet, is a chat.
+pub(crate) fn is_chat(args: &Args) -> bool {
+    args.chat
+        || (args.prompt.is_empty()
+            && args.replay.is_none()
+            && !args.dry_run
+            && args.completions.is_none()
+            && args.tool_results.is_empty()
+            && !args.tools.iter().any(|path| path == Path::new("-"))
+            && io::stdin().is_terminal()
+            && io::stdout().is_terminal())
+}
+
+/// The text or JSON sink, writing to stdout and stderr.
+pub(crate) fn sink(args: &Args, chat: bool) -> Box<dyn Sink + Send> {
+    if args.json {
+        return Box::new(JsonSink::new(output::stdout()));
+    }
+    let options = TextOptions {
+        reasoning: args.reasoning,
+        quiet: args.quiet,
+        end_with_newline: chat || io::stdout().is_terminal(),
+        stderr_is_terminal: io::stderr().is_terminal(),
+        choice: args.choice.map_or(0, u64::from),
+        all_choices: args.choices > 1 && args.choice.is_none(),
+    };
+    let executed = args
+        .tool_exec
+        .iter()
+        .filter_map(|spec| toolbox::parse_exec(spec).map(|(name, _)| name.to_owned()))
+        .collect();
+    Box::new(
+        TextSink::new(output::stdout(), io::LineWriter::new(io::stderr()), options)
+            .with_executed_tools(executed),
+    )
+}
+
+impl Plan {
+    /// Resolves the flags; `chat` is [`is_chat`]'s answer.
+    pub(crate) fn resolve(args: &Args, chat: bool) -> anyhow::Result<Plan> {
+        if let Some(shell) = args.completions {
+            return Ok(Plan::Completions(shell));
+        }
+        if let Some(path) = &args.replay {
+            return Ok(Plan::Replay(path.clone()));
+        }
+        if chat {
+            return resolve_chat(args);
+        }
+        let api_key = request::load_api_key(args.api_key_file.as_deref(), args.insecure_key_file)?;
+        let tools_from_stdin = args.tools.iter().any(|path| path == Path::new("-"));
+        let stdin = if args.no_stdin && !tools_from_stdin {
+            None
+        } else {
+            prompt::read_stdin_if_piped()?
+        };
+        // `--tools -` claims stdin; the prompt must then come from the arguments.
+        let (prompt_stdin, tools_stdin) = if tools_from_stdin {
+            (None, stdin)
+        } else {
+            (stdin, None)
+        };
+        let toolbox = toolbox(args, tools_stdin.as_deref())?;
+        let conversation = conversation(args, prompt_stdin.as_deref())?;
+        let template = template(args, &toolbox.definitions, api_key, !args.dry_run)?;
+        if args.dry_run {
+            let mut request = template;
+            request.set_messages(&conversation.messages);
+            return Ok(Plan::DryRun(request));
+        }
+        Ok(Plan::Run {
+            settings: settings(args, template, toolbox, false)?,
+            conversation,
+            save: Save {
+                path: args.save.clone(),
+                partial: args.save_partial,
+            },
+        })
+    }
+}
+
+fn resolve_chat(args: &Args) -> anyhow::Result<Plan> {
+    if args.tools.iter().any(|path| path == Path::new("-")) {
+        return Err(
+            UsageError("--tools - cannot be used with --chat: stdin is the chat".into()).into(),
+        );
+    }
+    let api_key = request::load_api_key(args.api_key_file.as_deref(), args.insecure_key_file)?;
+    let toolbox = toolbox(args, None)?;
+    let mut conversation = match &args.messages {
+        Some(path) => Conversation::load(path)?,
+        None => Conversation::new(),
+    };
+    if let Some(system) = &args.system {
+        conversation.set_system(system);
+    }
+    let template = template(args, &toolbox.definitions, api_key, true)?;
+    Ok(Plan::Chat {
+        settings: settings(args, template, toolbox, true)?,
+        conversation,
+        save: args.save.clone(),
+        first: Some(args.prompt.join(" ")).filter(|p| !p.trim().is_empty()),
+    })
+}
+
+fn settings(
+    args: &Args,
+    template: Request,
+    toolbox: Toolbox,
+    chat: bool,
+) -> anyhow::Result<Settings> {
+    Ok(Settings {
+        transport: transport(args)?,
+        template,
+        keep_text: chat || args.save.is_some() || !args.tool_exec.is_empty(),
+        toolbox,
+        max_tool_rounds: args.max_tool_rounds,
+        retries: args.retries,
+        choice: args.choice.map_or(0, u64::from),
+    })
+}
+
+/// The tools from `--tools` (`-` being `tools_stdin`) and `--tool-exec`, with their limits.
+fn toolbox(args: &Args, tools_stdin: Option<&str>) -> anyhow::Result<Toolbox> {
+    let mut toolbox = Toolbox::load(&args.tools, tools_stdin, &args.tool_exec)?;
+    toolbox.max_output = args.max_tool_output;
+    toolbox.timeout = Some(seconds("--tool-timeout", args.tool_timeout)?);
+    Ok(toolbox)
+}
+
+/// The messages to send: `--messages`, then `-s`, then `--tool-result`s, then the prompt.
+fn conversation(args: &Args, stdin: Option<&str>) -> anyhow::Result<Conversation> {
+    let mut conversation = match &args.messages {
+        Some(path) => Conversation::load(path)?,
+        None => Conversation::new(),
+    };
+    let continuing = !conversation.messages.is_empty();
+    if let Some(system) = &args.system {
+        conversation.set_system(system);
+    }
+    for spec in &args.tool_results {
+        let (id, text) = tool_result(spec)?;
+        if !conversation.pending_tool_call_ids().contains(&id) {
+            return Err(UsageError(format!(
+                "--tool-result {id}: the last assistant message in --messages has no tool call with that id"
+            ))
+            .into());
+        }
+        conversation.push_tool_result(id, &text);
+    }
+    match prompt::user_message(&args.prompt, stdin) {
+        Ok(text) => conversation.push_user(&text),
+        // Continuing a conversation needs no new prompt (e.g. after tool results).
+        Err(_) if continuing => {}
+        Err(err) => return Err(err.into()),
+    }
+    Ok(conversation)
+}
+
+/// Parses `--tool-result ID=TEXT` or `ID=@FILE`.
+fn tool_result(spec: &str) -> anyhow::Result<(&str, String)> {
+    let Some((id, value)) = spec.split_once('=').filter(|(id, _)| !id.is_empty()) else {
+        return Err(UsageError(format!(
+            "bad --tool-result {spec:?}: expected ID=TEXT or ID=@FILE"
+        ))
+        .into());
+    };
+    let text = match value.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --tool-result file {path}"))?,
+        None => value.to_owned(),
+    };
+    Ok((id, text))
+}
+
+/// The request for these flags and tools, without the conversation. `require_key`: refuse to
+/// send to OpenAI itself without a key (not for `--dry-run`, which sends nothing).
+fn template(
+    args: &Args,
+    tools: &[Value],
+    api_key: Option<ApiKey>,
+    require_key: bool,
+) -> anyhow::Result<Request> {
+    if let Some(choice) = args.choice.filter(|&k| k >= args.choices) {
+        return Err(UsageError(format!(
+            "--choice {choice} needs -n {} or more (choices count from 0)",
+            choice + 1
+        ))
+        .into());
+    }
+    let url = request::chat_completions_url(&args.base_url);
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        return Err(UsageError(format!(
+            "--base-url must start with http:// or https://, got {:?}",
+            args.base_url
+        ))
+        .into());
+    }
+    let headers = args
+        .headers
+        .iter()
+        .map(|raw| request::parse_header(raw))
+        .collect::<Result<Vec<_>, _>>()?;
+    request::register_header_secrets(&headers);
+    let overrides_auth = headers
+        .iter()
+        .any(|(name, _)| request::is_secret_header(name));
+    if api_key.is_none() && !overrides_auth && require_key && request::is_openai(&url) {
+        return Err(UsageError(
+            "OPENAI_API_KEY is not set: export OPENAI_API_KEY=sk-... (or pass --api-key-file PATH, \
+             or --base-url for a local server that needs no key)"
+                .into(),
+        )
+        .into());
+    }
+    Ok(Request {
+        url,
+        headers,
+        api_key,
+        body: body(args, tools)?,
+    })
+}
+
+/// The request body for these flags and tools; `messages` is filled in per request.
+fn body(args: &Args, tools: &[Value]) -> anyhow::Result<Value> {
+    let mut body = json!({
+        "model": args.model,
+        "messages": [],
+        "stream": !args.no_stream,
+    });
+    if args.choices > 1 {
+        body["n"] = json!(args.choices);
+    }
+    if !tools.is_empty() {
+        body["tools"] = Value::from(tools.to_vec());
+    }
+    if let Some(choice) = &args.tool_choice {
+        body["tool_choice"] = toolbox::tool_choice(choice);
+    }
+    if args.no_parallel_tool_calls {
+        body["parallel_tool_calls"] = Value::Bool(false);
+    }
+    if !args.no_usage && !args.no_stream {
+        body["stream_options"] = json!({"include_usage": true});
+    }
+    if let Some(max_tokens) = args.max_tokens {
+        body["max_tokens"] = json!(max_tokens);
+    }
+    if let Some(temperature) = args.temperature {
+        body["temperature"] = json!(temperature);
+    }
+    if let Some(extra) = &args.extra {
+        let extra: Map<String, Value> = serde_json::from_str(extra)
+            .map_err(|err| UsageError(format!("--extra must be a JSON object: {err}")))?;
+        if let Value::Object(fields) = &mut body {
+            fields.extend(extra);
+        }
+    }
+    Ok(body)
+}
+
+fn seconds(flag: &str, secs: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            UsageError(format!(
+                "{flag} must be a positive number of seconds, got {secs}"
+            ))
+            .into()
+        })
+}
+
+/// Whether the connection will need TLS: an https:// server, or a proxy reached over https.
+/// Without it, `--cacert`/`SSL_CERT_FILE` is not read: a system-wide bundle costs ~400 KiB of
+/// memory to parse, half of everything gptstream allocates for a plain http:// server.
+fn uses_tls(args: &Args) -> bool {
+    let https = |url: &str| {
+        url.get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    };
+    let mut env_proxies = [
+        "ALL_PROXY",
+        "all_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+    ]
+    .into_iter()
+    .filter_map(|name| std::env::var(name).ok());
+    https(&args.base_url)
+        || args.proxy.as_deref().is_some_and(https)
+        || env_proxies.any(|proxy| https(&proxy))
+}
+
+fn transport(args: &Args) -> anyhow::Result<Transport> {
+    Ok(Transport {
+        connect: seconds("--connect-timeout", args.connect_timeout)?,
+        first_byte: seconds("--first-byte-timeout", args.first_byte_timeout)?,
+        idle: seconds("--idle-timeout", args.idle_timeout)?,
+        total: args.timeout.map(|t| seconds("--timeout", t)).transpose()?,
+        proxy: args.proxy.clone(),
+        roots: args
+            .cacert
+            .as_deref()
+            .filter(|_| uses_tls(args))
+            .map(http::load_roots)
+            .transpose()?,
+        verbose: args.verbose,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(argv: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("gptstream").chain(argv.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn tools_choice_and_parallel_flags_reach_the_body() {
+        let a = args(&[
+            "--tool-choice",
+            "get_weather",
+            "--no-parallel-tool-calls",
+            "hi",
+        ]);
+        let tool = json!({"type":"function","function":{"name":"get_weather"}});
+        let b = body(&a, std::slice::from_ref(&tool)).unwrap();
+        assert_eq!(b["tools"], json!([tool]));
+        assert_eq!(
+            b["tool_choice"],
+            json!({"type":"function","function":{"name":"get_weather"}})
+        );
+        assert_eq!(b["parallel_tool_calls"], false);
+    }
+
+    #[test]
+    fn body_has_stream_usage_options_and_extra_wins() {
+        let a = args(&[
+            "--max-tokens",
+            "5",
+            "--temperature",
+            "0.5",
+            "--extra",
+            r#"{"seed":1,"temperature":0}"#,
+            "hi",
+        ]);
+        let b = body(&a, &[]).unwrap();
+        assert_eq!(
+            b,
+            json!({"model":"gpt-4o-mini","messages":[],"stream":true,
+                   "stream_options":{"include_usage":true},"max_tokens":5,"temperature":0,"seed":1})
+        );
+        let b = body(&args(&["--no-usage", "hi"]), &[]).unwrap();
+        assert!(b.get("stream_options").is_none());
+    }
+
+    #[test]
+    fn extra_must_be_an_object() {
+        let err = body(&args(&["--extra", "[1]", "hi"]), &[]).unwrap_err();
+        assert!(err.is::<UsageError>());
+    }
+
+    #[test]
+    fn a_missing_key_is_an_error_only_for_openai() {
+        let openai = args(&["--base-url", "https://api.openai.com/v1", "hi"]);
+        let err = template(&openai, &[], None, true).unwrap_err();
+        assert!(err.to_string().contains("OPENAI_API_KEY"));
+        assert!(template(&openai, &[], None, false).is_ok(), "a dry run");
+        let local = args(&["--base-url", "http://127.0.0.1:1/v1", "hi"]);
+        assert!(template(&local, &[], None, true).is_ok());
+    }
+
+    #[test]
+    fn dry_run_hides_secrets() {
+        let a = args(&[
+            "--base-url",
+            "http://h/v1",
+            "-H",
+            "api-key: sekrit",
+            "-H",
+            "X-Org: acme",
+            "hi",
+        ]);
+        let request = template(&a, &[], None, false).unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        request.print_dry_run(&mut out, &mut err).unwrap();
+        let err = String::from_utf8(err).unwrap();
+        assert_eq!(
+            err,
+            "POST http://h/v1/chat/completions\nContent-Type: application/json\n\
+             api-key: ***\nX-Org: acme\n"
+        );
+        assert!(!String::from_utf8(out).unwrap().contains("sekrit"));
+    }
+
+    #[test]
+    fn time_limits_must_be_positive() {
+        for bad in ["0", "-1", "NaN", "inf"] {
+            let a = args(&[&format!("--connect-timeout={bad}"), "hi"]);
+            assert!(transport(&a).unwrap_err().is::<UsageError>(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! The top: flags in, one [`Plan`], and the driver that carries it out. A single run and a chat
+//! ([`crate::chat`]) drive the same session; this thread owns the sink and the conversation, and
+//! writes how the run ended once, after the worker that streamed it has been joined.
+
+use std::io::{self, Write};
+use std::time::Instant;
+
+use clap::CommandFactory;
+
+use crate::cli::Args;
+use crate::control::Control;
+use crate::conversation::Conversation;
+use crate::error::{ApiError, Interrupted, Panicked, is_broken_pipe};
+use crate::event::{ErrorReport, Event, Interruption, Sink};
+use crate::plan::{self, Plan, Save};
+use crate::session::{self, Session, Settings};
+use crate::stream;
+
+/// Runs gptstream with parsed flags. An error that comes back has been reported through the
+/// sink (the `--json` error event) but not printed; `main` prints it, unless [`is_reported`].
+pub fn run(args: Args) -> anyhow::Result<()> {
+    install_panic_hook();
+    let chat = plan::is_chat(&args);
+    let mut sink = plan::sink(&args, chat);
+    let result = Plan::resolve(&args, chat).and_then(|plan| carry_out(plan, &mut *sink));
+    if let Err(err) = &result
+        && !is_broken_pipe(err)
+        && !err.is::<Interrupted>()
+    {
+        // Best effort: if stdout is gone too, the stderr line from main still tells.
+        let _ = sink.emit(&Event::Error(&ErrorReport::from_error(err)));
+    }
+    result
+}
+
+/// True when the error needs no line from `main`: the sink said it (`interrupted ...`), or the
+/// panic hook did.
+pub fn is_reported(err: &anyhow::Error) -> bool {
+    err.is::<Interrupted>() || err.is::<Panicked>()
+}
+
+fn carry_out(plan: Plan, sink: &mut (dyn Sink + Send)) -> anyhow::Result<()> {
+    match plan {
+        Plan::Completions(shell) => print_completions(shell),
+        Plan::Replay(path) => {
+            let started = Instant::now();
+            let turn = stream::replay(&path, sink)?;
+            sink.emit(&Event::End(&session::summary(&[turn], started)))?;
+            Ok(())
+        }
+        Plan::DryRun(request) => {
+            request.print_dry_run(&mut io::stdout().lock(), &mut io::stderr().lock())
+        }
+        Plan::Run {
+            settings,
+            conversation,
+            save,
+        } => single(settings, conversation, &save, sink),
+        Plan::Chat {
+            settings,
+            conversation,
+            save,
+            first,
+        } => crate::chat::run(settings, conversation, save, first, sink),
+    }
+}
+
+/// One answer: streamed on a worker thread, stopped and joined on a signal, then reported and
+/// saved here, once.
+fn single(
+    settings: Settings,
+    mut conversation: Conversation,
+    save: &Save,
+    sink: &mut (dyn Sink + Send),
+) -> anyhow::Result<()> {
+    let control = Control::start()?;
+    let mut session = Session::new(settings)?;
+    let started = Instant::now();
+    let stopper = session.stopper();
+    let supervised = control.supervise(
+        || stopper.stop(),
+        || session.answer(&mut conversation, sink),
+        |_| {},
+    );
+    let progress = session.progress().clone();
+    // Joins the threads that were draining finished bodies.
+    drop(session);
+    let err = match supervised.result {
+        Ok(turns) => {
+            if let Some(path) = &save.path {
+                conversation.save(path)?;
+            }
+            sink.emit(&Event::End(&session::summary(&turns, started)))?;
+            return Ok(());
+        }
+        Err(err) => err,
+    };
+    let (err, why) = match supervised.signal {
+        Some(signal) => {
+            let interruption = Interruption {
+                signal,
+                usage: progress.usage.clone(),
+            };
+            // Best effort: stdout may be the reason we are being stopped.
+            let _ = sink.emit(&Event::Interrupted(&interruption));
+            let why = format!("interrupted by {}", signal.name());
+            (Interrupted(signal).into(), why)
+        }
+        None => {
+            let why = format!("{err:#}");
+            (err, why)
+        }
+    };
+    if let (true, Some(path)) = (save.partial, &save.path) {
+        let in_flight = progress.in_flight.then_some(progress.text.as_str());
+        conversation.close_unfinished(in_flight, &why);
+        // The run's own failure decides the exit code; a failed save is said as well.
+        if let Err(save_err) = conversation.save(path) {
+            eprintln!("gptstream: {save_err:#}");
+        }
+    }
+    Err(err)
+}
+
+/// A panic is a bug: one line on stderr, then the error (or, in release builds, the abort).
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = message.replace(['\n', '\r'], " ");
+        eprintln!("gptstream: internal error: {message}{place}; please report it");
+    }));
+}
+
+/// Generated in memory first: clap_complete panics on a write error, and `| head` is one.
+fn print_completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Args::command(), "gptstream", &mut script);
+    let mut stdout = io::stdout().lock();
+    stdout.write_all(&script)?;
+    stdout.flush()?;
+    Ok(())
+}
+
+impl ErrorReport {
+    /// The `--json` view of an error: the whole message, and status and code when the server
+    /// gave them.
+    pub fn from_error(err: &anyhow::Error) -> Self {
+        let api = err
+            .chain()
+            .find_map(|cause| cause.downcast_ref::<ApiError>());
+        ErrorReport {
+            message: format!("{err:#}"),
+            status: api.and_then(|a| a.status),
+            code: api.and_then(|a| a.code.clone()),
+        }
+    }
+}

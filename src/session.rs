@@ -1,0 +1,403 @@
+//! A session: the requests of one run or one chat, through one HTTP agent.
+//!
+//! It owns what stays the same from request to request (the transport and its agent, the
+//! request template, the toolbox, the loop's limits) and runs one answer at a time: send,
+//! stream the reply through the sink, run the tools the user lets us run, ask again. Every
+//! request goes through the one agent, so a connection the server keeps alive is reused by
+//! tool-loop follow-ups, retries and chat turns.
+//!
+//! While an answer runs, [`Progress`] says how far it got (the text of the request in flight,
+//! the usage so far): the controlling thread reads it after joining the worker, to report and
+//! save an answer that a signal or an error cut short.
+
+use std::io::Read;
+use std::sync::mpsc::{self, Receiver};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use crate::chunk::{Interpreter, Turn};
+use crate::control::Cancel;
+use crate::conversation::Conversation;
+use crate::error::ToolRoundsError;
+use crate::event::{Event, Sink, Summary, add_usage};
+use crate::http::{self, Reply, Transport};
+use crate::request::Request;
+use crate::retry;
+use crate::stream::{self, BodyEnd};
+use crate::tool_calls::ToolCall;
+use crate::toolbox::{self, Toolbox};
+
+/// What a session needs, resolved once from the flags (see [`crate::plan`]).
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub transport: Transport,
+    /// URL, headers, key and every body field but `messages`.
+    pub template: Request,
+    pub toolbox: Toolbox,
+    pub max_tool_rounds: u32,
+    pub retries: u32,
+    /// Keep the answer's text: for a transcript, a chat's history or a tool loop.
+    pub keep_text: bool,
+    /// The choice (of `-n`) whose text and tool calls continue the conversation.
+    pub choice: u64,
+}
+
+/// How far the answer in flight got; read after the worker is joined.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Progress {
+    /// A request was sent whose answer has not been added to the conversation.
+    pub in_flight: bool,
+    /// The text of that answer so far (when the text is kept).
+    pub text: String,
+    /// The usage reported so far, summed over the requests of this answer.
+    pub usage: Option<Map<String, Value>>,
+}
+
+/// After `[DONE]`, the rest of the body (usually just the chunked terminator) is read on a
+/// thread, so that ureq puts the connection back in the pool without delaying the answer.
+struct Drain {
+    done: Receiver<()>,
+    thread: JoinHandle<()>,
+}
+
+/// How long the next request waits for the previous body's drain before opening a connection
+/// of its own: a server that keeps the body open after `[DONE]` costs this much, once.
+const DRAIN_PATIENCE: Duration = Duration::from_millis(250);
+/// A body that goes on for longer than this after `[DONE]` is not worth a connection.
+const DRAIN_LIMIT: u64 = 64 * 1024;
+
+pub(crate) struct Session {
+    settings: Settings,
+    agent: ureq::Agent,
+    cancel: Cancel,
+    progress: Progress,
+    drains: Vec<Drain>,
+}
+
+/// The controlling thread's handle to stop the answer in flight.
+pub(crate) struct Stopper {
+    cancel: Cancel,
+    agent: ureq::Agent,
+}
+
+impl Stopper {
+    /// Cancels waits, kills running tools and shuts the agent down, which ends a blocked read.
+    pub(crate) fn stop(self) {
+        self.cancel.cancel();
+        toolbox::kill_running_tools();
+        self.agent.shutdown();
+    }
+}
+
+impl Session {
+    pub(crate) fn new(settings: Settings) -> anyhow::Result<Session> {
+        let agent = http::agent(&settings.transport)?;
+        Ok(Session {
+            settings,
+            agent,
+            cancel: Cancel::default(),
+            progress: Progress::default(),
+            drains: Vec::new(),
+        })
+    }
+
+    /// A handle for another thread to stop the answer that is about to run.
+    pub(crate) fn stopper(&self) -> Stopper {
+        Stopper {
+            cancel: self.cancel.clone(),
+            agent: self.agent.clone(),
+        }
+    }
+
+    /// After a stop: a new agent (the old one refuses connections) and a fresh cancel flag, for
+    /// the chat's next turn.
+    pub(crate) fn reopen(&mut self) -> anyhow::Result<()> {
+        self.join_drains();
+        self.agent = http::agent(&self.settings.transport)?;
+        self.cancel = Cancel::default();
+        Ok(())
+    }
+
+    pub(crate) fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
+    /// Chat's `/model`.
+    pub(crate) fn set_model(&mut self, model: &str) {
+        self.settings.template.body["model"] = model.into();
+    }
+
+    /// Sends the conversation and streams the answer; while the model calls tools that
+    /// `--tool-exec` runs, runs them and asks again. Every finished request's turn lands in
+    /// `conversation`.
+    pub(crate) fn answer(
+        &mut self,
+        conversation: &mut Conversation,
+        sink: &mut dyn Sink,
+    ) -> anyhow::Result<Vec<Turn>> {
+        self.progress = Progress::default();
+        let mut turns = Vec::new();
+        loop {
+            self.cancel.check()?;
+            let mut request = self.settings.template.clone();
+            request.set_messages(&conversation.messages);
+            self.progress.in_flight = true;
+            self.progress.text.clear();
+            let turn = self.exchange(&mut request, sink)?;
+            conversation.push_assistant(&turn.content, &turn.tool_calls);
+            self.progress.in_flight = false;
+            self.progress.text.clear();
+            let calls = turn.tool_calls.clone();
+            turns.push(turn);
+            let toolbox = &self.settings.toolbox;
+            let runnable: Vec<&ToolCall> = calls
+                .iter()
+                .filter(|c| toolbox.executor(&c.name).is_some())
+                .collect();
+            if runnable.is_empty() {
+                return Ok(turns);
+            }
+            let rounds = turns.len() - 1;
+            let max = self.settings.max_tool_rounds;
+            if rounds >= max as usize {
+                let names: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
+                return Err(ToolRoundsError(format!(
+                    "the model still calls tools ({}) after {rounds} rounds (--max-tool-rounds {max})",
+                    crate::error::scrub(&names.join(", "))
+                ))
+                .into());
+            }
+            for call in &runnable {
+                self.cancel.check()?;
+                let outcome = toolbox.run(call)?;
+                // A tool killed by the stop is no result to send.
+                self.cancel.check()?;
+                sink.emit(&Event::ToolResult {
+                    choice: self.settings.choice,
+                    call,
+                    outcome: &outcome,
+                })?;
+                conversation.push_tool_result(&call.id, &outcome.content);
+            }
+            if runnable.len() < calls.len() {
+                // The other calls are the user's to answer (`--tool-result`); the loop stops here.
+                return Ok(turns);
+            }
+        }
+    }
+
+    /// One request: send it (again, if it fails in a way worth retrying), stream the answer
+    /// through the sink, and return the assistant's turn.
+    fn exchange(&mut self, request: &mut Request, sink: &mut dyn Sink) -> anyhow::Result<Turn> {
+        // Time to first token counts from here, as the user waits: connecting and retries included.
+        let sent = Instant::now();
+        let reply = self.send_with_retries(request)?;
+        let mut interpreter = Interpreter::new(sent)
+            .keeping_text(self.settings.keep_text)
+            .recording_choice(self.settings.choice);
+        let mut recording = Recording {
+            sink,
+            progress: &mut self.progress,
+            choice: self.settings.choice,
+            keep_text: self.settings.keep_text,
+        };
+        match reply {
+            Reply::EventStream(mut body) => {
+                let transport = &self.settings.transport;
+                let read_error = |err| http::stream_read_error(err, &request.url, transport);
+                let end = stream::pump(&mut body, &mut interpreter, &mut recording, &read_error)?;
+                if end == BodyEnd::Done {
+                    self.drains.push(drain(body));
+                }
+            }
+            Reply::Json(body) => interpreter.on_completion(&body, &mut recording)?,
+        }
+        interpreter.finish(&mut recording)
+    }
+
+    /// Sends until the server answers 2xx or retrying stops making sense. Only failures before
+    /// the answer are retried here, so no text is ever printed twice. A 400 that names
+    /// `stream_options` is retried once without it, whatever `--retries` says, and the session
+    /// stops asking for it.
+    fn send_with_retries(&mut self, request: &mut Request) -> anyhow::Result<Reply> {
+        let retries = self.settings.retries;
+        let mut attempt = 0;
+        loop {
+            self.cancel.check()?;
+            self.wait_for_drains();
+            let err = match http::send(&self.agent, request, &self.settings.transport) {
+                Ok(reply) => return Ok(reply),
+                Err(err) => err,
+            };
+            self.cancel.check()?;
+            if retry::rejects_stream_options(&err)
+                && let Some(body) = request.body.as_object_mut()
+                && body.remove("stream_options").is_some()
+            {
+                if let Some(template) = self.settings.template.body.as_object_mut() {
+                    template.remove("stream_options");
+                }
+                eprintln!(
+                    "gptstream: the server rejects stream_options; retrying without it (no usage will be reported)"
+                );
+                continue;
+            }
+            let Some(server_wish) = retry::retryable(&err).filter(|_| attempt < retries) else {
+                return Err(err);
+            };
+            let wait = retry::delay(attempt, server_wish);
+            attempt += 1;
+            eprintln!(
+                "gptstream: {err:#}; retrying in {:.1}s (retry {attempt} of {retries})",
+                wait.as_secs_f64(),
+            );
+            self.cancel.sleep(wait)?;
+        }
+    }
+
+    /// Gives the previous bodies' drains a moment to hand their connections back to the pool.
+    fn wait_for_drains(&mut self) {
+        let deadline = Instant::now() + DRAIN_PATIENCE;
+        for drain in &self.drains {
+            let _ = drain
+                .done
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()));
+        }
+        let (finished, running): (Vec<Drain>, Vec<Drain>) = std::mem::take(&mut self.drains)
+            .into_iter()
+            .partition(|d| d.thread.is_finished());
+        for drain in finished {
+            let _ = drain.thread.join();
+        }
+        self.drains = running;
+    }
+
+    /// Shuts the agent down (ending any drain still reading) and joins the drains.
+    fn join_drains(&mut self) {
+        if self.drains.iter().any(|d| !d.thread.is_finished()) {
+            self.agent.clone().shutdown();
+        }
+        for drain in self.drains.drain(..) {
+            let _ = drain.thread.join();
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.join_drains();
+    }
+}
+
+/// Reads the rest of a body to its end on a thread of its own.
+fn drain(mut body: Box<dyn Read + Send>) -> Drain {
+    let (done_tx, done) = mpsc::channel();
+    let thread = thread::spawn(move || {
+        let _ = std::io::copy(&mut (&mut body).take(DRAIN_LIMIT), &mut std::io::sink());
+        drop(body);
+        let _ = done_tx.send(());
+    });
+    Drain { done, thread }
+}
+
+/// The sink of one request: passes every event on, and keeps the progress up to date.
+struct Recording<'a> {
+    sink: &'a mut dyn Sink,
+    progress: &'a mut Progress,
+    choice: u64,
+    keep_text: bool,
+}
+
+impl Sink for Recording<'_> {
+    fn emit(&mut self, event: &Event<'_>) -> std::io::Result<()> {
+        match *event {
+            Event::Content { choice, delta } if choice == self.choice && self.keep_text => {
+                self.progress.text.push_str(delta);
+            }
+            Event::Usage(usage) => match &mut self.progress.usage {
+                Some(total) => add_usage(total, usage),
+                None => self.progress.usage = Some(usage.clone()),
+            },
+            _ => {}
+        }
+        self.sink.emit(event)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.sink.flush()
+    }
+}
+
+/// Sums up the turns of one answer, which started at `started`.
+pub(crate) fn summary(turns: &[Turn], started: Instant) -> Summary {
+    let mut usage: Option<Map<String, Value>> = None;
+    for turn_usage in turns.iter().filter_map(|t| t.usage.as_ref()) {
+        match &mut usage {
+            None => usage = Some(turn_usage.clone()),
+            Some(total) => add_usage(total, turn_usage),
+        }
+    }
+    Summary {
+        finish_reasons: turns
+            .last()
+            .map(|t| t.finish_reasons.clone())
+            .unwrap_or_default(),
+        usage,
+        tool_calls: turns.iter().map(|t| t.tool_call_count).sum(),
+        time_to_first_token: turns.first().and_then(|t| t.time_to_first_token),
+        duration: started.elapsed(),
+        requests: turns.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn turn(usage: Value) -> Turn {
+        Turn {
+            usage: usage.as_object().cloned(),
+            ..Turn::default()
+        }
+    }
+
+    #[test]
+    fn usage_over_requests_is_summed_deeply() {
+        let turns = [
+            turn(
+                json!({"prompt_tokens":10,"completion_tokens":5,"completion_tokens_details":{"reasoning_tokens":2},"model":"x"}),
+            ),
+            turn(
+                json!({"prompt_tokens":20,"completion_tokens":1,"completion_tokens_details":{"reasoning_tokens":3}}),
+            ),
+        ];
+        let summary = summary(&turns, Instant::now());
+        assert_eq!(
+            Value::Object(summary.usage.unwrap()),
+            json!({"prompt_tokens":30,"completion_tokens":6,"completion_tokens_details":{"reasoning_tokens":5},"model":"x"})
+        );
+        assert_eq!(summary.requests, 2);
+    }
+
+    #[test]
+    fn one_request_keeps_its_usage_as_sent() {
+        let summary = summary(&[turn(json!({"total_tokens":9}))], Instant::now());
+        assert_eq!(
+            Value::Object(summary.usage.unwrap()),
+            json!({"total_tokens":9})
+        );
+    }
+
+    #[test]
+    fn hostile_usage_numbers_saturate_instead_of_overflowing() {
+        let turns = [
+            turn(json!({"completion_tokens": u64::MAX})),
+            turn(json!({"completion_tokens": 5})),
+        ];
+        let summary = summary(&turns, Instant::now());
+        assert_eq!(summary.usage.unwrap()["completion_tokens"], u64::MAX);
+    }
+}

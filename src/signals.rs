@@ -1,0 +1,76 @@
+//! Ctrl-C and SIGTERM, turned from process-killing signals into messages.
+//!
+//! A [`Listener`] owns one thread that waits for SIGINT and SIGTERM and hands each to a callback
+//! (which sends it down the control channel, see [`crate::control`]). Nothing is decided here:
+//! the thread that owns the run decides whether a signal ends it or only cancels an answer.
+//! The listener is told to stop and joined when it is dropped.
+
+use std::io;
+use std::thread::JoinHandle;
+
+/// A signal that stops the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGINT: Ctrl-C at a terminal.
+    Interrupt,
+    /// SIGTERM: `kill`, a supervisor, a CI job's cancel button.
+    Terminate,
+}
+
+impl Signal {
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Interrupt => "SIGINT",
+            Signal::Terminate => "SIGTERM",
+        }
+    }
+}
+
+/// The signal thread. Dropping it closes the signal iterator and joins the thread.
+pub(crate) struct Listener {
+    #[cfg(unix)]
+    handle: signal_hook::iterator::Handle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Listener {
+    /// Calls `handler` on a thread of its own for every SIGINT and SIGTERM from now on, instead
+    /// of the default of dying on the spot (which would lose the summary and any partial save).
+    #[cfg(unix)]
+    pub(crate) fn start(mut handler: impl FnMut(Signal) + Send + 'static) -> io::Result<Self> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+        let handle = signals.handle();
+        let thread = std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                for signal in signals.forever() {
+                    handler(if signal == SIGTERM {
+                        Signal::Terminate
+                    } else {
+                        Signal::Interrupt
+                    });
+                }
+            })?;
+        Ok(Listener {
+            handle,
+            thread: Some(thread),
+        })
+    }
+
+    /// Elsewhere the platform's default stays: Ctrl-C ends the process at once.
+    #[cfg(not(unix))]
+    pub(crate) fn start(_handler: impl FnMut(Signal) + Send + 'static) -> io::Result<Self> {
+        Ok(Listener { thread: None })
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        self.handle.close();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
