@@ -411,19 +411,7 @@ fn uses_tls(args: &Args) -> bool {
         url.get(..8)
             .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
     };
-    let mut env_proxies = [
-        "ALL_PROXY",
-        "all_proxy",
-        "HTTPS_PROXY",
-        "https_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-    ]
-    .into_iter()
-    .filter_map(|name| std::env::var(name).ok());
-    https(&args.base_url)
-        || args.proxy.as_deref().is_some_and(https)
-        || env_proxies.any(|proxy| https(&proxy))
+    https(&args.base_url) || crate::proxy::setting(args.proxy.as_deref()).is_some_and(|p| https(&p))
 }
 
 pub(crate) fn transport(args: &Args) -> anyhow::Result<Transport> {
