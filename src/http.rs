@@ -13,6 +13,7 @@ use ureq::Timeout;
 use ureq::tls::{PemItem, RootCerts, TlsConfig};
 
 use crate::error::{ApiError, NetworkError, StreamError, UsageError, scrub};
+use crate::proxy::ProxyInfo;
 use crate::request::{Request, host_of};
 use crate::retry;
 
@@ -28,8 +29,8 @@ pub struct Transport {
     pub first_byte: Duration,
     pub idle: Duration,
     pub total: Option<Duration>,
-    /// `--proxy`; without it ureq reads the proxy environment variables.
-    pub proxy: Option<String>,
+    /// The proxy from `--proxy` or the environment, resolved once (see `proxy::resolve`).
+    pub proxy: Option<ProxyInfo>,
     /// `--cacert`: the roots to trust instead of the built-in ones.
     pub roots: Option<RootCerts>,
     /// `--verbose`: show the request and the response head on stderr.
@@ -74,11 +75,9 @@ const IO_BUFFER: usize = 32 * 1024;
 /// a read blocked on a silent server.
 pub(crate) fn agent(transport: &Transport) -> anyhow::Result<ureq::Agent> {
     let mut config = ureq::Agent::config_builder();
-    if let Some(proxy) = &transport.proxy {
-        let proxy = ureq::Proxy::new(proxy)
-            .map_err(|err| UsageError(format!("bad --proxy {}: {err}", scrub(proxy))))?;
-        config = config.proxy(Some(proxy));
-    }
+    // Set even when there is none: ureq's default reads the environment itself, and skips a
+    // value it cannot parse.
+    config = config.proxy(transport.proxy.as_ref().map(|proxy| proxy.proxy().clone()));
     if let Some(roots) = &transport.roots {
         config = config.tls_config(TlsConfig::builder().root_certs(roots.clone()).build());
     }
@@ -121,7 +120,7 @@ pub(crate) fn send(
     }
     let response = builder
         .send(&body[..])
-        .map_err(|err| describe_failure(err, &request.url, transport))?;
+        .map_err(|err| describe_failure(err, &request.url, transport, transport.proxy.as_ref()))?;
     if transport.verbose {
         show_response_head(&response);
     }
@@ -162,7 +161,7 @@ pub(crate) fn send(
             .into_with_config()
             .limit(JSON_BODY_LIMIT)
             .read_to_vec()
-            .map_err(|err| describe_failure(err, &request.url, transport))?;
+            .map_err(|err| describe_failure(err, &request.url, transport, None))?;
         let value = serde_json::from_slice(&bytes)
             .map_err(|err| StreamError(format!("the JSON response does not parse: {err}")))?;
         return Ok(Reply::Json(value));
@@ -210,8 +209,17 @@ fn html_title(html: &str) -> Option<&str> {
     Some(html[start..end].trim()).filter(|t| !t.is_empty())
 }
 
-/// Names a failure to get a response, with the flag that governs it.
-fn describe_failure(err: ureq::Error, url: &str, transport: &Transport) -> anyhow::Error {
+/// Names a failure to get a response, with the flag that governs it, or the proxy it went
+/// through (`None` once the answer has started).
+fn describe_failure(
+    err: ureq::Error,
+    url: &str,
+    transport: &Transport,
+    proxy: Option<&ProxyInfo>,
+) -> anyhow::Error {
+    if let Some(failure) = proxy.and_then(|proxy| proxy.failure(&err, url, transport.connect)) {
+        return failure;
+    }
     let host = host_of(url);
     match err {
         ureq::Error::Timeout(which) => timeout_error(which, host, transport),
@@ -323,7 +331,7 @@ pub fn stream_read_error(err: io::Error, url: &str, transport: &Transport) -> an
             "{host} broke the HTTP framing of the stream: {err}"
         ))
         .into(),
-        other => describe_failure(other, url, transport),
+        other => describe_failure(other, url, transport, None),
     }
 }
 

@@ -18,6 +18,7 @@ mod http;
 mod output;
 mod plan;
 mod prompt;
+mod proxy;
 mod request;
 mod retry;
 mod run;

@@ -338,19 +338,8 @@ fn uses_tls(args: &Args) -> bool {
         url.get(..8)
             .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
     };
-    let mut env_proxies = [
-        "ALL_PROXY",
-        "all_proxy",
-        "HTTPS_PROXY",
-        "https_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-    ]
-    .into_iter()
-    .filter_map(|name| std::env::var(name).ok());
     https(&args.base_url)
-        || args.proxy.as_deref().is_some_and(https)
-        || env_proxies.any(|proxy| https(&proxy))
+        || crate::proxy::setting(args.proxy.as_deref()).is_some_and(|proxy| https(&proxy))
 }
 
 fn transport(args: &Args) -> anyhow::Result<Transport> {
@@ -359,7 +348,7 @@ fn transport(args: &Args) -> anyhow::Result<Transport> {
         first_byte: seconds("--first-byte-timeout", args.first_byte_timeout)?,
         idle: seconds("--idle-timeout", args.idle_timeout)?,
         total: args.timeout.map(|t| seconds("--timeout", t)).transpose()?,
-        proxy: args.proxy.clone(),
+        proxy: crate::proxy::resolve(args.proxy.as_deref())?,
         roots: args
             .cacert
             .as_deref()

@@ -2,6 +2,7 @@
 //! One test binary (as ripgrep and just do) so it links once.
 
 mod server;
+mod socks;
 mod util;
 
 mod chat;
@@ -11,6 +12,7 @@ mod hostile;
 mod interop;
 mod json;
 mod modes;
+mod proxy;
 mod reliability;
 mod replay;
 mod requests;
