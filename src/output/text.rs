@@ -10,6 +10,7 @@ use std::io::{self, Write};
 use serde_json::{Map, Value};
 
 use crate::cli::ReasoningDisplay;
+use crate::error::scrub;
 use crate::event::{Event, Interruption, Sink, Summary};
 
 const DIM: &str = "\x1b[2m";
@@ -224,9 +225,9 @@ pub fn summary_line(summary: &Summary) -> String {
     let mut parts = Vec::new();
     for (choice, reason) in &summary.finish_reasons {
         if *choice == 0 {
-            parts.push(format!("finish_reason={reason}"));
+            parts.push(format!("finish_reason={}", scrub(reason)));
         } else {
-            parts.push(format!("finish_reason[{choice}]={reason}"));
+            parts.push(format!("finish_reason[{choice}]={}", scrub(reason)));
         }
     }
     if summary.finish_reasons.is_empty() {
@@ -340,8 +341,8 @@ impl<O: Write, E: Write> TextSink<O, E> {
                 writeln!(
                     self.err,
                     "gptstream: ran tool {} ({}): {}, {} bytes{truncated}",
-                    call.name,
-                    call.id,
+                    scrub(&call.name),
+                    scrub(&call.id),
                     outcome.describe(),
                     outcome.output_bytes
                 )
@@ -353,7 +354,8 @@ impl<O: Write, E: Write> TextSink<O, E> {
                     writeln!(
                         self.err,
                         "gptstream: warning: the arguments of tool call {} ({}) are not valid JSON; kept raw as arguments_raw",
-                        call.name, call.id
+                        scrub(&call.name),
+                        scrub(&call.id)
                     )?;
                 }
                 // Field by field, so the line reads id, name, arguments as documented.

@@ -117,6 +117,23 @@ fn choice_k_streams_only_that_choice() {
 }
 
 #[test]
+fn defect10_choice_k_is_the_choice_that_is_saved() {
+    let scratch = crate::util::Scratch::new("choice-save");
+    let saved = scratch.path("chat.json");
+    let server = Server::one(sse(&two_choices()));
+    let out = gptstream()
+        .server(&server)
+        .args(["-n", "2", "--choice", "1", "--save", &saved, "hi"])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    let on_disk: Value = serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    assert_eq!(
+        on_disk,
+        json!([{"role":"user","content":"hi"},{"role":"assistant","content":"Blue"}])
+    );
+}
+
+#[test]
 fn json_events_carry_their_choice() {
     let server = Server::one(sse(&two_choices()));
     let out = gptstream()

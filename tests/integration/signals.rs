@@ -166,3 +166,204 @@ fn ctrl_c_during_a_tool_run_stops_the_tool_too() {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
+
+#[test]
+fn defect3_save_partial_with_ctrl_c_mid_stream_saves_once_with_the_text_exactly_once() {
+    let scratch = Scratch::new("signal-busy");
+    let chat = scratch.path("chat.json");
+    // A server that keeps talking: a delta every few milliseconds for far longer than the test.
+    let mut steps = vec![server::chunked_head(200, "text/event-stream")];
+    for i in 0..2000 {
+        steps.push(server::Step::Chunk(
+            server::content(&format!("w{i} ")).into_bytes(),
+        ));
+        steps.push(server::Step::Sleep(std::time::Duration::from_millis(2)));
+    }
+    let server = Server::one(steps);
+    let mut child = gptstream()
+        .server(&server)
+        .args(["--save", &chat, "--save-partial", "go"])
+        .spawn();
+    let stdout = drain(child.stdout.take().expect("stdout"));
+    let so_far = wait_for(&stdout, "w20 ");
+    send(&child, "INT");
+    let out = finish(child);
+    let printed = so_far + &String::from_utf8(stdout.iter().flatten().collect()).unwrap();
+    assert_eq!(out.code, 130, "{}", out.render());
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&chat).unwrap()).expect("valid JSON");
+    assert_eq!(
+        saved,
+        serde_json::json!([
+            {"role":"user","content":"go"},
+            {"role":"assistant","content":format!("{printed}\n[answer incomplete: interrupted by SIGINT]")}
+        ])
+    );
+    let names: Vec<String> = std::fs::read_dir(scratch.path(""))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["chat.json"], "no temporary file is left");
+}
+
+/// A tool definition for the tool-loop tests below.
+fn wait_tool(scratch: &Scratch) -> String {
+    scratch.file(
+        "tools.json",
+        r#"{"name":"look","parameters":{"type":"object"}}"#,
+    )
+}
+
+fn look_call(text: &str) -> Vec<String> {
+    vec![
+        server::content(text),
+        server::delta(
+            serde_json::json!({"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"look","arguments":"{}"}}]}),
+            None,
+        ),
+        server::finish("tool_calls"),
+        server::DONE.to_owned(),
+    ]
+}
+
+#[test]
+fn defect4_an_interruption_while_waiting_for_round_two_does_not_repeat_round_one() {
+    let scratch = Scratch::new("signal-round-two");
+    let chat = scratch.path("chat.json");
+    let tools = wait_tool(&scratch);
+    let (_release, hold) = std::sync::mpsc::channel::<()>();
+    let server = Server::start(vec![
+        server::sse(&look_call("Checking.")),
+        vec![server::Step::WaitFor(hold)],
+    ]);
+    let mut child = gptstream()
+        .server(&server)
+        .args(["--tools", &tools, "--tool-exec", "look=echo seen"])
+        .args(["--save", &chat, "--save-partial", "-q", "go"])
+        .spawn();
+    server.request();
+    server.request(); // round two was sent; its answer never comes
+    let stdout = drain(child.stdout.take().expect("stdout"));
+    send(&child, "INT");
+    let out = finish(child);
+    assert_eq!(out.code, 130, "{}", out.render());
+    let printed = String::from_utf8(stdout.iter().flatten().collect()).unwrap();
+    assert_eq!(printed, "Checking.");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&chat).unwrap()).unwrap();
+    assert_eq!(
+        saved,
+        serde_json::json!([
+            {"role":"user","content":"go"},
+            {"role":"assistant","content":"Checking.","tool_calls":[{"id":"call_1","type":"function","function":{"name":"look","arguments":"{}"}}]},
+            {"role":"tool","tool_call_id":"call_1","content":"seen\n"},
+            {"role":"assistant","content":"[answer incomplete: interrupted by SIGINT]"}
+        ])
+    );
+}
+
+#[test]
+fn defect4_exit_6_saves_a_transcript_whose_tool_calls_all_have_results() {
+    let scratch = Scratch::new("rounds-save");
+    let chat = scratch.path("chat.json");
+    let tools = wait_tool(&scratch);
+    let server = Server::start(vec![
+        server::sse(&look_call("One.")),
+        server::sse(&look_call("Two.")),
+    ]);
+    let out = gptstream()
+        .server(&server)
+        .args(["--tools", &tools, "--tool-exec", "look=echo seen"])
+        .args(["--max-tool-rounds", "1", "--save", &chat, "--save-partial"])
+        .args(["-q", "go"])
+        .run();
+    assert_eq!(out.code, 6, "{}", out.render());
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&chat).unwrap()).unwrap();
+    // The API would accept it: every call answered, round two's text recorded once.
+    assert_eq!(
+        server::rejects_unanswered_tool_calls(&serde_json::json!({"messages": saved})),
+        Ok(())
+    );
+    let texts: Vec<&str> = saved
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "assistant")
+        .filter_map(|m| m["content"].as_str())
+        .collect();
+    assert_eq!(texts, ["One.", "Two."], "{saved}");
+    let last = saved.as_array().unwrap().last().unwrap();
+    assert_eq!(last["role"], "tool");
+    assert!(
+        last["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("error: this tool call was not run: the model still calls tools"),
+        "{last}"
+    );
+}
+
+#[test]
+fn defect11_a_failed_save_on_the_signal_path_keeps_exit_130_and_says_both() {
+    let scratch = Scratch::new("signal-bad-save");
+    let chat = scratch.path("missing-dir/chat.json");
+    let out = interrupt_after_hel("INT", &["--save", &chat, "--save-partial", "hi"]);
+    assert_eq!(out.code, 130, "{}", out.render());
+    assert!(
+        out.stderr.starts_with("interrupted signal=SIGINT"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("gptstream: cannot save the conversation to "),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn defect11_a_failed_save_on_the_error_path_keeps_the_error_s_exit_code() {
+    let scratch = Scratch::new("error-bad-save");
+    let chat = scratch.path("missing-dir/chat.json");
+    let server = Server::one(server::full(
+        500,
+        "application/json",
+        r#"{"error":{"message":"boom"}}"#,
+    ));
+    let out = gptstream()
+        .server(&server)
+        .args(["--retries", "0", "--save", &chat, "--save-partial", "hi"])
+        .run();
+    assert_eq!(out.code, 3, "{}", out.render());
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", out.stderr);
+    assert!(
+        lines[0].starts_with("gptstream: cannot save the conversation to "),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(lines[1], "gptstream: HTTP 500 Internal Server Error: boom");
+}
+
+#[test]
+fn a_panicking_worker_is_one_error_line_and_exit_1_not_a_hang() {
+    // The debug build's test hook panics in the worker before it sends anything.
+    let base = format!("http://127.0.0.1:{}/v1", server::unused_port());
+    let out = gptstream()
+        .env("OPENAI_BASE_URL", &base)
+        .env("GPTSTREAM_DEBUG_PANIC", "1")
+        .arg("hi")
+        .run();
+    assert_eq!(out.code, 1, "{}", out.render());
+    assert_eq!(out.stdout(), "");
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with(
+            "gptstream: internal error: GPTSTREAM_DEBUG_PANIC is set at src/control.rs:"
+        ),
+        "{}",
+        out.stderr
+    );
+}

@@ -521,3 +521,51 @@ fn a_three_round_tool_loop_reuses_one_connection() {
     }
     assert_eq!(server.connections(), 1, "one kept-alive connection");
 }
+
+#[test]
+fn defect10_tool_names_and_ids_from_the_server_reach_stderr_scrubbed() {
+    let scratch = Scratch::new("tool-scrub");
+    let tools = scratch.file("tools.json", WEATHER);
+    let hostile_id = "call_\u{1b}[31mred\nforged line\u{7}";
+    let server = Server::start(vec![sse(&[
+        // A call the user's tool runs, with a hostile id...
+        delta(call_fragment(0, hostile_id, "get_weather", "{}"), None),
+        // ...and one to a tool nobody runs, with a hostile name and arguments that do not parse.
+        delta(
+            call_fragment(1, "call_2", "evil\u{1b}]0;pwned\u{7}", "{oops"),
+            None,
+        ),
+        finish("tool_calls"),
+        DONE.to_owned(),
+    ])]);
+    // The run stops after the first round: the second call is the user's to answer.
+    let out = gptstream()
+        .server(&server)
+        .args([
+            "--tools",
+            &tools,
+            "--tool-exec",
+            "get_weather=echo 18C",
+            "hi",
+        ])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert!(
+        !out.stderr.contains('\u{1b}') && !out.stderr.contains('\u{7}'),
+        "{:?}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .lines()
+            .all(|line| !line.starts_with("forged line")),
+        "{:?}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("gptstream: ran tool get_weather (call_ [31mred forged line): exit 0"),
+        "{:?}",
+        out.stderr
+    );
+}
