@@ -23,10 +23,10 @@ mod request;
 mod retry;
 mod run;
 mod session;
-pub mod signals;
+mod signals;
 pub mod sse;
 mod stream;
-pub mod tool_calls;
+mod tool_calls;
 mod toolbox;
 
 pub use run::{is_reported, run};

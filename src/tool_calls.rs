@@ -64,10 +64,6 @@ fn non_empty(value: Option<&Value>) -> Option<&str> {
 }
 
 impl ToolCalls {
-    pub fn is_empty(&self) -> bool {
-        self.calls.is_empty()
-    }
-
     /// Adds one element of a `delta.tool_calls` array.
     pub fn apply<'a>(&mut self, fragment: &'a Value) -> anyhow::Result<Fragment<'a>> {
         let server_index = fragment.get("index").and_then(Value::as_u64);
