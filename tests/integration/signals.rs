@@ -3,6 +3,7 @@
 //! is saved half-done only when asked.
 
 use std::process::{Child, Command};
+use std::time::{Duration, Instant};
 
 use crate::server::{self, Server};
 use crate::util::{Output, Scratch, drain, finish, gptstream, wait_for};
@@ -118,10 +119,41 @@ fn save_partial_also_keeps_an_answer_cut_by_a_network_error() {
     );
 }
 
-#[test]
-fn ctrl_c_during_a_tool_run_stops_the_tool_too() {
-    let scratch = Scratch::new("signal-tool");
-    let pid_file = scratch.path("tool.pid");
+/// Waits for the tool to write `path` (atomically, by `mv`) and returns what it wrote.
+fn read_when_written(path: &str) -> String {
+    let deadline = Instant::now() + server::PATIENCE;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return text.trim().to_owned();
+        }
+        assert!(Instant::now() < deadline, "the tool never wrote {path}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The state letter of process `pid` in `/proc/PID/stat` (`R`, `S`, `Z`...), `None` once it
+/// is gone.
+fn process_state(pid: &str) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name in parentheses may hold spaces; the state follows the last `)`.
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
+/// Waits until process `pid` is gone or a zombie. SIGKILL takes effect when the kernel next
+/// schedules the process, which on a loaded machine can be after gptstream has exited.
+fn wait_until_dead(pid: &str, what: &str) {
+    let deadline = Instant::now() + server::PATIENCE;
+    loop {
+        match process_state(pid) {
+            None | Some('Z') => return,
+            Some(state) => assert!(Instant::now() < deadline, "{what} still runs: {state}"),
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A server whose answer is one call to the tool `wait`, and the `--tools` file defining it.
+fn calls_wait(scratch: &Scratch) -> (Server, String) {
     let tools = scratch.file(
         "tools.json",
         r#"{"name":"wait","parameters":{"type":"object"}}"#,
@@ -130,41 +162,52 @@ fn ctrl_c_during_a_tool_run_stops_the_tool_too() {
         serde_json::json!({"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"wait","arguments":"{}"}}]}),
         None,
     );
-    let server = Server::one(server::sse(&[call, server::finish("tool_calls")]));
+    (
+        Server::one(server::sse(&[call, server::finish("tool_calls")])),
+        tools,
+    )
+}
+
+#[test]
+fn ctrl_c_during_a_tool_run_stops_the_tool_too() {
+    let scratch = Scratch::new("signal-tool");
+    let pid_file = scratch.path("tool.pid");
+    let (server, tools) = calls_wait(&scratch);
     let exec =
         format!("wait=echo $$ > {pid_file}.tmp && mv {pid_file}.tmp {pid_file} && exec sleep 60");
     let child = gptstream()
         .server(&server)
         .args(["--tools", &tools, "--tool-exec", &exec, "hi"])
         .spawn();
-    let deadline = std::time::Instant::now() + server::PATIENCE;
-    let tool_pid = loop {
-        if let Ok(pid) = std::fs::read_to_string(&pid_file) {
-            break pid.trim().to_owned();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the tool never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    };
+    let tool_pid = read_when_written(&pid_file);
     send(&child, "INT");
     let out = finish(child);
     assert_eq!(out.code, 130, "{}", out.render());
-    // Killed and reaped by init, or at least a zombie. SIGKILL takes effect when the kernel next
-    // schedules the tool, which on a loaded machine can be after gptstream has exited.
-    let deadline = std::time::Instant::now() + server::PATIENCE;
-    loop {
-        let state = std::fs::read_to_string(format!("/proc/{tool_pid}/stat")).unwrap_or_default();
-        if state.is_empty() || state.contains(") Z ") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the tool still runs: {state}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    // Killed and reaped by init, or at least a zombie.
+    wait_until_dead(&tool_pid, "the tool");
+}
+
+#[test]
+fn ctrl_c_stops_a_tool_whose_shell_exited_but_whose_child_holds_the_output() {
+    let scratch = Scratch::new("signal-tool-background");
+    let (shell_file, child_file) = (scratch.path("sh.pid"), scratch.path("child.pid"));
+    let (server, tools) = calls_wait(&scratch);
+    let exec = format!(
+        "wait=echo $$ > {shell_file}; \
+         (sleep 300 & echo $! > {child_file}.tmp && mv {child_file}.tmp {child_file}); echo hi"
+    );
+    let child = gptstream()
+        .server(&server)
+        .args(["--tools", &tools, "--tool-exec", &exec, "hi"])
+        .spawn();
+    let background = read_when_written(&child_file);
+    let shell = read_when_written(&shell_file);
+    // Interrupt only once sh has exited, when nothing but the output pipe keeps the tool running.
+    wait_until_dead(&shell, "the tool's sh");
+    send(&child, "INT");
+    let out = finish(child);
+    assert_eq!(out.code, 130, "{}", out.render());
+    wait_until_dead(&background, "the tool's background child");
 }
 
 #[test]

@@ -569,3 +569,79 @@ fn defect10_tool_names_and_ids_from_the_server_reach_stderr_scrubbed() {
         out.stderr
     );
 }
+
+/// A directory holding only `sh`, `sleep` and `cat` (links to the real ones), for a `PATH` like a
+/// slim container image's, where there is no `kill` command.
+fn slim_path(scratch: &Scratch) -> String {
+    let bin = scratch.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let path = std::env::var_os("PATH").expect("PATH is set");
+    for program in ["sh", "sleep", "cat"] {
+        let real = std::env::split_paths(&path)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+            .unwrap_or_else(|| panic!("no {program} on PATH"));
+        std::os::unix::fs::symlink(real, format!("{bin}/{program}")).unwrap();
+    }
+    bin
+}
+
+#[test]
+fn a_tool_times_out_with_its_whole_group_even_without_a_kill_command() {
+    let scratch = Scratch::new("slim-timeout");
+    let tools = scratch.file("tools.json", WEATHER);
+    let server = call_then_answer("Too slow.");
+    // sh waits for the pipeline, and both of its commands hold the output pipe: the timeout must
+    // kill the group, and there is no /bin/kill on this PATH to do it with.
+    let out = gptstream()
+        .server(&server)
+        .env("PATH", &slim_path(&scratch))
+        .args([
+            "--tools",
+            &tools,
+            "--tool-exec",
+            "get_weather=echo hi; sleep 300 | cat",
+            "--tool-timeout",
+            "0.3",
+            "hi",
+        ])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    let _first = server.request();
+    let tool_message = server.request().json()["messages"][2].clone();
+    assert_eq!(
+        tool_message["content"],
+        "error: the tool timed out after 0.3s and was killed\nhi\n"
+    );
+}
+
+#[test]
+fn the_tool_timeout_covers_a_background_child_that_keeps_the_output_open() {
+    let scratch = Scratch::new("background-timeout");
+    let tools = scratch.file("tools.json", WEATHER);
+    let server = call_then_answer("Too slow.");
+    let out = gptstream()
+        .server(&server)
+        .args([
+            "--tools",
+            &tools,
+            "--tool-exec",
+            "get_weather=(sleep 300 &); echo hi",
+            "--tool-timeout",
+            "0.3",
+            "hi",
+        ])
+        .run();
+    assert_eq!(
+        out.render(),
+        "status: 0\n--- stdout\nToo slow.\n--- stderr\n\
+         gptstream: ran tool get_weather (call_1): timed out, 3 bytes\n\
+         finish_reason=stop tool_calls=1 requests=2 usage=none ttft_ms=* duration_ms=*\n"
+    );
+    let _first = server.request();
+    let tool_message = server.request().json()["messages"][2].clone();
+    assert_eq!(
+        tool_message["content"],
+        "error: the tool timed out after 0.3s and was killed\nhi\n"
+    );
+}
