@@ -333,10 +333,10 @@ fn send_with_retries(
             );
             continue;
         }
-        let Some(server_wish) = retry::retryable(&err).filter(|_| attempt < args.retries) else {
-            return Err(err);
+        let (err, wait) = match retry::plan(err, attempt, args.retries) {
+            retry::Decision::Retry { err, wait } => (err, wait),
+            retry::Decision::GiveUp(err) => return Err(err),
         };
-        let wait = retry::delay(attempt, server_wish);
         attempt += 1;
         eprintln!(
             "gptstream: {err:#}; retrying in {:.1}s (retry {attempt} of {})",
