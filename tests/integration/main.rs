@@ -19,3 +19,4 @@ mod signals;
 mod text;
 mod tls;
 mod tools;
+mod transcripts;
