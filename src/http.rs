@@ -13,6 +13,7 @@ use ureq::Timeout;
 use ureq::tls::{PemItem, RootCerts, TlsConfig};
 
 use crate::error::{ApiError, NetworkError, StreamError, UsageError, scrub};
+use crate::redact::redact_url;
 use crate::request::{Request, host_of};
 use crate::retry;
 
@@ -73,8 +74,9 @@ const IO_BUFFER: usize = 32 * 1024;
 pub fn send(request: &Request, transport: &Transport) -> anyhow::Result<Reply> {
     let mut config = ureq::Agent::config_builder();
     if let Some(proxy) = &transport.proxy {
-        let proxy = ureq::Proxy::new(proxy)
-            .map_err(|err| UsageError(format!("bad --proxy {}: {err}", scrub(proxy))))?;
+        let proxy = ureq::Proxy::new(proxy).map_err(|err| {
+            UsageError(format!("bad --proxy {}: {err}", scrub(&redact_url(proxy))))
+        })?;
         config = config.proxy(Some(proxy));
     }
     if let Some(roots) = &transport.roots {
@@ -137,7 +139,8 @@ pub fn send(request: &Request, transport: &Transport) -> anyhow::Result<Reply> {
         let mut error = status_error(status, &content_type, &bytes);
         error.retry_after = retry_after;
         if let Some(location) = location.filter(|_| (300..400).contains(&status)) {
-            error.message = format!("redirected to {}; use that as --base-url", scrub(&location));
+            let location = scrub(&redact_url(&location));
+            error.message = format!("redirected to {location}; use that as --base-url");
         } else if status == 401 && request.header_lines().is_empty() {
             error
                 .message
@@ -210,7 +213,12 @@ fn describe_failure(err: ureq::Error, url: &str, transport: &Transport) -> anyho
         ureq::Error::ConnectionFailed => {
             NetworkError::transient(format!("cannot connect to {host}")).into()
         }
-        ureq::Error::BadUri(reason) => UsageError(format!("bad --base-url {url}: {reason}")).into(),
+        ureq::Error::BadUri(reason) => {
+            // ureq's reason can quote the whole URL.
+            let shown = redact_url(url);
+            let reason = scrub(&reason.replace(url, &shown));
+            UsageError(format!("bad --base-url {shown}: {reason}")).into()
+        }
         ureq::Error::Io(io) => io_error(&io, url, transport),
         ureq::Error::Tls(_) | ureq::Error::Pem(_) | ureq::Error::Rustls(_) => NetworkError::new(
             format!("TLS error talking to {host}: {err}{}", tls_hint(transport)),

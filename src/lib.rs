@@ -16,6 +16,7 @@ pub mod interrupt;
 pub mod output;
 pub mod pipeline;
 pub mod prompt;
+pub mod redact;
 pub mod request;
 pub mod retry;
 pub mod shared;

@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 
 use crate::cli::{Args, DEFAULT_BASE_URL};
 use crate::error::{UsageError, register_secret};
+use crate::redact::{redact_url, url_secrets};
 
 /// An API key. Printing it by accident prints `***`.
 #[derive(Clone, PartialEq, Eq)]
@@ -201,10 +202,14 @@ pub fn build(
         .into());
     }
     let url = chat_completions_url(&args.base_url);
+    // Before anything can fail, so that an error a server echoes is scrubbed too.
+    for secret in url_secrets(&url) {
+        register_secret(&secret);
+    }
     if !url.starts_with("http://") && !url.starts_with("https://") {
         return Err(UsageError(format!(
             "--base-url must start with http:// or https://, got {:?}",
-            args.base_url
+            redact_url(&args.base_url)
         ))
         .into());
     }
@@ -259,10 +264,11 @@ impl Request {
         self.body["messages"] = Value::from(messages.to_vec());
     }
 
-    /// The request line and headers as `--verbose` shows them: secrets as `***`.
+    /// The request line and headers as `--verbose` shows them: secrets (in the URL too) as
+    /// `***`.
     pub fn describe(&self) -> Vec<String> {
         let mut lines = vec![
-            format!("POST {}", self.url),
+            format!("POST {}", redact_url(&self.url)),
             "Content-Type: application/json".to_owned(),
         ];
         for (name, value) in self.header_lines() {
@@ -419,6 +425,28 @@ mod tests {
                 None
             )
             .is_ok()
+        );
+    }
+
+    /// Issue #12, defect 9: the URL's password and secret query values were shown verbatim.
+    #[test]
+    fn dry_run_and_the_scheme_error_hide_the_secrets_in_the_url() {
+        let base = "http://me:url-password-1@h/v1?api-version=1&key=url-query-key-1";
+        let request = build(&args(&["--base-url", base, "hi"]), &user("hi"), &[], None).unwrap();
+        assert_eq!(
+            request.describe()[0],
+            "POST http://me:***@h/v1/chat/completions?api-version=1&key=***"
+        );
+        assert_eq!(
+            crate::error::scrub("echo url-password-1 url-query-key-1"),
+            "echo *** ***"
+        );
+        let ftp = base.replace("http:", "ftp:");
+        let err = build(&args(&["--base-url", &ftp, "hi"]), &user("hi"), &[], None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--base-url must start with http:// or https://, got \
+             \"ftp://me:***@h/v1?api-version=1&key=***\""
         );
     }
 
