@@ -4,11 +4,14 @@
 //! A transcript is an OpenAI `messages` JSON array, or JSON Lines with one message per line; it is
 //! saved in the format it was loaded in (or by the `--save` file's extension: `.jsonl` is JSON
 //! Lines). Saving writes a temporary file in the same directory and renames it over the target,
-//! so an interrupted run never leaves half a transcript.
+//! so an interrupted run never leaves half a transcript; the new file keeps the old one's mode
+//! (and owner, where allowed), and a symlink stays a symlink: its final target is replaced.
 
 use std::fs;
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use serde_json::{Value, json};
@@ -181,7 +184,8 @@ impl Conversation {
             .unwrap_or_default()
     }
 
-    /// Writes the transcript atomically: a temporary file beside `path`, then a rename.
+    /// Writes the transcript atomically: a temporary file beside the file `path` names (through
+    /// any symlinks), then a rename over it.
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
         let format = self.format.unwrap_or_else(|| Format::for_path(path));
         let mut text = Vec::new();
@@ -197,20 +201,8 @@ impl Conversation {
                 }
             }
         }
-        let temporary = temporary_path(path);
-        let write = || -> std::io::Result<()> {
-            let mut file = fs::File::create(&temporary)?;
-            file.write_all(&text)?;
-            file.sync_all()?;
-            fs::rename(&temporary, path)
-        };
-        write().map_err(|err| {
-            let _ = fs::remove_file(&temporary);
-            anyhow::Error::new(err).context(format!(
-                "cannot save the conversation to {}",
-                path.display()
-            ))
-        })
+        replace_file(path, &text)
+            .with_context(|| format!("cannot save the conversation to {}", path.display()))
     }
 }
 
@@ -220,13 +212,147 @@ impl Default for Conversation {
     }
 }
 
-fn temporary_path(path: &Path) -> PathBuf {
-    let name = path
+/// Replaces the file `path` leads to with `bytes`, so that a reader sees the old content or the
+/// new, never a mix: a fresh temporary file beside the target, with the target's permissions
+/// (and owner, where allowed), written and synced, renamed over the target, and the directory
+/// synced so the rename survives a crash. A symlink is followed, not replaced: a user who links
+/// `chat.json` into a synced folder keeps the link. The temporary file goes on any failure.
+fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let target = resolve_symlinks(path)?;
+    let existing = match fs::metadata(&target) {
+        Ok(metadata) => Some(metadata),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => None,
+        Err(err) => return Err(err),
+    };
+    let (temporary, mut file) = create_temporary(&target, existing.is_some())?;
+    let written = (|| {
+        if let Some(metadata) = &existing {
+            copy_owner(&file, metadata);
+            file.set_permissions(metadata.permissions())?;
+        }
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&temporary, &target)
+    })();
+    if let Err(err) = written {
+        let _ = fs::remove_file(&temporary);
+        return Err(err);
+    }
+    sync_directory(&target);
+    Ok(())
+}
+
+/// Follows `path` through symlinks to the file they end at, which need not exist yet (a dangling
+/// link gets its target created). Gives up on a loop, as the kernel does.
+fn resolve_symlinks(path: &Path) -> io::Result<PathBuf> {
+    const MAX_LINKS: usize = 40;
+    let mut current = path.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        match fs::symlink_metadata(&current) {
+            Ok(metadata) if metadata.file_type().is_symlink() => {
+                let link = fs::read_link(&current)?;
+                // A relative link is relative to the directory that holds it.
+                current = match current.parent() {
+                    Some(parent) if link.is_relative() => parent.join(link),
+                    _ => link,
+                };
+            }
+            Ok(_) => return Ok(current),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(current),
+            Err(err) => return Err(err),
+        }
+    }
+    Err(io::Error::other(format!(
+        "more than {MAX_LINKS} symlinks to follow from {}",
+        path.display()
+    )))
+}
+
+/// Creates a temporary file beside `target` that no one else has: a unique name, opened with
+/// `create_new`. It starts private when it will replace an existing file, whose permissions it
+/// then takes; a new transcript gets the default mode (umask), as any new file.
+fn create_temporary(target: &Path, private: bool) -> io::Result<(PathBuf, fs::File)> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let mut attempts = 0;
+    loop {
+        let temporary = temporary_path(target);
+        match options.open(&temporary) {
+            Ok(file) => return Ok((temporary, file)),
+            // Only a stale file from an earlier process with our pid can be in the way.
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists && attempts < 10 => {
+                attempts += 1;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// `.NAME.gptstream-PID-N-NANOS.tmp` beside `target`: the pid tells processes apart, the counter
+/// saves within one process (chat saves after every turn), and the time a reused pid.
+fn temporary_path(target: &Path) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.gptstream-{}.tmp", std::process::id()))
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
+    target.with_file_name(format!(
+        ".{name}.gptstream-{}-{count}-{nanos}.tmp",
+        std::process::id()
+    ))
 }
+
+/// Gives the new file the old one's owner and group when they differ from ours, which only
+/// root (or a member of the group, for the group) may do. Best effort: a save that cannot keep
+/// the owner still saves, as editors do; ids a container cannot map fail with EINVAL, not EPERM,
+/// so every error is let go.
+#[cfg(unix)]
+fn copy_owner(file: &fs::File, old: &fs::Metadata) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(new) = file.metadata() else {
+        return;
+    };
+    let uid = (new.uid() != old.uid()).then_some(old.uid());
+    let gid = (new.gid() != old.gid()).then_some(old.gid());
+    if uid.is_none() && gid.is_none() {
+        return;
+    }
+    if std::os::unix::fs::fchown(file, uid, gid).is_err() && uid.is_some() && gid.is_some() {
+        let _ = std::os::unix::fs::fchown(file, None, gid);
+    }
+}
+
+#[cfg(not(unix))]
+fn copy_owner(_file: &fs::File, _old: &fs::Metadata) {}
+
+/// Syncs the directory that holds `target`, so that the rename itself is on disk. Best effort:
+/// the new content is already in place, and some filesystems refuse to sync a directory.
+#[cfg(unix)]
+fn sync_directory(target: &Path) {
+    let directory = match target.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if let Ok(directory) = fs::File::open(directory) {
+        let _ = directory.sync_all();
+    }
+}
+
+#[cfg(not(unix))]
+fn sync_directory(_target: &Path) {}
 
 #[cfg(test)]
 mod tests {
@@ -281,6 +407,134 @@ mod tests {
                 json!({"role":"tool","tool_call_id":"call_1","content":"42"}),
             ]
         );
+    }
+
+    /// A scratch directory of its own for each test, so tests running at once do not collide.
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("gptstream-conv-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn hi() -> Conversation {
+        let mut c = Conversation::new();
+        c.push_user("hi");
+        c
+    }
+
+    /// Issue #12, defect 8: `--save` replaced a `chmod 600` transcript with a 0644 file.
+    #[cfg(unix)]
+    #[test]
+    fn save_keeps_the_mode_of_the_file_it_replaces() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = scratch("mode");
+        let path = dir.join("chat.json");
+        for mode in [0o600, 0o640, 0o604] {
+            fs::write(&path, "[]\n").unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            hi().save(&path).unwrap();
+            let kept = fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(kept, mode, "{kept:o}");
+            assert!(fs::read_to_string(&path).unwrap().contains("\"hi\""));
+        }
+        assert_eq!(names_in(&dir), ["chat.json"]);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Issue #12, defect 8: the replacement file took our owner, not the old file's. Only root
+    /// may give a file away, so elsewhere there is nothing to check and the test says so.
+    #[cfg(unix)]
+    #[test]
+    fn save_keeps_the_owner_of_the_file_it_replaces_when_allowed() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = scratch("owner");
+        let path = dir.join("chat.json");
+        fs::write(&path, "[]\n").unwrap();
+        let nobody = 65_534;
+        if std::os::unix::fs::chown(&path, Some(nobody), Some(nobody)).is_err() {
+            eprintln!("not root: cannot give a file away, nothing to check");
+            fs::remove_dir_all(dir).unwrap();
+            return;
+        }
+        hi().save(&path).unwrap();
+        let metadata = fs::metadata(&path).unwrap();
+        assert_eq!((metadata.uid(), metadata.gid()), (nobody, nobody));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Issue #12, defect 8: `--save` turned a symlink into a regular file. The link stays, its
+    /// target gets the content; a dangling link gets its target created.
+    #[cfg(unix)]
+    #[test]
+    fn save_writes_through_a_symlink_and_keeps_it() {
+        let dir = scratch("symlink");
+        fs::create_dir_all(dir.join("real")).unwrap();
+        fs::write(dir.join("real/chat.json"), "[]\n").unwrap();
+        std::os::unix::fs::symlink("real/chat.json", dir.join("link.json")).unwrap();
+        std::os::unix::fs::symlink("link.json", dir.join("chain.json")).unwrap();
+        std::os::unix::fs::symlink("real/new.jsonl", dir.join("dangling.jsonl")).unwrap();
+
+        hi().save(&dir.join("chain.json")).unwrap();
+        hi().save(&dir.join("dangling.jsonl")).unwrap();
+
+        for link in ["link.json", "chain.json", "dangling.jsonl"] {
+            let meta = fs::symlink_metadata(dir.join(link)).unwrap();
+            assert!(meta.file_type().is_symlink(), "{link} is no longer a link");
+        }
+        assert!(
+            fs::read_to_string(dir.join("real/chat.json"))
+                .unwrap()
+                .contains("\"hi\"")
+        );
+        assert_eq!(
+            fs::read_to_string(dir.join("real/new.jsonl")).unwrap(),
+            "{\"content\":\"hi\",\"role\":\"user\"}\n"
+        );
+        assert_eq!(
+            names_in(&dir),
+            ["chain.json", "dangling.jsonl", "link.json", "real"]
+        );
+        assert_eq!(names_in(&dir.join("real")), ["chat.json", "new.jsonl"]);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Issue #12, defect 8: the temporary name was `.NAME.gptstream-PID.tmp`, the same for every
+    /// save of one process, so two saves (chat saves after each turn) could collide.
+    #[test]
+    fn two_saves_from_one_process_use_distinct_temporary_names() {
+        let path = Path::new("/some/dir/chat.json");
+        let (first, second) = (temporary_path(path), temporary_path(path));
+        assert_ne!(first, second);
+        for name in [&first, &second] {
+            assert_eq!(name.parent(), path.parent(), "beside the target");
+            let file = name.file_name().unwrap().to_string_lossy();
+            assert!(file.starts_with(".chat.json.gptstream-"), "{file}");
+        }
+    }
+
+    /// A failed save leaves no temporary file behind (here: the target is a directory).
+    #[test]
+    fn a_failed_save_leaves_no_temporary_file() {
+        let dir = scratch("failed");
+        fs::create_dir_all(dir.join("chat.json/inside")).unwrap();
+        let err = hi().save(&dir.join("chat.json")).unwrap_err();
+        assert!(
+            format!("{err:#}").starts_with("cannot save the conversation to "),
+            "{err:#}"
+        );
+        assert_eq!(names_in(&dir), ["chat.json"]);
+        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -14,6 +14,7 @@ use ureq::tls::{PemItem, RootCerts, TlsConfig};
 
 use crate::error::{ApiError, NetworkError, StreamError, UsageError, scrub};
 use crate::proxy::ProxyInfo;
+use crate::redact::redact_url;
 use crate::request::{Request, host_of};
 use crate::retry;
 
@@ -147,7 +148,8 @@ pub(crate) fn send(
         let mut error = status_error(status, &content_type, &bytes);
         error.retry_after = retry_after;
         if let Some(location) = location.filter(|_| (300..400).contains(&status)) {
-            error.message = format!("redirected to {}; use that as --base-url", scrub(&location));
+            let location = scrub(&redact_url(&location));
+            error.message = format!("redirected to {location}; use that as --base-url");
         } else if status == 401 && request.header_lines().is_empty() {
             error
                 .message
@@ -229,7 +231,12 @@ fn describe_failure(
         ureq::Error::ConnectionFailed => {
             NetworkError::transient(format!("cannot connect to {host}")).into()
         }
-        ureq::Error::BadUri(reason) => UsageError(format!("bad --base-url {url}: {reason}")).into(),
+        ureq::Error::BadUri(reason) => {
+            // ureq's reason can quote the whole URL.
+            let shown = redact_url(url);
+            let reason = scrub(&reason.replace(url, &shown));
+            UsageError(format!("bad --base-url {shown}: {reason}")).into()
+        }
         ureq::Error::Io(io) => io_error(&io, url, transport),
         ureq::Error::Tls(_) | ureq::Error::Pem(_) | ureq::Error::Rustls(_) => NetworkError::new(
             format!("TLS error talking to {host}: {err}{}", tls_hint(transport)),

@@ -19,6 +19,7 @@ mod output;
 mod plan;
 mod prompt;
 mod proxy;
+mod redact;
 mod request;
 mod retry;
 mod run;

@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 
 use crate::cli::Args;
 use crate::conversation::Conversation;
-use crate::error::UsageError;
+use crate::error::{UsageError, register_secret};
 use crate::event::Sink;
 use crate::http::{self, Transport};
 use crate::output::json::JsonSink;
@@ -23,7 +23,7 @@ use crate::output::text::{TextOptions, TextSink};
 use crate::request::{self, ApiKey, Request};
 use crate::session::Settings;
 use crate::toolbox::{self, Toolbox};
-use crate::{output, prompt};
+use crate::{output, prompt, redact};
 
 /// What to do.
 pub(crate) enum Plan {
@@ -248,10 +248,14 @@ fn template(
         .into());
     }
     let url = request::chat_completions_url(&args.base_url);
+    // Before anything can fail, so that an error a server echoes is scrubbed too.
+    for secret in redact::url_secrets(&url) {
+        register_secret(&secret);
+    }
     if !url.starts_with("http://") && !url.starts_with("https://") {
         return Err(UsageError(format!(
             "--base-url must start with http:// or https://, got {:?}",
-            args.base_url
+            redact::redact_url(&args.base_url)
         ))
         .into());
     }
@@ -444,6 +448,28 @@ mod tests {
              api-key: ***\nX-Org: acme\n"
         );
         assert!(!String::from_utf8(out).unwrap().contains("sekrit"));
+    }
+
+    /// Issue #12, defect 9: the URL's password and secret query values were shown verbatim.
+    #[test]
+    fn dry_run_and_the_scheme_error_hide_the_secrets_in_the_url() {
+        let base = "http://me:url-password-1@h/v1?api-version=1&key=url-query-key-1";
+        let request = template(&args(&["--base-url", base, "hi"]), &[], None, true).unwrap();
+        assert_eq!(
+            request.describe()[0],
+            "POST http://me:***@h/v1/chat/completions?api-version=1&key=***"
+        );
+        assert_eq!(
+            crate::error::scrub("echo url-password-1 url-query-key-1"),
+            "echo *** ***"
+        );
+        let ftp = base.replace("http:", "ftp:");
+        let err = template(&args(&["--base-url", &ftp, "hi"]), &[], None, true).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--base-url must start with http:// or https://, got \
+             \"ftp://me:***@h/v1?api-version=1&key=***\""
+        );
     }
 
     #[test]

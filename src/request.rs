@@ -14,6 +14,7 @@ use anyhow::Context;
 use serde_json::Value;
 
 use crate::error::{UsageError, register_secret};
+use crate::redact::redact_url;
 
 /// The default server: OpenAI itself. Any OpenAI-compatible base URL works.
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -188,10 +189,11 @@ impl Request {
         self.body["messages"] = Value::from(messages.to_vec());
     }
 
-    /// The request line and headers as `--verbose` shows them: secrets as `***`.
+    /// The request line and headers as `--verbose` shows them: secrets (in the URL too) as
+    /// `***`.
     pub fn describe(&self) -> Vec<String> {
         let mut lines = vec![
-            format!("POST {}", self.url),
+            format!("POST {}", redact_url(&self.url)),
             "Content-Type: application/json".to_owned(),
         ];
         for (name, value) in self.header_lines() {

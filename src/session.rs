@@ -244,10 +244,10 @@ impl Session {
                 );
                 continue;
             }
-            let Some(server_wish) = retry::retryable(&err).filter(|_| attempt < retries) else {
-                return Err(err);
+            let (err, wait) = match retry::plan(err, attempt, retries) {
+                retry::Decision::Retry { err, wait } => (err, wait),
+                retry::Decision::GiveUp(err) => return Err(err),
             };
-            let wait = retry::delay(attempt, server_wish);
             attempt += 1;
             eprintln!(
                 "gptstream: {err:#}; retrying in {:.1}s (retry {attempt} of {retries})",

@@ -4,6 +4,10 @@
 //! decoded (that read's lines in one `write`), any other event at once. A reader never sees half
 //! an object. The schema is a contract, documented in the
 //! README's "JSON Lines" section.
+//!
+//! JSON allows U+2028, U+2029 and U+0085 raw inside strings, but some readers split lines on
+//! them (Python's `str.splitlines`, JavaScript before ES2019), so each line is checked once it
+//! is rendered and they are written as `\u2028`, `\u2029` and `\u0085`.
 
 use std::io::{self, Write};
 
@@ -178,6 +182,69 @@ impl<W: Write> JsonSink<W> {
     }
 }
 
+/// The character at `bytes[i..]` if it is one that serde_json leaves raw but a line splitter
+/// may break on, as (its UTF-8 length, its escape). Matching all the bytes matters: an em dash
+/// (E2 80 94) or a no-break space (C2 A0) starts the same way.
+fn line_break_at(bytes: &[u8], i: usize) -> Option<(usize, &'static [u8])> {
+    match bytes[i..] {
+        [0xE2, 0x80, 0xA8, ..] => Some((3, br"\u2028")),
+        [0xE2, 0x80, 0xA9, ..] => Some((3, br"\u2029")),
+        [0xC2, 0x85, ..] => Some((2, br"\u0085")),
+        _ => None,
+    }
+}
+
+/// Where the first character that [`line_break_at`] matches starts. This runs on every line
+/// that is not pure ASCII, and text full of em dashes and curly quotes (E2 80 xx) is common, so
+/// it does not stop at each lead byte: it looks, 16 bytes at a time and without branches (so the
+/// compiler can use SIMD), for the last bytes of the three characters (A8, A9, 85), and checks
+/// byte by byte only where one turns up.
+fn first_line_break(bytes: &[u8]) -> Option<usize> {
+    const CHUNK: usize = 16;
+    for (n, chunk) in bytes.chunks(CHUNK).enumerate() {
+        let suspect = chunk.iter().fold(0u8, |seen, &b| {
+            seen | u8::from(b == 0x85) | u8::from(b & 0xFE == 0xA8)
+        }) != 0;
+        if suspect {
+            // A character may start up to two bytes before the chunk that holds its last byte.
+            let start = (n * CHUNK).saturating_sub(2);
+            let end = n * CHUNK + chunk.len();
+            if let Some(at) = (start..end).find(|&i| line_break_at(bytes, i).is_some()) {
+                return Some(at);
+            }
+        }
+    }
+    None
+}
+
+/// Escapes U+2028, U+2029 and U+0085 in `line[start..]`, a rendered JSON object. In serialized
+/// JSON these bytes can only be inside a string (key or value), where the escape means the same
+/// character, so no parsing is needed. An ASCII line, the usual case, costs one `is_ascii`; the
+/// line is rebuilt only when it holds one of the characters.
+fn escape_line_breaks(line: &mut Vec<u8>, start: usize) {
+    let rendered = &line[start..];
+    if rendered.is_ascii() {
+        return;
+    }
+    let Some(first) = first_line_break(rendered) else {
+        return;
+    };
+    let tail = line.split_off(start + first);
+    let mut i = 0;
+    while i < tail.len() {
+        match line_break_at(&tail, i) {
+            Some((length, escape)) => {
+                line.extend_from_slice(escape);
+                i += length;
+            }
+            None => {
+                line.push(tail[i]);
+                i += 1;
+            }
+        }
+    }
+}
+
 impl<W: Write> Sink for JsonSink<W> {
     /// Delta lines wait for [`Sink::flush`] at the end of their network read; any other event
     /// is written at once, with them.
@@ -187,6 +254,7 @@ impl<W: Write> Sink for JsonSink<W> {
             self.line.truncate(start);
             return Err(err);
         }
+        escape_line_breaks(&mut self.line, start);
         self.line.push(b'\n');
         match event {
             Event::Content { .. }
@@ -257,6 +325,70 @@ mod tests {
             render(&[Event::Error(&report)]),
             "{\"type\":\"error\",\"message\":\"HTTP 429: slow down\",\"status\":429,\"code\":\"rate_limit_exceeded\"}\n"
         );
+    }
+
+    /// Issue #12, defect 13: U+2028 and U+2029 were written raw, and readers that split lines on
+    /// them (Python's `str.splitlines`, older JavaScript) cut the object in two. Every string
+    /// the sink writes, keys included, escapes them, and U+0085 (NEL, which `splitlines` also
+    /// splits on); other characters that start with the same bytes (an em dash) stay raw.
+    #[test]
+    fn line_and_paragraph_separators_are_escaped_in_every_string() {
+        let text = "a\u{2028}b\u{2029}c\u{85}d \u{2014}\u{a0}";
+        let usage: Map<String, Value> =
+            serde_json::from_value(json!({ text: 1, "detail": {text: text} })).unwrap();
+        let report = ErrorReport {
+            message: text.into(),
+            status: None,
+            code: Some(text.into()),
+        };
+        let out = render(&[
+            Event::Content {
+                choice: 0,
+                delta: text,
+            },
+            Event::Usage(&usage),
+            Event::Error(&report),
+        ]);
+        assert!(!out.contains(['\u{2028}', '\u{2029}', '\u{85}']), "{out}");
+        assert!(
+            out.contains("a\\u2028b\\u2029c\\u0085d \u{2014}\u{a0}"),
+            "{out}"
+        );
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3);
+        for line in &lines {
+            let pieces = line.split(['\u{2028}', '\u{2029}', '\u{85}']).count();
+            assert_eq!(pieces, 1, "{line}");
+        }
+        let parsed: Vec<Value> = lines
+            .iter()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(parsed[0]["delta"], text);
+        assert_eq!(parsed[1][text], 1);
+        assert_eq!(parsed[1]["detail"][text], text);
+        assert_eq!(parsed[2]["message"], text);
+        assert_eq!(parsed[2]["code"], text);
+    }
+
+    /// The search goes 16 bytes at a time; a separator is found wherever it falls, across a
+    /// chunk boundary too, and the text around it comes back unchanged.
+    #[test]
+    fn a_separator_is_escaped_at_every_offset() {
+        for filler in ["x", "\u{2014}", "\u{e9}", "\u{a0}"] {
+            for count in 0..40 {
+                for separator in ["\u{2028}", "\u{2029}", "\u{85}"] {
+                    let text = format!("{}{separator}{}", filler.repeat(count), filler);
+                    let out = render(&[Event::Content {
+                        choice: 0,
+                        delta: &text,
+                    }]);
+                    assert!(!out.contains(separator), "{count} {filler:?}: {out}");
+                    let parsed: Value = serde_json::from_str(&out).unwrap();
+                    assert_eq!(parsed["delta"], text.as_str());
+                }
+            }
+        }
     }
 
     #[test]

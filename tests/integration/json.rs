@@ -132,3 +132,28 @@ fn a_mid_stream_error_comes_after_the_content_already_sent() {
         &json!({"type":"error","message":"the server reported an error (server_error): The server had an error","status":null,"code":"server_error"})
     );
 }
+
+/// Issue #12, defect 13: U+2028 and U+2029 (and U+0085) in a delta were written raw, so a reader
+/// that splits lines on them (Python's `str.splitlines`) cut an event in two. They arrive
+/// escaped, and decode back to the text the server sent.
+#[test]
+fn line_separators_in_the_text_do_not_split_a_json_line() {
+    let text = "one\u{2028}two\u{2029}three\u{85}four \u{2014}";
+    let server = Server::one(sse(&[content(text), finish("stop"), DONE.to_owned()]));
+    let out = gptstream().server(&server).args(["--json", "hi"]).run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    let stdout = out.stdout();
+    assert!(
+        !stdout.contains(['\u{2028}', '\u{2029}', '\u{85}']),
+        "{stdout}"
+    );
+    let splitlines = stdout
+        .split(['\n', '\u{2028}', '\u{2029}', '\u{85}'])
+        .filter(|line| !line.is_empty())
+        .count();
+    assert_eq!(splitlines, out.json_lines().len(), "{stdout}");
+    assert_eq!(
+        out.json_lines()[1],
+        json!({"type":"content","choice":0,"delta":text})
+    );
+}

@@ -21,3 +21,4 @@ mod signals;
 mod text;
 mod tls;
 mod tools;
+mod transcripts;

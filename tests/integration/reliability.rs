@@ -34,6 +34,47 @@ fn a_429_with_retry_after_is_retried_and_the_answer_printed_once() {
     assert_eq!(server.connections(), 1, "the retry reuses the connection");
 }
 
+/// Issue #12, defect 2: a `Retry-After` date too far to represent used to panic ("overflow when
+/// adding duration to instant"). It is a very long wait: no retry, exit 3 at once, one line.
+#[test]
+fn a_retry_after_date_too_far_to_represent_exits_3_at_once_without_panic() {
+    let server = Server::one(json_error(
+        429,
+        "Retry-After: Fri, 31 Dec 500000000000 23:59:59 GMT\r\n",
+        "Rate limit reached",
+    ));
+    let started = std::time::Instant::now();
+    let out = gptstream().server(&server).args(["-q", "hi"]).run();
+    assert!(started.elapsed() < Duration::from_secs(10), "it waited");
+    assert_eq!(
+        out.render(),
+        "status: 3\n--- stdout\n\n--- stderr\n\
+         gptstream: HTTP 429 Too Many Requests (x): Rate limit reached \
+         (the server asks to wait more than 10000 years before a retry; gptstream waits at most 60s)\n"
+    );
+}
+
+/// Issue #12, defect 2: `Retry-After: 86400` used to wait the 60 s cap and retry anyway. A server
+/// that asks for longer than gptstream waits gets no retry (the script serves one connection, so
+/// a retry would show as a refused connection), and the error says what the server asked.
+#[test]
+fn a_retry_after_longer_than_the_cap_is_not_retried_and_the_wait_is_named() {
+    let server = Server::one(json_error(
+        429,
+        "Retry-After: 86400\r\n",
+        "Rate limit reached",
+    ));
+    let started = std::time::Instant::now();
+    let out = gptstream().server(&server).args(["-q", "hi"]).run();
+    assert!(started.elapsed() < Duration::from_secs(10), "it waited");
+    assert_eq!(
+        out.render(),
+        "status: 3\n--- stdout\n\n--- stderr\n\
+         gptstream: HTTP 429 Too Many Requests (x): Rate limit reached \
+         (the server asks to wait 86400s before a retry; gptstream waits at most 60s)\n"
+    );
+}
+
 #[test]
 fn a_500_is_retried_with_backoff() {
     let server = Server::start(vec![json_error(500, "", "boom"), sse(&hello_chunks())]);

@@ -136,3 +136,84 @@ fn a_key_file_canary_does_not_leak_either() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+const PASSWORD_CANARY: &str = "pw-canary-83d1f0";
+const QUERY_CANARY: &str = "key-canary-2b7e44";
+const QUERY_HEADER_CANARY: &str = "apikey-canary-9c05aa";
+
+/// A base URL with a secret in each place a URL can carry one: the userinfo password and two
+/// query parameters, around one that is not secret.
+fn secret_url(host: &str) -> String {
+    format!(
+        "http://user:{PASSWORD_CANARY}@{host}/v1?key={QUERY_CANARY}&api-version=2024-10-21&api-key={QUERY_HEADER_CANARY}"
+    )
+}
+
+fn check_url(name: &str, out: &Output) {
+    let all = out.render();
+    for canary in [PASSWORD_CANARY, QUERY_CANARY, QUERY_HEADER_CANARY] {
+        assert!(!all.contains(canary), "{name}: a URL secret leaked:\n{all}");
+    }
+}
+
+/// Issue #12, defect 9: `--dry-run`, `-v` and errors showed `http://user:pass@host/v1?key=...`
+/// verbatim. Every path that shows the URL, or text a server echoes, hides the URL's secrets.
+#[test]
+fn no_output_shows_the_password_or_secret_query_values_of_the_url() {
+    let echo = || {
+        server::full(
+            401,
+            "application/json",
+            &format!(
+                r#"{{"error":{{"message":"bad credentials {PASSWORD_CANARY} {QUERY_CANARY} {QUERY_HEADER_CANARY}"}}}}"#
+            ),
+        )
+    };
+    let served: Vec<(&str, Vec<Step>, Vec<&str>)> = vec![
+        ("verbose", sse(&hello_chunks()), vec!["-v"]),
+        ("401 echo", echo(), vec![]),
+        ("verbose 401 echo", echo(), vec!["-v"]),
+        ("401 echo json", echo(), vec!["--json"]),
+    ];
+    for (name, script, flags) in served {
+        let server = Server::one(script);
+        let host = server.base_url();
+        let host = host
+            .trim_start_matches("http://")
+            .trim_end_matches("/v1")
+            .to_owned();
+        let out = gptstream()
+            .env("OPENAI_BASE_URL", &secret_url(&host))
+            .args(["--retries", "0"])
+            .args(flags)
+            .arg("hi")
+            .run();
+        check_url(name, &out);
+        let path = server.request().path;
+        assert!(path.contains(QUERY_CANARY), "{name}: the query was sent");
+    }
+
+    let refused = secret_url(&format!("127.0.0.1:{}", server::unused_port()));
+    for (name, url, flags) in [
+        ("dry run", refused.clone(), &["--dry-run"][..]),
+        ("dry run verbose", refused.clone(), &["--dry-run", "-v"]),
+        ("refused", refused.clone(), &["--retries", "0"]),
+        ("refused, retried", refused.clone(), &["--retries", "1"]),
+        ("bad scheme", refused.replace("http://", "ftp://"), &[]),
+        ("no host", secret_url(""), &["--retries", "0"]),
+        (
+            "bad port",
+            secret_url("127.0.0.1:99999"),
+            &["--retries", "0"],
+        ),
+    ] {
+        let out = gptstream()
+            .env("OPENAI_BASE_URL", &url)
+            .args(flags)
+            .arg("hi")
+            .run();
+        let dry_run = name.starts_with("dry run");
+        assert_eq!(out.code == 0, dry_run, "{name}: {}", out.render());
+        check_url(name, &out);
+    }
+}

@@ -1,0 +1,281 @@
+//! Secrets inside a URL: the userinfo password and the values of query parameters that carry
+//! keys, found once so they can be hidden wherever the URL is shown and blanked from anything a
+//! server echoes back.
+//!
+//! `--base-url http://user:pass@host/v1?key=...` is how some gateways take their credentials
+//! (Google's `?key=`, Azure's `?api-key=` and SAS `&sig=`, basic auth in the userinfo). The URL
+//! shows up in `--dry-run`, `-v` and error messages, so it is always shown through
+//! [`redact_url`].
+
+/// `url` with its secrets replaced by `***`: the password of the userinfo (`user:***@host`; a
+/// userinfo without a colon is a token, `***@host`) and the value of every query parameter whose
+/// name [`is_secret_parameter`]. Everything else is kept as it was, so the URL still says where
+/// the request went. Text that is not a URL at all comes back unchanged.
+pub fn redact_url(url: &str) -> String {
+    let parts = Parts::of(url);
+    let mut shown = String::with_capacity(url.len());
+    shown.push_str(parts.scheme);
+    if let Some(userinfo) = parts.userinfo {
+        match userinfo.split_once(':') {
+            Some((user, password)) if !password.is_empty() => {
+                shown.push_str(user);
+                shown.push_str(":***");
+            }
+            Some(_) => shown.push_str(userinfo),
+            None if !userinfo.is_empty() => shown.push_str("***"),
+            None => {}
+        }
+        shown.push('@');
+    }
+    shown.push_str(parts.host_and_path);
+    if let Some(query) = parts.query {
+        shown.push('?');
+        for (i, parameter) in query.split('&').enumerate() {
+            if i > 0 {
+                shown.push('&');
+            }
+            match parameter.split_once('=') {
+                Some((name, value)) if !value.is_empty() && is_secret_parameter(name) => {
+                    shown.push_str(name);
+                    shown.push_str("=***");
+                }
+                _ => shown.push_str(parameter),
+            }
+        }
+    }
+    shown.push_str(parts.fragment);
+    shown
+}
+
+/// The secrets [`redact_url`] hides, as written in the URL and percent-decoded (the server sees
+/// the decoded form and may echo either), for [`crate::error::register_secret`].
+pub fn url_secrets(url: &str) -> Vec<String> {
+    let parts = Parts::of(url);
+    let mut secrets = Vec::new();
+    if let Some(userinfo) = parts.userinfo {
+        let password = match userinfo.split_once(':') {
+            Some((_, password)) => password,
+            None => userinfo,
+        };
+        secrets.push(password);
+    }
+    for parameter in parts.query.into_iter().flat_map(|query| query.split('&')) {
+        if let Some((name, value)) = parameter.split_once('=')
+            && is_secret_parameter(name)
+        {
+            secrets.push(value);
+        }
+    }
+    let mut all = Vec::new();
+    for secret in secrets.into_iter().filter(|s| !s.is_empty()) {
+        let decoded = percent_decode(secret);
+        if decoded != secret {
+            all.push(decoded);
+        }
+        all.push(secret.to_owned());
+    }
+    all
+}
+
+/// Whether a query parameter's name says its value is a credential. Case, `-` and `_` are
+/// ignored; a name that ends in `key`, `token`, `secret`, `password`, `passwd`, `signature`,
+/// `sig` or `credential(s)` counts (`key`, `api-key`, `apikey`, `subscription-key`,
+/// `access_token`, `client_secret`, Azure SAS's `sig`), and so do `auth`, `authorization`,
+/// `code`, `pass`, `pwd`, `jwt` and `session`. A false alarm costs only a `***` in a message.
+pub fn is_secret_parameter(name: &str) -> bool {
+    const ENDINGS: [&str; 9] = [
+        "key",
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "signature",
+        "sig",
+        "credential",
+        "credentials",
+    ];
+    const NAMES: [&str; 7] = [
+        "auth",
+        "authorization",
+        "code",
+        "pass",
+        "pwd",
+        "jwt",
+        "session",
+    ];
+    let name: String = percent_decode(name)
+        .chars()
+        .filter(|c| !matches!(c, '-' | '_'))
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    ENDINGS.iter().any(|ending| name.ends_with(ending)) || NAMES.contains(&name.as_str())
+}
+
+/// A URL cut where its secrets can be: `scheme://` `userinfo@` `host/path` `?query` `#fragment`.
+/// The authority ends at the first `/`, `?` or `#`, as in every URL parser, so an `@` in the
+/// path is not taken for the end of a userinfo. Without `://` the text is read from its start.
+struct Parts<'a> {
+    scheme: &'a str,
+    userinfo: Option<&'a str>,
+    host_and_path: &'a str,
+    query: Option<&'a str>,
+    fragment: &'a str,
+}
+
+impl<'a> Parts<'a> {
+    fn of(url: &'a str) -> Parts<'a> {
+        let (scheme, rest) = match url.find("://") {
+            Some(at) => url.split_at(at + 3),
+            None => ("", url),
+        };
+        let (rest, fragment) = match rest.find('#') {
+            Some(at) => rest.split_at(at),
+            None => (rest, ""),
+        };
+        let (before_query, query) = match rest.split_once('?') {
+            Some((before, query)) => (before, Some(query)),
+            None => (rest, None),
+        };
+        let authority_end = before_query.find('/').unwrap_or(before_query.len());
+        let (userinfo, host_and_path) = match before_query[..authority_end].rfind('@') {
+            Some(at) => (Some(&before_query[..at]), &before_query[at + 1..]),
+            None => (None, before_query),
+        };
+        Parts {
+            scheme,
+            userinfo,
+            host_and_path,
+            query,
+            fragment,
+        }
+    }
+}
+
+/// `%41` → `A`; a `%` not followed by two hex digits is kept, and bytes that are not UTF-8
+/// become U+FFFD: this is for recognising echoes, not for sending.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |at: usize| bytes.get(at).and_then(|&b| (b as char).to_digit(16));
+        if bytes[i] == b'%'
+            && let (Some(high), Some(low)) = (hex(i + 1), hex(i + 2))
+        {
+            decoded.push((high * 16 + low) as u8);
+            i += 3;
+        } else {
+            decoded.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue #12, defect 9: secrets inside the URL were printed verbatim.
+    #[test]
+    fn the_password_and_secret_query_values_of_a_url_are_hidden() {
+        let cases = [
+            (
+                "http://user:pass@host/v1?key=k1&api-version=2024-10-21&api-key=k2",
+                "http://user:***@host/v1?key=***&api-version=2024-10-21&api-key=***",
+            ),
+            ("https://tok@host:8443/v1", "https://***@host:8443/v1"),
+            ("https://user:@host/v1", "https://user:@host/v1"),
+            ("https://@host/v1", "https://@host/v1"),
+            (
+                "https://h/v1/chat/completions?API_KEY=a&Token=b&access_token=c&sig=d&Signature=e\
+                 &secret=f&client_secret=g&password=h&pass=i&code=j&auth=k&apikey=l\
+                 &subscription-key=m&x-api-key=n&se=2030&sp=r&model=gpt",
+                "https://h/v1/chat/completions?API_KEY=***&Token=***&access_token=***&sig=***\
+                 &Signature=***&secret=***&client_secret=***&password=***&pass=***&code=***\
+                 &auth=***&apikey=***&subscription-key=***&x-api-key=***&se=2030&sp=r&model=gpt",
+            ),
+            ("http://h/v1?key=&key&x", "http://h/v1?key=&key&x"),
+            (
+                "http://u:p@h/a@b?key=v#frag?key=w",
+                "http://u:***@h/a@b?key=***#frag?key=w",
+            ),
+            ("http://h/p@q/v1", "http://h/p@q/v1"),
+            ("ftp://u:p@h/v1?token=t", "ftp://u:***@h/v1?token=***"),
+            ("u:p@h:8080/v1?key=v", "u:***@h:8080/v1?key=***"),
+            ("not a url", "not a url"),
+            ("", ""),
+            (
+                "https://api.openai.com/v1/chat/completions",
+                "https://api.openai.com/v1/chat/completions",
+            ),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn the_secrets_are_listed_raw_and_decoded_for_scrubbing() {
+        assert_eq!(
+            url_secrets("http://user:p%40ss-word@h/v1?key=k%2Bey-value&api-version=1&sig=abc"),
+            [
+                "p@ss-word",
+                "p%40ss-word",
+                "k+ey-value",
+                "k%2Bey-value",
+                "abc"
+            ]
+        );
+        assert_eq!(url_secrets("http://token-only@h/v1"), ["token-only"]);
+        assert!(url_secrets("https://api.openai.com/v1?api-version=1").is_empty());
+        assert!(url_secrets("http://user:@h/v1?key=").is_empty());
+    }
+
+    #[test]
+    fn secret_parameter_names() {
+        for name in [
+            "key",
+            "KEY",
+            "api-key",
+            "api_key",
+            "apikey",
+            "x-api-key",
+            "token",
+            "id_token",
+            "sig",
+            "signature",
+            "secret",
+            "password",
+            "passwd",
+            "pass",
+            "pwd",
+            "code",
+            "auth",
+            "Authorization",
+            "jwt",
+            "session",
+            "api%2Dkey",
+        ] {
+            assert!(is_secret_parameter(name), "{name}");
+        }
+        for name in [
+            "api-version",
+            "model",
+            "se",
+            "sp",
+            "sv",
+            "deployment",
+            "user",
+            "format",
+        ] {
+            assert!(!is_secret_parameter(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn percent_decoding_keeps_what_is_not_an_escape() {
+        assert_eq!(percent_decode("a%20b%zz%4"), "a b%zz%4");
+        assert_eq!(percent_decode("%ff"), "\u{fffd}");
+    }
+}
