@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::error::{Cancelled, Panicked, exit};
+use crate::error::{Cancelled, Panicked};
 use crate::signals::{Listener, Signal};
 
 /// What the controlling thread waits for.
@@ -189,11 +189,13 @@ impl Control {
 /// The last resort when a stopped worker does not return (blocked writing to a stdout that
 /// nobody reads): say so and leave with the signal's exit code, as the signal alone would have.
 fn leave_without_worker(signal: Option<Signal>) -> ! {
-    eprintln!("gptstream: interrupted; the answer did not stop in time (is stdout blocked?)");
-    std::process::exit(i32::from(match signal {
-        Some(Signal::Terminate) => exit::TERMINATED,
-        _ => exit::INTERRUPTED,
-    }))
+    let signal = signal.unwrap_or(Signal::Interrupt);
+    eprintln!(
+        "gptstream: interrupted by {}; the answer did not stop within {}s (is stdout blocked?)",
+        signal.name(),
+        STOP_PATIENCE.as_secs()
+    );
+    std::process::exit(i32::from(signal.exit_code()))
 }
 
 #[cfg(test)]

@@ -11,16 +11,17 @@
 //! save an answer that a signal or an error cut short.
 
 use std::io::Read;
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use serde_json::{Map, Value};
 
 use crate::chunk::{Interpreter, Turn};
 use crate::control::Cancel;
 use crate::conversation::Conversation;
-use crate::error::ToolRoundsError;
+use crate::error::{Cancelled, Panicked, ToolRoundsError};
 use crate::event::{Event, Sink, Summary, add_usage};
 use crate::http::{self, Reply, Transport};
 use crate::request::Request;
@@ -67,6 +68,8 @@ struct Drain {
 const DRAIN_PATIENCE: Duration = Duration::from_millis(250);
 /// A body that goes on for longer than this after `[DONE]` is not worth a connection.
 const DRAIN_LIMIT: u64 = 64 * 1024;
+/// How often a request being sent looks for a stop.
+const STOP_CHECK: Duration = Duration::from_millis(20);
 
 pub(crate) struct Session {
     settings: Settings,
@@ -74,6 +77,8 @@ pub(crate) struct Session {
     cancel: Cancel,
     progress: Progress,
     drains: Vec<Drain>,
+    /// Sending threads a stop left behind in a connection attempt (see [`Session::send`]).
+    stuck_senders: Vec<JoinHandle<()>>,
 }
 
 /// The controlling thread's handle to stop the answer in flight.
@@ -100,6 +105,7 @@ impl Session {
             cancel: Cancel::default(),
             progress: Progress::default(),
             drains: Vec::new(),
+            stuck_senders: Vec::new(),
         })
     }
 
@@ -227,7 +233,7 @@ impl Session {
         loop {
             self.cancel.check()?;
             self.wait_for_drains();
-            let err = match http::send(&self.agent, request, &self.settings.transport) {
+            let err = match self.send(request) {
                 Ok(reply) => return Ok(reply),
                 Err(err) => err,
             };
@@ -257,6 +263,40 @@ impl Session {
         }
     }
 
+    /// Sends on a thread of its own while this one watches for a stop. The agent's shutdown
+    /// ends a request that is waiting for its answer, but nothing can end a connection attempt
+    /// (std's `connect_timeout`) or a name lookup early: a stop then returns at once, and the
+    /// sending thread is left to end at `--connect-timeout` (it holds no output and no state;
+    /// its connection, if it gets one, is refused by the shut-down agent).
+    fn send(&mut self, request: &Request) -> anyhow::Result<Reply> {
+        let (done, outcome) = mpsc::channel();
+        let (agent, sending) = (self.agent.clone(), request.clone());
+        let transport = self.settings.transport.clone();
+        let sender = thread::Builder::new()
+            .name("send".into())
+            .spawn(move || {
+                let _ = done.send(http::send(&agent, &sending, &transport));
+            })
+            .context("cannot start a thread")?;
+        loop {
+            match outcome.recv_timeout(STOP_CHECK) {
+                Ok(reply) => {
+                    let _ = sender.join();
+                    return reply;
+                }
+                Err(RecvTimeoutError::Timeout) if self.cancel.is_cancelled() => {
+                    self.stuck_senders.push(sender);
+                    return Err(Cancelled.into());
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    let _ = sender.join();
+                    return Err(Panicked.into());
+                }
+            }
+        }
+    }
+
     /// Gives the previous bodies' drains a moment to hand their connections back to the pool.
     fn wait_for_drains(&mut self) {
         let deadline = Instant::now() + DRAIN_PATIENCE;
@@ -281,6 +321,12 @@ impl Session {
         }
         for drain in self.drains.drain(..) {
             let _ = drain.thread.join();
+        }
+        // A sender that is done is joined; one still connecting is not waited for.
+        for sender in std::mem::take(&mut self.stuck_senders) {
+            if sender.is_finished() {
+                let _ = sender.join();
+            }
         }
     }
 }

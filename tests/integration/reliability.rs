@@ -321,7 +321,7 @@ fn a_gzip_stream_still_streams_delta_by_delta() {
 
 /// A listener whose accept queue is full, so that a new connection's SYN goes unanswered and
 /// connecting stalls, as with a firewalled host. `None` if the kernel accepts them all anyway.
-fn stalled_listener() -> Option<(std::net::TcpListener, Vec<std::net::TcpStream>)> {
+pub fn stalled_listener() -> Option<(std::net::TcpListener, Vec<std::net::TcpStream>)> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
     let mut queued = Vec::new();

@@ -410,3 +410,44 @@ fn a_panicking_worker_is_one_error_line_and_exit_1_not_a_hang() {
         out.stderr
     );
 }
+
+/// Waits until a connection to `port` on 127.0.0.1 is being attempted (SYN sent, unanswered).
+fn wait_until_connecting(port: u16) {
+    let needle = format!(":{port:04X} ");
+    let deadline = std::time::Instant::now() + server::PATIENCE;
+    loop {
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+        // Columns: sl, local, remote, state; SYN_SENT is state 02.
+        let connecting = table.lines().any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 3 && format!("{} ", fields[2]).ends_with(&needle) && fields[3] == "02"
+        });
+        if connecting {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never saw the connect"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn ctrl_c_while_connecting_stops_at_once_with_the_usual_report() {
+    let Some((listener, _queued)) = crate::reliability::stalled_listener() else {
+        panic!("could not fill the accept queue on 127.0.0.1 to make a connect stall");
+    };
+    let port = listener.local_addr().unwrap().port();
+    let child = gptstream()
+        .env("OPENAI_BASE_URL", &format!("http://127.0.0.1:{port}/v1"))
+        .args(["--connect-timeout", "60", "--retries", "0", "hi"])
+        .spawn();
+    wait_until_connecting(port);
+    send(&child, "INT");
+    let out = finish(child);
+    assert_eq!(
+        out.render(),
+        "status: 130\n--- stdout\n\n--- stderr\ninterrupted signal=SIGINT usage=none\n"
+    );
+}
