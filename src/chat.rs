@@ -94,6 +94,8 @@ impl Chat<'_> {
         let mut typed_ahead = VecDeque::new();
         let mut first = first;
         loop {
+            // Every signal taken so far has had its effect: the watchdog can stand down.
+            control.settled();
             let line = match first.take().or_else(|| typed_ahead.pop_front()) {
                 Some(line) => line,
                 None => {
@@ -229,12 +231,12 @@ impl Chat<'_> {
                 self.sink
                     .emit(&Event::End(&session::summary(&turns, started)))?;
                 self.answer_calls_not_run();
-                self.save()?;
                 match signal {
                     Some(signal) if signal == Signal::Terminate || !self.terminal => {
+                        self.save_saying_why();
                         self.interrupted(signal, None)
                     }
-                    _ => Ok(()),
+                    _ => self.save(),
                 }
             }
             (Err(_), Some(signal)) => {
@@ -243,7 +245,8 @@ impl Chat<'_> {
                 self.conversation.close_unfinished(in_flight, &why);
                 if signal == Signal::Terminate || !self.terminal {
                     let interrupted = self.interrupted(signal, progress.usage);
-                    self.save()?;
+                    // The signal decides the exit code; a failed save is said as well.
+                    self.save_saying_why();
                     return interrupted;
                 }
                 let _ = self.sink.emit(&Event::Interrupted(&Interruption {
@@ -287,6 +290,14 @@ impl Chat<'_> {
             eprintln!(
                 "gptstream: the model called a tool that no --tool-exec runs; the chat told it the call was not run"
             );
+        }
+    }
+
+    /// [`Self::save`] on the way out of an interrupted chat: a failure is one line on stderr,
+    /// and the interruption keeps its exit code.
+    fn save_saying_why(&self) {
+        if let Err(err) = self.save() {
+            eprintln!("gptstream: {err:#}");
         }
     }
 

@@ -6,10 +6,17 @@
 //! tools are killed. Then the worker is joined. Only after that does the caller, the one owner of
 //! the sink and the conversation, write how the answer ended: nothing is written twice, nothing
 //! after the end. A worker that panics is joined too, and becomes one error.
+//!
+//! A watchdog makes sure a signal is never swallowed: once one arrives, the controlling thread
+//! has [`STOP_PATIENCE`] to settle it (chat: back at the prompt) or the process to end; a
+//! thread blocked on a stdout or stderr that nobody reads cannot do either, so then the
+//! watchdog leaves with the signal's exit code. A second signal before the first is settled
+//! leaves at once.
 
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::io::Write;
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -28,8 +35,7 @@ pub(crate) enum Notice {
     Finished,
 }
 
-/// How long a stopped answer may take to return before the process leaves without it: only a
-/// write blocked on a stdout nobody reads can take that long.
+/// How long a signal may stay unsettled before the watchdog ends the process.
 const STOP_PATIENCE: Duration = Duration::from_secs(3);
 
 /// A flag that a running answer checks between steps, and that wakes its waits.
@@ -73,7 +79,99 @@ impl Cancel {
 pub(crate) struct Control {
     notices: Sender<Notice>,
     inbox: Receiver<Notice>,
+    watch: Arc<Watch>,
+    /// Signals taken from the inbox by the controlling thread.
+    taken: std::cell::Cell<u64>,
+    watchdog: Option<JoinHandle<()>>,
     _signals: Listener,
+}
+
+/// What the signal thread, the watchdog and the controlling thread share.
+#[derive(Default)]
+struct Watch {
+    state: Mutex<WatchState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct WatchState {
+    /// Signals received, and signals the controlling thread has dealt with.
+    received: u64,
+    settled: u64,
+    last: Option<Signal>,
+    /// When the oldest unsettled signal runs out of patience.
+    deadline: Option<Instant>,
+    closing: bool,
+}
+
+impl Watch {
+    fn lock(&self) -> std::sync::MutexGuard<'_, WatchState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The signal thread's part: a second signal while one is unsettled leaves at once.
+    fn received(&self, signal: Signal) {
+        let mut state = self.lock();
+        if state.received > state.settled {
+            drop(state);
+            leave(signal, "a second signal");
+        }
+        state.received += 1;
+        state.last = Some(signal);
+        state.deadline = Some(Instant::now() + STOP_PATIENCE);
+        self.wake.notify_all();
+    }
+
+    /// The watchdog thread: sleeps until a signal is unsettled past its deadline, or closing.
+    fn watch(&self) {
+        let mut state = self.lock();
+        loop {
+            if state.closing {
+                return;
+            }
+            match (state.deadline, state.last) {
+                (Some(deadline), Some(signal)) if state.received > state.settled => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        drop(state);
+                        leave(
+                            signal,
+                            "the answer did not stop in time (is output blocked?)",
+                        );
+                    }
+                    state = self
+                        .wake
+                        .wait_timeout(state, deadline - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+                _ => {
+                    state = self
+                        .wake
+                        .wait(state)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+            }
+        }
+    }
+}
+
+/// The last resort: one line on stderr, written by a thread of its own so that a blocked stderr
+/// cannot block us too (and without std's stderr lock, which the blocked writer holds), then the
+/// exit code the signal stands for.
+fn leave(signal: Signal, why: &str) -> ! {
+    let line = format!("gptstream: interrupted by {}; {why}\n", signal.name());
+    let (written, done) = mpsc::channel();
+    let _ = thread::Builder::new()
+        .name("last-word".into())
+        .spawn(move || {
+            if let Ok(mut stderr) = crate::output::stderr_unlocked() {
+                let _ = stderr.write_all(line.as_bytes());
+            }
+            let _ = written.send(());
+        });
+    let _ = done.recv_timeout(Duration::from_millis(200));
+    std::process::exit(i32::from(signal.exit_code()))
 }
 
 /// How a supervised answer ended.
@@ -84,27 +182,43 @@ pub(crate) struct Supervised<T> {
     pub signal: Option<Signal>,
 }
 
-/// Sends [`Notice::Finished`] when dropped: at the worker's return, and at its panic too.
-struct FinishedOnDrop(Sender<Notice>);
+/// Sends [`Notice::Finished`] when dropped, once armed: at the worker's return, and at its panic
+/// too, but not for a worker that never started.
+struct FinishedOnDrop {
+    notices: Sender<Notice>,
+    armed: bool,
+}
 
 impl Drop for FinishedOnDrop {
     fn drop(&mut self) {
-        let _ = self.0.send(Notice::Finished);
+        if self.armed {
+            let _ = self.notices.send(Notice::Finished);
+        }
     }
 }
 
 impl Control {
-    /// Starts listening for signals.
+    /// Starts listening for signals, and the watchdog.
     pub(crate) fn start() -> anyhow::Result<Control> {
         let (notices, inbox) = mpsc::channel();
-        let on_signal = notices.clone();
+        let watch = Arc::new(Watch::default());
+        let (on_signal, watched) = (notices.clone(), Arc::clone(&watch));
         let signals = Listener::start(move |signal| {
+            watched.received(signal);
             let _ = on_signal.send(Notice::Signal(signal));
         })
         .context("cannot listen for signals")?;
+        let watching = Arc::clone(&watch);
+        let watchdog = thread::Builder::new()
+            .name("watchdog".into())
+            .spawn(move || watching.watch())
+            .context("cannot start the watchdog thread")?;
         Ok(Control {
             notices,
             inbox,
+            watch,
+            taken: std::cell::Cell::new(0),
+            watchdog: Some(watchdog),
             _signals: signals,
         })
     }
@@ -117,7 +231,21 @@ impl Control {
     /// The next notice; between answers only signals and chat input arrive.
     pub(crate) fn next(&self) -> Notice {
         // `self` holds a sender, so the channel cannot close.
-        self.inbox.recv().unwrap_or(Notice::Eof)
+        let notice = self.inbox.recv().unwrap_or(Notice::Eof);
+        if let Notice::Signal(_) = notice {
+            self.taken.set(self.taken.get() + 1);
+        }
+        notice
+    }
+
+    /// Says that every signal taken so far has been dealt with: the chat is back at its prompt.
+    pub(crate) fn settled(&self) {
+        let mut state = self.watch.lock();
+        state.settled = self.taken.get();
+        if state.settled >= state.received {
+            state.deadline = None;
+        }
+        self.watch.wake.notify_all();
     }
 
     /// Runs `work` on a worker thread and waits for it. A signal calls `stop` (once) and still
@@ -129,11 +257,15 @@ impl Control {
         mut aside: impl FnMut(Notice),
     ) -> Supervised<T> {
         thread::scope(|scope| {
-            let finished = FinishedOnDrop(self.notices.clone());
+            let mut finished = FinishedOnDrop {
+                notices: self.notices.clone(),
+                armed: false,
+            };
             let worker =
                 thread::Builder::new()
                     .name("stream".into())
                     .spawn_scoped(scope, move || {
+                        finished.armed = true;
                         let _finished = finished;
                         #[cfg(debug_assertions)]
                         if std::env::var_os("GPTSTREAM_DEBUG_PANIC").is_some() {
@@ -152,31 +284,15 @@ impl Control {
             };
             let mut stop = Some(stop);
             let mut signal = None;
-            let mut deadline: Option<Instant> = None;
             loop {
-                let notice = match deadline {
-                    None => self.next(),
-                    Some(deadline) => {
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        match self.inbox.recv_timeout(left) {
-                            Ok(notice) => notice,
-                            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-                                leave_without_worker(signal)
-                            }
-                        }
-                    }
-                };
-                match notice {
+                match self.next() {
                     Notice::Finished => break,
-                    Notice::Signal(first) if signal.is_none() => {
-                        signal = Some(first);
+                    Notice::Signal(first) => {
+                        signal.get_or_insert(first);
                         if let Some(stop) = stop.take() {
                             stop();
                         }
-                        deadline = Some(Instant::now() + STOP_PATIENCE);
                     }
-                    // A second Ctrl-C: the user does not want to wait.
-                    Notice::Signal(_) => leave_without_worker(signal),
                     other => aside(other),
                 }
             }
@@ -186,18 +302,15 @@ impl Control {
     }
 }
 
-/// The last resort when a stopped worker does not return (blocked writing to a stdout that
-/// nobody reads): say so and leave with the signal's exit code, as the signal alone would have.
-fn leave_without_worker(signal: Option<Signal>) -> ! {
-    let signal = signal.unwrap_or(Signal::Interrupt);
-    eprintln!(
-        "gptstream: interrupted by {}; the answer did not stop within {}s (is stdout blocked?)",
-        signal.name(),
-        STOP_PATIENCE.as_secs()
-    );
-    std::process::exit(i32::from(signal.exit_code()))
+impl Drop for Control {
+    fn drop(&mut self) {
+        self.watch.lock().closing = true;
+        self.watch.wake.notify_all();
+        if let Some(watchdog) = self.watchdog.take() {
+            let _ = watchdog.join();
+        }
+    }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

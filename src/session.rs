@@ -64,7 +64,7 @@ struct Drain {
 }
 
 /// How long the next request waits for the previous body's drain before opening a connection
-/// of its own: a server that keeps the body open after `[DONE]` costs this much, once.
+/// of its own: a server that keeps a body open after `[DONE]` costs this much, once per body.
 const DRAIN_PATIENCE: Duration = Duration::from_millis(250);
 /// A body that goes on for longer than this after `[DONE]` is not worth a connection.
 const DRAIN_LIMIT: u64 = 64 * 1024;
@@ -77,6 +77,8 @@ pub(crate) struct Session {
     cancel: Cancel,
     progress: Progress,
     drains: Vec<Drain>,
+    /// Drains that were waited for once and were still reading.
+    lingering: Vec<JoinHandle<()>>,
     /// Sending threads a stop left behind in a connection attempt (see [`Session::send`]).
     stuck_senders: Vec<JoinHandle<()>>,
 }
@@ -105,6 +107,7 @@ impl Session {
             cancel: Cancel::default(),
             progress: Progress::default(),
             drains: Vec::new(),
+            lingering: Vec::new(),
             stuck_senders: Vec::new(),
         })
     }
@@ -177,7 +180,7 @@ impl Session {
             }
             for call in &runnable {
                 self.cancel.check()?;
-                let outcome = toolbox.run(call)?;
+                let outcome = toolbox.run(call, &self.cancel)?;
                 // A tool killed by the stop is no result to send.
                 self.cancel.check()?;
                 sink.emit(&Event::ToolResult {
@@ -200,9 +203,8 @@ impl Session {
         // Time to first token counts from here, as the user waits: connecting and retries included.
         let sent = Instant::now();
         let reply = self.send_with_retries(request)?;
-        let mut interpreter = Interpreter::new(sent)
-            .keeping_text(self.settings.keep_text)
-            .recording_choice(self.settings.choice);
+        // The text is kept once, by the recording sink below, and handed to the turn at the end.
+        let mut interpreter = Interpreter::new(sent).recording_choice(self.settings.choice);
         let mut recording = Recording {
             sink,
             progress: &mut self.progress,
@@ -220,7 +222,9 @@ impl Session {
             }
             Reply::Json(body) => interpreter.on_completion(&body, &mut recording)?,
         }
-        interpreter.finish(&mut recording)
+        let mut turn = interpreter.finish(&mut recording)?;
+        turn.content = std::mem::take(&mut self.progress.text);
+        Ok(turn)
     }
 
     /// Sends until the server answers 2xx or retrying stops making sense. Only failures before
@@ -297,30 +301,37 @@ impl Session {
         }
     }
 
-    /// Gives the previous bodies' drains a moment to hand their connections back to the pool.
+    /// Gives the last bodies' drains a moment to hand their connections back to the pool. Each
+    /// drain is waited for once: one that is still reading after that (a server holding the
+    /// body open after `[DONE]`) lingers until the session shuts the agent down.
     fn wait_for_drains(&mut self) {
         let deadline = Instant::now() + DRAIN_PATIENCE;
-        for drain in &self.drains {
-            let _ = drain
-                .done
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()));
+        for drain in std::mem::take(&mut self.drains) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if drain.done.recv_timeout(left).is_ok() {
+                let _ = drain.thread.join();
+            } else {
+                self.lingering.push(drain.thread);
+            }
         }
-        let (finished, running): (Vec<Drain>, Vec<Drain>) = std::mem::take(&mut self.drains)
+        let (finished, lingering): (Vec<_>, Vec<_>) = std::mem::take(&mut self.lingering)
             .into_iter()
-            .partition(|d| d.thread.is_finished());
-        for drain in finished {
-            let _ = drain.thread.join();
+            .partition(JoinHandle::is_finished);
+        for thread in finished {
+            let _ = thread.join();
         }
-        self.drains = running;
+        self.lingering = lingering;
     }
 
     /// Shuts the agent down (ending any drain still reading) and joins the drains.
     fn join_drains(&mut self) {
-        if self.drains.iter().any(|d| !d.thread.is_finished()) {
+        let mut threads: Vec<JoinHandle<()>> = self.drains.drain(..).map(|d| d.thread).collect();
+        threads.append(&mut self.lingering);
+        if threads.iter().any(|thread| !thread.is_finished()) {
             self.agent.clone().shutdown();
         }
-        for drain in self.drains.drain(..) {
-            let _ = drain.thread.join();
+        for thread in threads {
+            let _ = thread.join();
         }
         // A sender that is done is joined; one still connecting is not waited for.
         for sender in std::mem::take(&mut self.stuck_senders) {

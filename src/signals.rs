@@ -3,7 +3,8 @@
 //! A [`Listener`] owns one thread that waits for SIGINT and SIGTERM and hands each to a callback
 //! (which sends it down the control channel, see [`crate::control`]). Nothing is decided here:
 //! the thread that owns the run decides whether a signal ends it or only cancels an answer.
-//! The listener is told to stop and joined when it is dropped.
+//! The listener is told to stop and joined when it is dropped, and from then on SIGINT and
+//! SIGTERM do what they do by default again: end the process.
 
 use std::io;
 use std::thread::JoinHandle;
@@ -30,6 +31,9 @@ impl Signal {
 pub(crate) struct Listener {
     #[cfg(unix)]
     handle: signal_hook::iterator::Handle,
+    /// Set when the listener is gone: the signals' default action runs again.
+    #[cfg(unix)]
+    default_again: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -39,6 +43,10 @@ impl Listener {
     #[cfg(unix)]
     pub(crate) fn start(mut handler: impl FnMut(Signal) + Send + 'static) -> io::Result<Self> {
         use signal_hook::consts::{SIGINT, SIGTERM};
+        let default_again = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        for signal in [SIGINT, SIGTERM] {
+            signal_hook::flag::register_conditional_default(signal, default_again.clone())?;
+        }
         let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
         let handle = signals.handle();
         let thread = std::thread::Builder::new()
@@ -54,6 +62,7 @@ impl Listener {
             })?;
         Ok(Listener {
             handle,
+            default_again,
             thread: Some(thread),
         })
     }
@@ -68,7 +77,11 @@ impl Listener {
 impl Drop for Listener {
     fn drop(&mut self) {
         #[cfg(unix)]
-        self.handle.close();
+        {
+            self.default_again
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            self.handle.close();
+        }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

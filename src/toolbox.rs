@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::{Value, json};
 
+use crate::control::Cancel;
 use crate::error::UsageError;
 use crate::tool_calls::ToolCall;
 
@@ -155,7 +156,9 @@ impl Toolbox {
 
     /// Runs one call and reports what happened; only failing to start the shell (or, on Unix, to
     /// poll its pipes) is an error.
-    pub fn run(&self, call: &ToolCall) -> anyhow::Result<ToolOutcome> {
+    /// A tool that starts after `cancel` was set is killed as soon as it is listed (see
+    /// [`kill_running_tools`]), so a stop can never miss a tool that was being started.
+    pub fn run(&self, call: &ToolCall, cancel: &Cancel) -> anyhow::Result<ToolOutcome> {
         let Some(command) = self.executor(&call.name) else {
             anyhow::bail!("no --tool-exec for {}", call.name);
         };
@@ -172,7 +175,7 @@ impl Toolbox {
                 timed_out: false,
             });
         }
-        run_command(command, call, self.max_output, self.timeout)
+        run_command(command, call, self.max_output, self.timeout, cancel)
     }
 }
 
@@ -278,6 +281,7 @@ fn run_command(
     call: &ToolCall,
     max_output: usize,
     timeout: Option<Duration>,
+    cancel: &Cancel,
 ) -> anyhow::Result<ToolOutcome> {
     let child = shell(command)
         .env("GPTSTREAM_TOOL_NAME", &call.name)
@@ -288,8 +292,14 @@ fn run_command(
         .spawn()
         .with_context(|| format!("cannot start --tool-exec {}={command}", call.name))?;
     let deadline = timeout.map(|t| Instant::now() + t);
-    let ran = supervise(child, call.arguments.as_bytes(), max_output, deadline)
-        .with_context(|| format!("cannot run --tool-exec {}={command}", call.name))?;
+    let ran = supervise(
+        child,
+        call.arguments.as_bytes(),
+        max_output,
+        deadline,
+        cancel,
+    )
+    .with_context(|| format!("cannot run --tool-exec {}={command}", call.name))?;
     let (kept, output_bytes) = (ran.stdout.kept, ran.stdout.total);
     let truncated = output_bytes > kept.len();
     let exit_code = ran.status.and_then(|s| s.code());
@@ -349,9 +359,19 @@ fn supervise(
     input: &[u8],
     max_output: usize,
     deadline: Option<Instant>,
+    cancel: &Cancel,
 ) -> anyhow::Result<Ran> {
     let id = child.id();
-    running().push(id);
+    {
+        // Listed and checked under one lock: a stop sets `cancel` before it takes the lock to
+        // kill the listed tools, so either it finds this one listed or this one finds it set.
+        let mut running = running();
+        running.push(id);
+        if cancel.is_cancelled() {
+            running.retain(|&listed| listed != id);
+            kill_group(id);
+        }
+    }
     let mut pipes = Pipes::new(&mut child, input, max_output);
     let ended = pipes
         .nonblocking()
@@ -581,6 +601,7 @@ fn supervise(
     input: &[u8],
     max_output: usize,
     deadline: Option<Instant>,
+    _cancel: &Cancel,
 ) -> anyhow::Result<Ran> {
     use std::io::{Read, Write};
     use std::thread;
@@ -715,7 +736,7 @@ mod tests {
             "printf '%s|%s|' \"$GPTSTREAM_TOOL_NAME\" \"$GPTSTREAM_TOOL_CALL_ID\"; cat",
             1000,
         )
-        .run(&call("t", r#"{"x":1}"#))
+        .run(&call("t", r#"{"x":1}"#), &Cancel::default())
         .unwrap();
         assert_eq!(outcome.content, r#"t|call_1|{"x":1}"#);
         assert!(outcome.succeeded());
@@ -724,7 +745,7 @@ mod tests {
     #[test]
     fn output_over_the_cap_is_cut_and_reported() {
         let outcome = toolbox("head -c 100000 /dev/zero | tr '\\0' x", 10)
-            .run(&call("t", "{}"))
+            .run(&call("t", "{}"), &Cancel::default())
             .unwrap();
         assert!(outcome.truncated);
         assert_eq!(outcome.output_bytes, 100000);
@@ -737,7 +758,7 @@ mod tests {
     #[test]
     fn a_failing_command_is_an_error_result_for_the_model() {
         let outcome = toolbox("echo partial; echo oops >&2; exit 3", 1000)
-            .run(&call("t", "{}"))
+            .run(&call("t", "{}"), &Cancel::default())
             .unwrap();
         assert_eq!(outcome.exit_code, Some(3));
         assert_eq!(
@@ -750,7 +771,7 @@ mod tests {
     fn a_hung_command_is_killed_at_the_timeout() {
         let mut slow = toolbox("sleep 30", 1000);
         slow.timeout = Some(Duration::from_millis(100));
-        let outcome = slow.run(&call("t", "{}")).unwrap();
+        let outcome = slow.run(&call("t", "{}"), &Cancel::default()).unwrap();
         assert!(outcome.timed_out);
         assert!(
             outcome
@@ -764,7 +785,7 @@ mod tests {
     #[test]
     fn invalid_arguments_are_not_run() {
         let outcome = toolbox("touch /should-not-exist", 1000)
-            .run(&call("t", "{bad"))
+            .run(&call("t", "{bad"), &Cancel::default())
             .unwrap();
         assert_eq!(outcome.exit_code, None);
         assert_eq!(
@@ -784,10 +805,18 @@ mod tests {
         /// Runs `toolbox` on one call on a thread of its own, and fails the test if the call has
         /// not returned within 20 s: a tool that hangs the run must fail the suite, not hang it.
         fn run_guarded(toolbox: Toolbox, arguments: &str) -> ToolOutcome {
+            run_guarded_with(toolbox, arguments, Cancel::default())
+        }
+
+        fn run_guarded_with(toolbox: Toolbox, arguments: &str, cancel: Cancel) -> ToolOutcome {
             let (done, outcome) = mpsc::channel();
             let call = call("t", arguments);
             thread::spawn(move || {
-                let _ = done.send(toolbox.run(&call).map_err(|err| format!("{err:#}")));
+                let _ = done.send(
+                    toolbox
+                        .run(&call, &cancel)
+                        .map_err(|err| format!("{err:#}")),
+                );
             });
             outcome
                 .recv_timeout(Duration::from_secs(20))
@@ -797,7 +826,7 @@ mod tests {
 
         fn timing_out(command: &str) -> Toolbox {
             let mut toolbox = toolbox(command, 1000);
-            toolbox.timeout = Some(Duration::from_millis(300));
+            toolbox.timeout = Some(Duration::from_secs(1));
             toolbox
         }
 
@@ -851,7 +880,7 @@ mod tests {
             assert_eq!(outcome.exit_code, None);
             assert_eq!(
                 outcome.content,
-                "error: the tool timed out after 0.3s and was killed\nhi\n"
+                "error: the tool timed out after 1s and was killed\nhi\n"
             );
             assert_eq!(outcome.output_bytes, 3);
         }
@@ -862,7 +891,7 @@ mod tests {
             assert!(outcome.timed_out, "{outcome:?}");
             assert_eq!(
                 outcome.content,
-                "error: the tool timed out after 0.3s and was killed\nhi\n"
+                "error: the tool timed out after 1s and was killed\nhi\n"
             );
         }
 
@@ -887,7 +916,11 @@ mod tests {
             endless.timeout = None;
             let (done, outcome) = mpsc::channel();
             thread::spawn(move || {
-                let _ = done.send(endless.run(&call("t", "{}")).map_err(|e| format!("{e:#}")));
+                let _ = done.send(
+                    endless
+                        .run(&call("t", "{}"), &Cancel::default())
+                        .map_err(|e| format!("{e:#}")),
+                );
             });
             let deadline = Instant::now() + Duration::from_secs(20);
             while !pid.0.exists() {
@@ -915,6 +948,19 @@ mod tests {
                 ),
                 ("error: the tool was killed by a signal\nhi\n", None, false)
             );
+        }
+
+        /// The review of issue #12 found a stop that landed while a tool was being started
+        /// missed it: the tool was not listed yet, so nothing killed it.
+        #[test]
+        fn a_tool_started_after_a_stop_is_killed_at_once() {
+            let cancel = Cancel::default();
+            cancel.cancel();
+            let mut slow = toolbox("echo started; exec sleep 300", 1000);
+            slow.timeout = None;
+            let outcome = run_guarded_with(slow, "{}", cancel);
+            assert_eq!(outcome.exit_code, None, "{}", outcome.content);
+            assert!(!outcome.timed_out);
         }
 
         #[test]

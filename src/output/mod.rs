@@ -20,3 +20,16 @@ pub fn stdout() -> Box<dyn Write + Send> {
     }
     Box::new(std::io::stdout())
 }
+
+/// Standard error as a file of its own (a duplicate of file descriptor 2), for a last word that
+/// must not wait for std's stderr lock, which a writer blocked on a full pipe may hold.
+pub(crate) fn stderr_unlocked() -> std::io::Result<Box<dyn Write + Send>> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        let fd = std::io::stderr().as_fd().try_clone_to_owned()?;
+        Ok(Box::new(std::fs::File::from(fd)))
+    }
+    #[cfg(not(unix))]
+    Ok(Box::new(std::io::stderr()))
+}

@@ -451,3 +451,84 @@ fn ctrl_c_while_connecting_stops_at_once_with_the_usual_report() {
         "status: 130\n--- stdout\n\n--- stderr\ninterrupted signal=SIGINT usage=none\n"
     );
 }
+
+#[test]
+fn defect11_a_failed_save_when_a_piped_chat_is_interrupted_keeps_exit_130() {
+    let scratch = Scratch::new("chat-bad-save");
+    let chat = scratch.path("missing-dir/chat.json");
+    let (_release, steps) = server::stalls_after("Hel");
+    let server = Server::one(steps);
+    let mut child = std::process::Command::new(crate::util::binary())
+        .env_clear()
+        .env("OPENAI_BASE_URL", server.base_url())
+        .args(["--chat", "--json", "--save", &chat])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut keys = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut keys, b"hello\n").unwrap();
+    let stdout = drain(child.stdout.take().unwrap());
+    wait_for(&stdout, "Hel");
+    send(&child, "INT");
+    let out = finish(child);
+    drop(keys);
+    assert_eq!(out.code, 130, "{}", out.render());
+    assert!(
+        out.stderr
+            .starts_with("gptstream: cannot save the conversation to "),
+        "{}",
+        out.stderr
+    );
+    let rest = String::from_utf8(stdout.iter().flatten().collect()).unwrap();
+    assert_eq!(
+        rest.lines()
+            .filter(|line| line.contains("\"type\":\"error\""))
+            .count(),
+        1,
+        "one error event, the interruption: {rest}"
+    );
+}
+
+/// The threads of `pid` and what each waits in, from /proc.
+fn waiting_in(pid: u32) -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("wchan")).ok())
+        .collect()
+}
+
+#[test]
+fn a_signal_is_not_swallowed_when_stderr_is_blocked() {
+    // Reasoning goes to stderr; a stderr nobody reads fills up and blocks the writer.
+    let reasoning = server::delta(
+        serde_json::json!({"reasoning_content": "thinking ".repeat(500)}),
+        None,
+    );
+    let (_release, hold) = std::sync::mpsc::channel::<()>();
+    let mut steps = vec![server::chunked_head(200, "text/event-stream")];
+    for _ in 0..100 {
+        steps.push(server::Step::Chunk(reasoning.clone().into_bytes()));
+    }
+    steps.push(server::Step::WaitFor(hold));
+    let server = Server::one(steps);
+    let mut child = gptstream().server(&server).arg("hi").spawn();
+    let stderr = child.stderr.take().expect("stderr");
+    let deadline = std::time::Instant::now() + server::PATIENCE;
+    while !waiting_in(child.id())
+        .iter()
+        .any(|w| w.contains("pipe_write"))
+    {
+        assert!(std::time::Instant::now() < deadline, "stderr never blocked");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    send(&child, "INT");
+    // The watchdog ends the process although its stderr stays blocked (its last word cannot get
+    // into the full pipe either: it is written from a thread of its own, given a moment).
+    let out = finish(child);
+    drop(stderr);
+    assert_eq!(out.code, 130);
+}
