@@ -2,7 +2,10 @@ complete -c gptstream -s m -l model -d 'Model name sent to the server' -r
 complete -c gptstream -s s -l system -d 'System message placed before the prompt' -r
 complete -c gptstream -l max-tokens -d 'Upper bound on generated tokens (sent as max_tokens)' -r
 complete -c gptstream -l temperature -d 'Sampling temperature' -r
-complete -c gptstream -l base-url -d 'Base URL of the OpenAI-compatible API; /chat/completions is appended' -r
+complete -c gptstream -l api -d 'Which API to speak: chat (POST {base}/chat/completions) or responses (POST {base}/responses, OpenAI\'s newer API, needed by models such as o3-pro)' -r -f -a "chat\t'Chat Completions: /chat/completions'
+responses\t'The Responses API: /responses'"
+complete -c gptstream -l reasoning-effort -d 'Reasoning effort for reasoning models (e.g. minimal, low, medium, high); with --api responses, reasoning summaries are asked for too' -r
+complete -c gptstream -l base-url -d 'Base URL of the OpenAI-compatible API; /chat/completions (or /responses) is appended' -r
 complete -c gptstream -l api-key-file -d 'Read the API key from this file instead of OPENAI_API_KEY' -r -F
 complete -c gptstream -s H -l header -d 'Extra request header, \'Name: value\' (repeatable), e.g. for gateways or Azure\'s api-key' -r
 complete -c gptstream -l extra -d 'JSON object merged into the request body (response_format, seed, stop, ...)' -r
@@ -11,6 +14,7 @@ complete -c gptstream -l choice -d 'In text mode, print only choice K (0-based) 
 complete -c gptstream -l reasoning -d 'Where reasoning text goes in text mode: stderr (dimmed on a terminal), or nowhere' -r -f -a "show\t'Reasoning to stderr'
 hide\t'Reasoning dropped (still in --json)'"
 complete -c gptstream -l replay -d 'Decode a recorded SSE body from PATH (\'-\' for stdin) instead of sending a request' -r -F
+complete -c gptstream -l record -d 'Write each response body to PATH exactly as received (de-chunked, decompressed), as it arrives, for --replay or a bug report; a tool loop\'s or chat\'s last request wins' -r -F
 complete -c gptstream -l messages -d 'Load a conversation (a JSON array of messages, or JSON Lines); the prompt, if any, is appended' -r -F
 complete -c gptstream -l save -d 'Save the whole conversation, answer included, after a successful run (atomically)' -r -F
 complete -c gptstream -l tools -d 'Tool definitions: an OpenAI tools array, one tool, or a bare function object (repeatable)' -r -F

@@ -10,13 +10,14 @@ mod plain;
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use plain::PlainChunk;
 
 use crate::error::{ApiError, StreamError, scrub};
+pub use crate::event::Turn;
 use crate::event::{Event, Sink};
 use crate::sse;
 use crate::tool_calls::{ToolCall, ToolCalls};
@@ -28,25 +29,6 @@ const MAX_CHOICES: usize = 256;
 struct ChoiceState {
     finish_reason: Option<String>,
     tool_calls: ToolCalls,
-}
-
-/// What one request produced: the assistant's turn as the conversation records it, and the
-/// facts for the summary.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Turn {
-    /// The text of the recorded choice (`--choice`, else 0), when the interpreter was asked to
-    /// keep it (for a transcript or a tool loop); otherwise empty, so a long answer costs no
-    /// memory.
-    pub content: String,
-    /// The complete tool calls of the recorded choice.
-    pub tool_calls: Vec<ToolCall>,
-    /// `(choice, finish_reason)` for each finished choice, in choice order.
-    pub finish_reasons: Vec<(u64, String)>,
-    /// The last usage object the server sent.
-    pub usage: Option<Map<String, Value>>,
-    pub time_to_first_token: Option<Duration>,
-    /// Tool calls of every choice.
-    pub tool_call_count: usize,
 }
 
 /// The interpreter's memory of the stream so far.
@@ -322,6 +304,7 @@ impl Interpreter {
             sink.emit(&Event::Finish {
                 choice: index,
                 reason,
+                incomplete_reason: None,
             })?;
         }
         Ok(())

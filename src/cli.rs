@@ -23,6 +23,7 @@ Examples:
   git diff | gptstream \"Write a commit message for this diff\" > msg.txt
   gptstream --json \"hi\" | jq -j 'select(.type==\"content\") | .delta'
   OPENAI_BASE_URL=http://127.0.0.1:11434/v1 gptstream -m llama3 \"hi\"
+  gptstream --api responses -m o3-pro --reasoning-effort high \"Prove it\"
   gptstream --replay examples/hello.sse
   gptstream --chat --save chat.json            # a conversation, Ctrl-D to leave
 
@@ -64,7 +65,17 @@ pub struct Args {
     #[arg(long = "temperature", value_name = "F")]
     pub temperature: Option<f64>,
 
-    /// Base URL of the OpenAI-compatible API; /chat/completions is appended
+    /// Which API to speak: chat (POST {base}/chat/completions) or responses (POST
+    /// {base}/responses, OpenAI's newer API, needed by models such as o3-pro)
+    #[arg(long = "api", value_enum, env = "GPTSTREAM_API", default_value_t = Api::Chat, value_name = "API")]
+    pub api: Api,
+
+    /// Reasoning effort for reasoning models (e.g. minimal, low, medium, high); with --api
+    /// responses, reasoning summaries are asked for too
+    #[arg(long = "reasoning-effort", value_name = "LEVEL")]
+    pub reasoning_effort: Option<String>,
+
+    /// Base URL of the OpenAI-compatible API; /chat/completions (or /responses) is appended
     // The value is hidden from --help: a base URL can carry credentials (user:pass@host).
     #[arg(long = "base-url", env = "OPENAI_BASE_URL", hide_env_values = true, default_value = DEFAULT_BASE_URL, value_name = "URL")]
     pub base_url: String,
@@ -133,6 +144,11 @@ pub struct Args {
     /// Decode a recorded SSE body from PATH ('-' for stdin) instead of sending a request
     #[arg(long = "replay", value_name = "PATH", conflicts_with = "dry_run")]
     pub replay: Option<PathBuf>,
+
+    /// Write each response body to PATH exactly as received (de-chunked, decompressed), as it
+    /// arrives, for --replay or a bug report; a tool loop's or chat's last request wins
+    #[arg(long = "record", value_name = "PATH", conflicts_with_all = ["replay", "dry_run"])]
+    pub record: Option<PathBuf>,
 
     /// Load a conversation (a JSON array of messages, or JSON Lines); the prompt, if any, is appended
     #[arg(long = "messages", value_name = "PATH")]
@@ -224,6 +240,14 @@ pub struct Args {
     /// Print a completion script for SHELL and exit
     #[arg(long = "completions", value_name = "SHELL", exclusive = true)]
     pub completions: Option<clap_complete::Shell>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Api {
+    /// Chat Completions: /chat/completions
+    Chat,
+    /// The Responses API: /responses
+    Responses,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -139,6 +139,30 @@ impl Conversation {
             .push(json!({"role": "tool", "tool_call_id": call_id, "content": content}));
     }
 
+    /// Keeps the Responses API's output items with the assistant message just pushed, to send
+    /// back as received in the next request of a tool loop or chat. Reasoning items go back
+    /// only when they carry their reasoning (`encrypted_content` or `content`): a bare one
+    /// refers to a stored response, and requests here are not stored.
+    pub fn keep_output_items(&mut self, items: &[Value]) {
+        let Some(last) = self
+            .messages
+            .last_mut()
+            .filter(|m| m["role"] == "assistant")
+        else {
+            return;
+        };
+        let kept: Vec<Value> = items
+            .iter()
+            .filter(|item| {
+                item["type"] != "reasoning"
+                    || item.get("encrypted_content").is_some_and(|c| !c.is_null())
+                    || item["content"].as_array().is_some_and(|c| !c.is_empty())
+            })
+            .cloned()
+            .collect();
+        last[OUTPUT_ITEMS] = Value::Array(kept);
+    }
+
     /// Gives every call of the last assistant message that has no result yet a result saying
     /// why it was not run, so the conversation stays sendable: the API rejects an assistant
     /// message whose `tool_calls` are not all answered. Returns how many it answered.
@@ -191,18 +215,35 @@ impl Conversation {
         let mut text = Vec::new();
         match format {
             Format::Array => {
-                serde_json::to_writer_pretty(&mut text, &self.messages)?;
+                let messages: Vec<Value> = self.messages.iter().map(without_output_items).collect();
+                serde_json::to_writer_pretty(&mut text, &messages)?;
                 text.push(b'\n');
             }
             Format::Lines => {
                 for message in &self.messages {
-                    serde_json::to_writer(&mut text, message)?;
+                    serde_json::to_writer(&mut text, &without_output_items(message))?;
                     text.push(b'\n');
                 }
             }
         }
         replace_file(path, &text)
             .with_context(|| format!("cannot save the conversation to {}", path.display()))
+    }
+}
+
+/// The key under which an assistant message keeps the Responses API's output items as
+/// received (see [`Conversation::keep_output_items`]); never sent to a chat server, never saved.
+pub const OUTPUT_ITEMS: &str = "gptstream_output_items";
+
+/// A message without our own keys: as saved, and as chat servers take it.
+pub fn without_output_items(message: &Value) -> Value {
+    match message {
+        Value::Object(fields) if fields.contains_key(OUTPUT_ITEMS) => {
+            let mut fields = fields.clone();
+            fields.remove(OUTPUT_ITEMS);
+            Value::Object(fields)
+        }
+        other => other.clone(),
     }
 }
 

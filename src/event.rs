@@ -53,6 +53,8 @@ pub enum Event<'a> {
     Finish {
         choice: u64,
         reason: &'a str,
+        /// The Responses API's own word for an `incomplete` response (`max_output_tokens`...).
+        incomplete_reason: Option<&'a str>,
     },
     /// The last usage object the server sent, once per request, after its stream.
     Usage(&'a Map<String, Value>),
@@ -62,6 +64,28 @@ pub enum Event<'a> {
     Error(&'a ErrorReport),
     /// A signal stopped the answer; what was already written stays written.
     Interrupted(&'a Interruption),
+}
+
+/// What one request produced: the assistant's turn as the conversation records it, and the
+/// facts for the summary.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Turn {
+    /// The text of the recorded choice (`--choice`, else 0), when the interpreter was asked to
+    /// keep it (for a transcript or a tool loop); otherwise empty, so a long answer costs no
+    /// memory.
+    pub content: String,
+    /// The complete tool calls of the recorded choice.
+    pub tool_calls: Vec<ToolCall>,
+    /// `(choice, finish_reason)` for each finished choice, in choice order.
+    pub finish_reasons: Vec<(u64, String)>,
+    /// The last usage object the server sent.
+    pub usage: Option<Map<String, Value>>,
+    pub time_to_first_token: Option<Duration>,
+    /// Tool calls of every choice.
+    pub tool_call_count: usize,
+    /// The Responses API's output items as received (messages, function calls, reasoning), to
+    /// send back as they are in a tool loop's next request.
+    pub output_items: Option<Vec<Value>>,
 }
 
 /// What is known when a signal stops an answer.
@@ -90,7 +114,12 @@ impl Summary {
     /// Completion tokens per second of generation (from the first token to the end), when the
     /// server reported usage.
     pub fn tokens_per_second(&self) -> Option<f64> {
-        let tokens = self.usage.as_ref()?.get("completion_tokens")?.as_u64()?;
+        let usage = self.usage.as_ref()?;
+        // Chat Completions names them completion tokens, the Responses API output tokens.
+        let tokens = usage
+            .get("completion_tokens")
+            .or_else(|| usage.get("output_tokens"))?
+            .as_u64()?;
         let generating = self
             .duration
             .saturating_sub(self.time_to_first_token.unwrap_or_default());

@@ -64,8 +64,8 @@ pub fn load_roots(path: &Path) -> anyhow::Result<RootCerts> {
 pub enum Reply {
     /// Server-Sent Events, to be decoded as they arrive.
     EventStream(Box<dyn Read + Send>),
-    /// A complete chat completion object.
-    Json(Value),
+    /// A complete chat completion (or response) object, and its bytes as received.
+    Json(Value, Vec<u8>),
 }
 
 /// ureq's buffer size each way, and the largest response head we accept.
@@ -166,7 +166,7 @@ pub(crate) fn send(
             .map_err(|err| describe_failure(err, &request.url, transport, None))?;
         let value = serde_json::from_slice(&bytes)
             .map_err(|err| StreamError(format!("the JSON response does not parse: {err}")))?;
-        return Ok(Reply::Json(value));
+        return Ok(Reply::Json(value, bytes));
     }
     Ok(Reply::EventStream(Box::new(
         response.into_body().into_reader(),

@@ -13,8 +13,9 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::{Map, Value, json};
 
-use crate::cli::Args;
+use crate::cli::{Api, Args};
 use crate::conversation::Conversation;
+use crate::dialect::Dialect;
 use crate::error::{UsageError, register_secret};
 use crate::event::Sink;
 use crate::http::{self, Transport};
@@ -176,6 +177,7 @@ fn settings(
         max_tool_rounds: args.max_tool_rounds,
         retries: args.retries,
         choice: args.choice.map_or(0, u64::from),
+        record: args.record.clone(),
     })
 }
 
@@ -247,7 +249,21 @@ fn template(
         ))
         .into());
     }
-    let url = request::chat_completions_url(&args.base_url);
+    let dialect = match args.api {
+        Api::Chat => Dialect::Chat,
+        Api::Responses => Dialect::Responses,
+    };
+    if dialect == Dialect::Responses && args.choices > 1 {
+        return Err(UsageError(format!(
+            "-n {} needs --api chat: the Responses API has no choices",
+            args.choices
+        ))
+        .into());
+    }
+    let url = match dialect {
+        Dialect::Chat => request::chat_completions_url(&args.base_url),
+        Dialect::Responses => request::responses_url(&args.base_url),
+    };
     // Before anything can fail, so that an error a server echoes is scrubbed too.
     for secret in redact::url_secrets(&url) {
         register_secret(&secret);
@@ -276,11 +292,16 @@ fn template(
         )
         .into());
     }
+    let body = match dialect {
+        Dialect::Chat => body(args, tools)?,
+        Dialect::Responses => responses_body(args, tools)?,
+    };
     Ok(Request {
+        dialect,
         url,
         headers,
         api_key,
-        body: body(args, tools)?,
+        body,
     })
 }
 
@@ -312,14 +333,72 @@ fn body(args: &Args, tools: &[Value]) -> anyhow::Result<Value> {
     if let Some(temperature) = args.temperature {
         body["temperature"] = json!(temperature);
     }
+    if let Some(effort) = &args.reasoning_effort {
+        body["reasoning_effort"] = json!(effort);
+    }
+    merge_extra(args, &mut body)?;
+    Ok(body)
+}
+
+/// The Responses API's body for these flags and tools; `input` is filled in per request.
+/// `store: false`, because several servers refuse stored responses and each request carries the
+/// whole conversation anyway; usage always comes in the last event, so no `stream_options`.
+fn responses_body(args: &Args, tools: &[Value]) -> anyhow::Result<Value> {
+    let mut body = json!({
+        "model": args.model,
+        "input": [],
+        "stream": !args.no_stream,
+        "store": false,
+    });
+    if !tools.is_empty() {
+        body["tools"] = tools.iter().map(flat_tool).collect();
+    }
+    if let Some(choice) = &args.tool_choice {
+        body["tool_choice"] = match toolbox::tool_choice(choice) {
+            Value::Object(named) => json!({"type": "function", "name": named["function"]["name"]}),
+            mode => mode,
+        };
+    }
+    if args.no_parallel_tool_calls {
+        body["parallel_tool_calls"] = Value::Bool(false);
+    }
+    if let Some(max_tokens) = args.max_tokens {
+        body["max_output_tokens"] = json!(max_tokens);
+    }
+    if let Some(temperature) = args.temperature {
+        body["temperature"] = json!(temperature);
+    }
+    if let Some(effort) = &args.reasoning_effort {
+        // A summary of the reasoning, so that something streams while the model thinks.
+        body["reasoning"] = json!({"effort": effort, "summary": "auto"});
+    }
+    merge_extra(args, &mut body)?;
+    Ok(body)
+}
+
+/// A chat `tools` entry (`{"type":"function","function":{...}}`) in the Responses API's flat
+/// shape (`{"type":"function","name":...,"parameters":...}`).
+fn flat_tool(tool: &Value) -> Value {
+    match tool.get("function") {
+        Some(Value::Object(function)) => {
+            let mut flat = function.clone();
+            flat.insert("type".into(), "function".into());
+            Value::Object(flat)
+        }
+        _ => tool.clone(),
+    }
+}
+
+/// `--extra`, merged last, over anything the flags set.
+fn merge_extra(args: &Args, body: &mut Value) -> anyhow::Result<()> {
     if let Some(extra) = &args.extra {
         let extra: Map<String, Value> = serde_json::from_str(extra)
             .map_err(|err| UsageError(format!("--extra must be a JSON object: {err}")))?;
-        if let Value::Object(fields) = &mut body {
+        if let Value::Object(fields) = body {
             fields.extend(extra);
         }
     }
-    Ok(body)
+    Ok(())
 }
 
 fn seconds(flag: &str, secs: f64) -> anyhow::Result<Duration> {

@@ -11,8 +11,10 @@ use std::fs;
 use std::io::Write;
 
 use anyhow::Context;
-use serde_json::Value;
+use serde_json::{Value, json};
 
+use crate::conversation::{OUTPUT_ITEMS, without_output_items};
+use crate::dialect::Dialect;
 use crate::error::{UsageError, register_secret};
 use crate::redact::redact_url;
 
@@ -38,6 +40,8 @@ impl fmt::Debug for ApiKey {
 /// Everything needed to send one chat completion request.
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// Which API the body speaks, and so how the conversation goes into it.
+    pub dialect: Dialect,
     pub url: String,
     /// Extra headers from `-H`, in the order given.
     pub headers: Vec<(String, String)>,
@@ -49,15 +53,24 @@ pub struct Request {
 /// `{base}/chat/completions`, keeping a query string (Azure's `?api-version=`) at the end and
 /// accepting a base that already names the endpoint.
 pub fn chat_completions_url(base: &str) -> String {
+    endpoint_url(base, "/chat/completions")
+}
+
+/// `{base}/responses`, by the same rules as [`chat_completions_url`].
+pub fn responses_url(base: &str) -> String {
+    endpoint_url(base, "/responses")
+}
+
+fn endpoint_url(base: &str, endpoint: &str) -> String {
     let (path, query) = match base.split_once('?') {
         Some((path, query)) => (path, Some(query)),
         None => (base, None),
     };
     let path = path.trim_end_matches('/');
-    let mut url = if path.ends_with("/chat/completions") {
+    let mut url = if path.ends_with(endpoint) {
         path.to_owned()
     } else {
-        format!("{path}/chat/completions")
+        format!("{path}{endpoint}")
     };
     if let Some(query) = query {
         url.push('?');
@@ -183,10 +196,22 @@ impl Request {
         lines
     }
 
-    /// Replaces the conversation sent, keeping every other field (and a `stream_options` the
-    /// server made us drop out).
+    /// Puts the conversation into the body, keeping every other field (and a `stream_options`
+    /// the server made us drop out): as `messages` for chat, as `input` items (and the first
+    /// system message as `instructions`) for the Responses API.
     pub fn set_messages(&mut self, messages: &[Value]) {
-        self.body["messages"] = Value::from(messages.to_vec());
+        match self.dialect {
+            Dialect::Chat => {
+                self.body["messages"] = messages.iter().map(without_output_items).collect();
+            }
+            Dialect::Responses => {
+                let (instructions, input) = responses_input(messages);
+                if let Some(instructions) = instructions {
+                    self.body["instructions"] = instructions.into();
+                }
+                self.body["input"] = input.into();
+            }
+        }
     }
 
     /// The request line and headers as `--verbose` shows them: secrets (in the URL too) as
@@ -227,6 +252,85 @@ pub fn shown_header_value(name: &str, value: &str) -> String {
     }
 }
 
+/// A chat message's content as Responses input parts: text stays text; `text` parts become
+/// `input_text` and `image_url` parts `input_image`.
+fn input_content(content: &Value) -> Value {
+    let Value::Array(parts) = content else {
+        return content.clone();
+    };
+    parts
+        .iter()
+        .map(|part| match part["type"].as_str() {
+            Some("text") => json!({"type": "input_text", "text": part["text"]}),
+            Some("image_url") => {
+                let url = part["image_url"].get("url").unwrap_or(&part["image_url"]);
+                json!({"type": "input_image", "image_url": url})
+            }
+            _ => part.clone(),
+        })
+        .collect()
+}
+
+/// The conversation (chat messages, our transcript format) as Responses input: the first
+/// message, when it is a system message, becomes `instructions` (the API's own field for it,
+/// which every server we know maps to the system prompt); later system messages stay system
+/// items. User messages and assistant text are `message` items, each tool call a
+/// `function_call`, each tool result a `function_call_output`. An assistant turn that came from
+/// the Responses API is sent back as its output items were received.
+pub fn responses_input(messages: &[Value]) -> (Option<String>, Vec<Value>) {
+    let mut instructions = None;
+    let mut input = Vec::with_capacity(messages.len());
+    for (i, message) in messages.iter().enumerate() {
+        let content = message.get("content").unwrap_or(&Value::Null);
+        match message["role"].as_str().unwrap_or_default() {
+            "system" | "developer" if i == 0 && content.is_string() => {
+                instructions = content.as_str().map(str::to_owned);
+            }
+            "assistant" => {
+                if let Some(Value::Array(items)) = message.get(OUTPUT_ITEMS) {
+                    input.extend(items.iter().cloned());
+                    continue;
+                }
+                let text = match content {
+                    Value::String(text) => Some(text.clone()),
+                    Value::Array(parts) => Some(
+                        parts
+                            .iter()
+                            .filter_map(|p| p["text"].as_str())
+                            .collect::<String>(),
+                    ),
+                    _ => None,
+                };
+                if let Some(text) = text.filter(|t| !t.is_empty()) {
+                    input.push(json!({"type": "message", "role": "assistant", "content": text}));
+                }
+                for call in message["tool_calls"].as_array().into_iter().flatten() {
+                    input.push(json!({
+                        "type": "function_call",
+                        "call_id": call["id"],
+                        "name": call["function"]["name"],
+                        "arguments": call["function"]["arguments"],
+                    }));
+                }
+            }
+            "tool" => input.push(json!({
+                "type": "function_call_output",
+                "call_id": message["tool_call_id"],
+                "output": match content {
+                    Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                },
+            })),
+            role => input.push(json!({
+                "type": "message",
+                "role": role,
+                "content": input_content(content),
+            })),
+        }
+    }
+    (instructions, input)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,6 +357,11 @@ mod tests {
         ];
         for (base, url) in cases {
             assert_eq!(chat_completions_url(base), url);
+            let responses = url.replace("/chat/completions", "/responses");
+            if !base.contains("/chat/completions") {
+                assert_eq!(responses_url(base), responses);
+            }
+            assert_eq!(responses_url(&responses), responses, "already the endpoint");
         }
     }
 
@@ -262,6 +371,52 @@ mod tests {
         assert_eq!(host_of("http://u:p@127.0.0.1:8080/v1?x"), "127.0.0.1:8080");
         assert!(is_openai("https://api.openai.com:443/v1/chat/completions"));
         assert!(!is_openai("http://localhost:11434/v1/chat/completions"));
+    }
+
+    #[test]
+    fn a_transcript_becomes_responses_input() {
+        let messages = [
+            json!({"role":"system","content":"Be brief."}),
+            json!({"role":"user","content":"Weather in Paris?"}),
+            json!({"role":"assistant","content":"Checking.","tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]}),
+            json!({"role":"tool","tool_call_id":"call_1","content":"18C"}),
+            json!({"role":"assistant","content":"Sunny, 18C."}),
+            json!({"role":"user","content":[{"type":"text","text":"And this?"},{"type":"image_url","image_url":{"url":"data:image/png;base64,AA=="}}]}),
+        ];
+        let (instructions, input) = responses_input(&messages);
+        assert_eq!(instructions.as_deref(), Some("Be brief."));
+        assert_eq!(
+            input,
+            [
+                json!({"type":"message","role":"user","content":"Weather in Paris?"}),
+                json!({"type":"message","role":"assistant","content":"Checking."}),
+                json!({"type":"function_call","call_id":"call_1","name":"get_weather","arguments":"{\"city\":\"Paris\"}"}),
+                json!({"type":"function_call_output","call_id":"call_1","output":"18C"}),
+                json!({"type":"message","role":"assistant","content":"Sunny, 18C."}),
+                json!({"type":"message","role":"user","content":[{"type":"input_text","text":"And this?"},{"type":"input_image","image_url":"data:image/png;base64,AA=="}]}),
+            ]
+        );
+    }
+
+    #[test]
+    fn output_items_kept_with_an_answer_go_back_as_received_and_never_to_chat() {
+        let items = json!([{"type":"reasoning","id":"rs_1","summary":[],"encrypted_content":"gAAA"},
+                           {"type":"function_call","id":"fc_1","call_id":"call_1","name":"f","arguments":"{}"}]);
+        let assistant = json!({"role":"assistant","content":null,
+            "tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{}"}}],
+            OUTPUT_ITEMS: items});
+        let (_, input) = responses_input(std::slice::from_ref(&assistant));
+        assert_eq!(Value::Array(input), items);
+        let mut chat = Request {
+            dialect: Dialect::Chat,
+            url: String::new(),
+            headers: Vec::new(),
+            api_key: None,
+            body: json!({}),
+        };
+        chat.set_messages(std::slice::from_ref(&assistant));
+        assert!(chat.body["messages"][0].get(OUTPUT_ITEMS).is_none());
+        assert_eq!(chat.body["messages"][0]["tool_calls"][0]["id"], "call_1");
     }
 
     #[test]

@@ -18,10 +18,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::{Map, Value};
 
-use crate::chunk::{Interpreter, Turn};
 use crate::control::Cancel;
 use crate::conversation::Conversation;
-use crate::error::{Cancelled, Panicked, ToolRoundsError};
+use crate::dialect::Dialect;
+use crate::dialect::Interpreter;
+use crate::error::{ApiError, Cancelled, Panicked, ToolRoundsError};
+use crate::event::Turn;
 use crate::event::{Event, Sink, Summary, add_usage};
 use crate::http::{self, Reply, Transport};
 use crate::request::Request;
@@ -43,6 +45,8 @@ pub(crate) struct Settings {
     pub keep_text: bool,
     /// The choice (of `-n`) whose text and tool calls continue the conversation.
     pub choice: u64,
+    /// `--record`: where each response body goes as it is received.
+    pub record: Option<std::path::PathBuf>,
 }
 
 /// How far the answer in flight got; read after the worker is joined.
@@ -156,6 +160,9 @@ impl Session {
             self.progress.text.clear();
             let turn = self.exchange(&mut request, sink)?;
             conversation.push_assistant(&turn.content, &turn.tool_calls);
+            if let Some(items) = &turn.output_items {
+                conversation.keep_output_items(items);
+            }
             self.progress.in_flight = false;
             self.progress.text.clear();
             let calls = turn.tool_calls.clone();
@@ -204,7 +211,7 @@ impl Session {
         let sent = Instant::now();
         let reply = self.send_with_retries(request)?;
         // The text is kept once, by the recording sink below, and handed to the turn at the end.
-        let mut interpreter = Interpreter::new(sent).recording_choice(self.settings.choice);
+        let mut interpreter = Interpreter::new(request.dialect, sent, self.settings.choice);
         let mut recording = Recording {
             sink,
             progress: &mut self.progress,
@@ -212,7 +219,11 @@ impl Session {
             keep_text: self.settings.keep_text,
         };
         match reply {
-            Reply::EventStream(mut body) => {
+            Reply::EventStream(body) => {
+                let mut body = match &self.settings.record {
+                    Some(path) => Recorder::wrap(body, path),
+                    None => body,
+                };
                 let transport = &self.settings.transport;
                 let read_error = |err| http::stream_read_error(err, &request.url, transport);
                 let end = stream::pump(&mut body, &mut interpreter, &mut recording, &read_error)?;
@@ -220,7 +231,12 @@ impl Session {
                     self.drains.push(drain(body));
                 }
             }
-            Reply::Json(body) => interpreter.on_completion(&body, &mut recording)?,
+            Reply::Json(body, bytes) => {
+                if let Some(path) = &self.settings.record {
+                    Recorder::wrap(Box::new(&bytes[..]), path).read_to_end(&mut Vec::new())?;
+                }
+                interpreter.on_completion(&body, &mut recording)?
+            }
         }
         let mut turn = interpreter.finish(&mut recording)?;
         turn.content = std::mem::take(&mut self.progress.text);
@@ -256,7 +272,7 @@ impl Session {
             }
             let (err, wait) = match retry::plan(err, attempt, retries) {
                 retry::Decision::Retry { err, wait } => (err, wait),
-                retry::Decision::GiveUp(err) => return Err(err),
+                retry::Decision::GiveUp(err) => return Err(hint_at_responses(err, request)),
             };
             attempt += 1;
             eprintln!(
@@ -345,6 +361,62 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.join_drains();
+    }
+}
+
+/// Chat Completions refuses the models that only the Responses API serves ("This model is only
+/// supported in v1/responses"): say which flag helps.
+fn hint_at_responses(mut err: anyhow::Error, request: &Request) -> anyhow::Error {
+    if request.dialect == Dialect::Chat
+        && let Some(api) = err.downcast_mut::<ApiError>()
+        && api.message.contains("v1/responses")
+    {
+        api.message.push_str(" (try --api responses)");
+    }
+    err
+}
+
+/// `--record`: the body as read (de-chunked and decompressed by ureq), copied to a file as it
+/// arrives, so a stream cut short is recorded up to the cut. A file that cannot be written is
+/// said once on stderr and recording stops; the answer goes on.
+struct Recorder<'a> {
+    inner: Box<dyn Read + Send + 'a>,
+    file: Option<std::fs::File>,
+    path: std::path::PathBuf,
+}
+
+impl<'a> Recorder<'a> {
+    fn wrap(inner: Box<dyn Read + Send + 'a>, path: &std::path::Path) -> Box<dyn Read + Send + 'a> {
+        match std::fs::File::create(path) {
+            Ok(file) => Box::new(Recorder {
+                inner,
+                file: Some(file),
+                path: path.to_owned(),
+            }),
+            Err(err) => {
+                eprintln!(
+                    "gptstream: warning: cannot record to {}: {err}",
+                    path.display()
+                );
+                inner
+            }
+        }
+    }
+}
+
+impl Read for Recorder<'_> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buffer)?;
+        if let Some(file) = &mut self.file
+            && let Err(err) = std::io::Write::write_all(file, &buffer[..n])
+        {
+            eprintln!(
+                "gptstream: warning: cannot record to {}: {err}; recording stops",
+                self.path.display()
+            );
+            self.file = None;
+        }
+        Ok(n)
     }
 }
 

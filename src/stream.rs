@@ -12,8 +12,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::chunk::{Interpreter, Turn};
+use crate::dialect::Interpreter;
 use crate::event::Sink;
+use crate::event::Turn;
 use crate::sse;
 
 /// One read from the network or a file: large enough to drain a fast stream in few syscalls.
@@ -53,9 +54,10 @@ pub(crate) fn pump(
     }
 }
 
-/// Decodes a recorded body, from a file or stdin (`-`), exactly as a live one.
+/// Decodes a recorded body, from a file or stdin (`-`), exactly as a live one, in the dialect
+/// its first event speaks.
 pub(crate) fn replay(path: &Path, sink: &mut dyn Sink) -> anyhow::Result<Turn> {
-    let mut interpreter = Interpreter::new(Instant::now());
+    let mut interpreter = Interpreter::detecting(Instant::now());
     let name = path.display().to_string();
     let read_error =
         |err: io::Error| anyhow::Error::new(err).context(format!("cannot read {name}"));

@@ -12,8 +12,8 @@ use serde_json::Value;
 use crate::error::StreamError;
 
 /// Caps that keep a hostile or broken server from growing memory without bound.
-const MAX_CALLS: usize = 1024;
-const MAX_ARGUMENTS_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_CALLS: usize = 1024;
+pub(crate) const MAX_ARGUMENTS_BYTES: usize = 16 * 1024 * 1024;
 
 /// One tool call as assembled so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -137,10 +137,19 @@ impl<W: Write> JsonSink<W> {
                 .value("truncated", &Value::from(outcome.truncated))?
                 .str("output", &outcome.content)?
                 .end(),
-            Event::Finish { choice, reason } => Object::new(line, "finish")
-                .num("choice", choice)?
-                .str("reason", reason)?
-                .end(),
+            Event::Finish {
+                choice,
+                reason,
+                incomplete_reason,
+            } => {
+                let object = Object::new(line, "finish")
+                    .num("choice", choice)?
+                    .str("reason", reason)?;
+                match incomplete_reason {
+                    Some(why) => object.str("incomplete_reason", why)?.end(),
+                    None => object.end(),
+                }
+            }
             Event::Usage(usage) => {
                 let mut object = Object::new(line, "usage");
                 for (key, value) in usage.iter().filter(|(key, _)| *key != "type") {

@@ -259,15 +259,21 @@ pub fn millis(duration: std::time::Duration) -> f64 {
 fn usage_parts(usage: Option<&Map<String, Value>>, parts: &mut Vec<String>) {
     match usage {
         Some(usage) => {
-            for key in ["prompt_tokens", "completion_tokens", "total_tokens"] {
+            // In the server's own names: Chat Completions' or the Responses API's.
+            for key in [
+                "prompt_tokens",
+                "input_tokens",
+                "completion_tokens",
+                "output_tokens",
+                "total_tokens",
+            ] {
                 if let Some(n) = usage.get(key).and_then(Value::as_u64) {
                     parts.push(format!("{key}={n}"));
                 }
             }
-            let reasoning = usage
-                .get("completion_tokens_details")
-                .and_then(|d| d.get("reasoning_tokens"))
-                .and_then(Value::as_u64)
+            let reasoning = ["completion_tokens_details", "output_tokens_details"]
+                .into_iter()
+                .find_map(|details| usage.get(details)?.get("reasoning_tokens")?.as_u64())
                 .filter(|&n| n > 0);
             if let Some(n) = reasoning {
                 parts.push(format!("reasoning_tokens={n}"));

@@ -16,6 +16,7 @@ mod proxy;
 mod reliability;
 mod replay;
 mod requests;
+mod responses;
 mod secrets;
 mod signals;
 mod text;
