@@ -532,6 +532,214 @@ fn llama_chat_keeps_the_history_over_a_pipe() {
     assert!(usage[1]["prompt_tokens"].as_u64() > usage[0]["prompt_tokens"].as_u64());
 }
 
+// ---------------------------------------------------------------------------------------------
+// LiteLLM, /v1/responses (its bridge from a chat-completions provider; `data:` lines only)
+
+/// What the custom provider's `text` model streams (custom_provider.py).
+const LITELLM_RESPONSES_TEXT: &str = "Hello from LiteLLM's Responses bridge.";
+
+#[test]
+#[ignore = "needs the servers that scripts/interop/run starts"]
+fn litellm_responses_text_usage_and_replay() {
+    let scratch = Scratch::new("interop-litellm-responses");
+    let recorded = scratch.path("body.sse");
+    let out = litellm()
+        .gptstream()
+        .args([
+            "--api",
+            "responses",
+            "-m",
+            "text",
+            "--json",
+            "--record",
+            &recorded,
+            "hi",
+        ])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    let events = out.json_lines();
+    assert_eq!(content_of(&events), LITELLM_RESPONSES_TEXT);
+    assert_eq!(of_type(&events, "finish")[0]["reason"], "stop");
+    assert_eq!(of_type(&events, "usage")[0]["output_tokens"], 5);
+    let body = std::fs::read(&recorded).unwrap();
+    assert!(
+        !body.starts_with(b"event:"),
+        "LiteLLM sends data: lines only"
+    );
+    assert_replay_matches(&out, &body, &["--json"]);
+}
+
+#[test]
+#[ignore = "needs the servers that scripts/interop/run starts"]
+fn litellm_responses_tool_call_and_loop() {
+    let scratch = Scratch::new("interop-litellm-responses-tools");
+    let tools = tools_file(&scratch);
+    let out = litellm()
+        .gptstream()
+        .args([
+            "--api",
+            "responses",
+            "-m",
+            "tools",
+            "--json",
+            "--tools",
+            &tools,
+            "weather?",
+        ])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    let events = out.json_lines();
+    let calls = of_type(&events, "tool_call");
+    assert_eq!(calls.len(), 1, "{}", out.render());
+    assert_eq!(calls[0]["id"], "toolu_interop_1");
+    assert_eq!(
+        calls[0]["arguments"],
+        json!({"city":"Paris","unit":"celsius"})
+    );
+    let out = litellm()
+        .gptstream()
+        .args(["--api", "responses", "-m", "tools", "--tools", &tools])
+        .args([
+            "--tool-exec",
+            "get_weather=echo sunny",
+            "--max-tool-rounds",
+            "2",
+            "weather?",
+        ])
+        .run();
+    assert_eq!(out.code, 6, "{}", out.render());
+}
+
+#[test]
+#[ignore = "needs the servers that scripts/interop/run starts"]
+fn litellm_responses_error_after_the_first_deltas_keeps_the_text() {
+    let out = litellm()
+        .gptstream()
+        .args(["--api", "responses", "-m", "midstream-error", "hi"])
+        .run();
+    assert_eq!(out.code, 3, "{}", out.render());
+    assert_eq!(out.stdout(), "partial answer then ");
+    assert!(
+        out.stderr
+            .contains("interop: upstream went away mid-stream"),
+        "{}",
+        out.render()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// llama.cpp llama-server, /v1/responses
+
+#[test]
+#[ignore = "needs the servers that scripts/interop/run starts"]
+fn llama_responses_text_byte_exact_with_usage_and_its_replay() {
+    let scratch = Scratch::new("interop-llama-responses");
+    let recorded = scratch.path("body.sse");
+    let out = llama()
+        .gptstream()
+        .args(["--api", "responses", "--json", "--record", &recorded, "hi"])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    let events = out.json_lines();
+    assert_eq!(content_of(&events), LLAMA_TEXT);
+    assert_eq!(
+        of_type(&events, "finish"),
+        [&json!({"type":"finish","choice":0,"reason":"stop"})]
+    );
+    let usage = of_type(&events, "usage");
+    assert_eq!(usage[0]["output_tokens"], 5, "{}", out.render());
+    assert!(usage[0]["input_tokens"].as_u64() > Some(0), "{}", usage[0]);
+    let body = std::fs::read(&recorded).unwrap();
+    assert_replay_matches(&out, &body, &["--json"]);
+    let text = llama().gptstream().args(["--api", "responses", "hi"]).run();
+    assert_eq!(text.stdout(), LLAMA_TEXT);
+    assert!(
+        text.stderr.starts_with("finish_reason=stop input_tokens=")
+            && text.stderr.contains(" output_tokens=5 "),
+        "{}",
+        text.render()
+    );
+}
+
+#[test]
+#[ignore = "needs the servers that scripts/interop/run starts"]
+fn llama_responses_tool_call_and_a_loop_the_server_accepts() {
+    let scratch = Scratch::new("interop-llama-responses-tools");
+    let tools = tools_file(&scratch);
+    let out = llama()
+        .gptstream()
+        .args([
+            "--api",
+            "responses",
+            "--json",
+            "--tools",
+            &tools,
+            "weather in Paris?",
+        ])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    let events = out.json_lines();
+    let calls = of_type(&events, "tool_call");
+    assert_eq!(calls.len(), 1, "{}", out.render());
+    assert_eq!(calls[0]["name"], "get_weather");
+    assert_eq!(calls[0]["arguments"], json!({"city": "Paris"}));
+    assert_eq!(of_type(&events, "finish")[0]["reason"], "tool_calls");
+    // The model calls get_weather whenever tools are offered: exit 6 (not 3) shows the server
+    // took each follow-up, our function_call items and their outputs.
+    let out = llama()
+        .gptstream()
+        .args(["--api", "responses", "--json", "--tools", &tools])
+        .args([
+            "--tool-exec",
+            "get_weather=echo sunny",
+            "--max-tool-rounds",
+            "2",
+        ])
+        .arg("weather in Paris?")
+        .run();
+    assert_eq!(out.code, 6, "{}", out.render());
+    assert_eq!(of_type(&out.json_lines(), "tool_result").len(), 2);
+}
+
+#[test]
+#[ignore = "needs the servers that scripts/interop/run starts"]
+fn llama_responses_continues_a_saved_conversation() {
+    let scratch = Scratch::new("interop-llama-responses-save");
+    let saved = scratch.path("chat.json");
+    let first = llama()
+        .gptstream()
+        .args(["--api", "responses", "-q", "--save", &saved, "hi"])
+        .run();
+    assert_eq!(first.code, 0, "{}", first.render());
+    // The assistant turn goes back as an input message the server accepts.
+    let out = llama()
+        .gptstream()
+        .args(["--api", "responses", "--messages", &saved, "--save", &saved])
+        .args(["--json", "and again"])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    let usage = of_type(&out.json_lines(), "usage")[0].clone();
+    let on_disk: Value = serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    assert_eq!(on_disk.as_array().unwrap().len(), 4, "{on_disk}");
+    assert_eq!(on_disk[1], json!({"role":"assistant","content":LLAMA_TEXT}));
+    assert!(usage["input_tokens"].as_u64() > Some(10), "{usage}");
+}
+
+#[test]
+#[ignore = "needs the servers that scripts/interop/run starts"]
+fn llama_responses_reports_a_max_output_tokens_cut_as_completed() {
+    // A quirk, recorded in the README: llama-server ends a cut response with
+    // response.completed, so the cut shows as finish_reason=stop.
+    let out = llama()
+        .gptstream()
+        .args(["--api", "responses", "--max-tokens", "2", "--json", "hi"])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    let events = out.json_lines();
+    assert_eq!(content_of(&events), "Hello from");
+    assert_eq!(of_type(&events, "finish")[0]["reason"], "stop");
+}
+
 #[test]
 fn the_recorder_dechunks_a_body() {
     assert_eq!(

@@ -1,8 +1,10 @@
 """Models that LiteLLM's mock_response cannot express, as a LiteLLM custom provider.
 
 `tools` streams one tool call per request in fragments (id without "call_",
-arguments split mid-token); `midstream-error` streams a few words and then fails.
-LiteLLM turns these chunks into its own SSE stream.
+arguments split mid-token); `midstream-error` streams a few words and then fails;
+`text` streams a short answer with usage (mock_response answers a streaming
+/v1/responses request with HTTP 500 in 1.100.x; this one streams there too).
+LiteLLM turns these chunks into its own SSE stream, for either API.
 """
 
 import json
@@ -47,7 +49,18 @@ def _midstream_error_chunks():
     raise CustomLLMError(status_code=500, message="interop: upstream went away mid-stream")
 
 
+def _text_chunks():
+    for piece in ["Hello ", "from ", "LiteLLM's ", "Responses ", "bridge."]:
+        yield _chunk(text=piece)
+    yield _chunk(
+        finish_reason="stop",
+        usage={"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12},
+    )
+
+
 def _chunks(model):
+    if model.endswith("text"):
+        return _text_chunks()
     if model.endswith("tools"):
         return _tool_call_chunks()
     if model.endswith("midstream-error"):
