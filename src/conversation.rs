@@ -142,7 +142,9 @@ impl Conversation {
     /// Keeps the Responses API's output items with the assistant message just pushed, to send
     /// back as received in the next request of a tool loop or chat. Reasoning items go back
     /// only when they carry their reasoning (`encrypted_content` or `content`): a bare one
-    /// refers to a stored response, and requests here are not stored.
+    /// refers to a stored response, and requests here are not stored. When one is left out,
+    /// the other items go back without their `id`s, since OpenAI refuses an item whose
+    /// reasoning item is missing ("provided without its required 'reasoning' item").
     pub fn keep_output_items(&mut self, items: &[Value]) {
         let Some(last) = self
             .messages
@@ -151,14 +153,24 @@ impl Conversation {
         else {
             return;
         };
+        let carries_reasoning = |item: &Value| {
+            item.get("encrypted_content").is_some_and(|c| !c.is_null())
+                || item["content"].as_array().is_some_and(|c| !c.is_empty())
+        };
+        let dropped = items
+            .iter()
+            .any(|item| item["type"] == "reasoning" && !carries_reasoning(item));
         let kept: Vec<Value> = items
             .iter()
-            .filter(|item| {
-                item["type"] != "reasoning"
-                    || item.get("encrypted_content").is_some_and(|c| !c.is_null())
-                    || item["content"].as_array().is_some_and(|c| !c.is_empty())
+            .filter(|item| item["type"] != "reasoning" || carries_reasoning(item))
+            .map(|item| match item {
+                Value::Object(fields) if dropped => {
+                    let mut fields = fields.clone();
+                    fields.remove("id");
+                    Value::Object(fields)
+                }
+                other => other.clone(),
             })
-            .cloned()
             .collect();
         last[OUTPUT_ITEMS] = Value::Array(kept);
     }
@@ -576,6 +588,29 @@ mod tests {
         );
         assert_eq!(names_in(&dir), ["chat.json"]);
         fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn output_items_keep_their_reasoning_or_lose_their_ids() {
+        let message = json!({"id":"msg_1","type":"message","role":"assistant","content":[]});
+        let call =
+            json!({"id":"fc_1","type":"function_call","call_id":"c","name":"f","arguments":"{}"});
+        let mut c = Conversation::new();
+        c.push_assistant("", &[]);
+        let encrypted =
+            json!({"id":"rs_1","type":"reasoning","summary":[],"encrypted_content":"gAAA"});
+        c.keep_output_items(&[encrypted.clone(), message.clone(), call.clone()]);
+        assert_eq!(
+            c.messages[0][OUTPUT_ITEMS],
+            json!([encrypted, message, call])
+        );
+        let bare = json!({"id":"rs_2","type":"reasoning","summary":[]});
+        c.keep_output_items(&[bare, message, call]);
+        assert_eq!(
+            c.messages[0][OUTPUT_ITEMS],
+            json!([{"type":"message","role":"assistant","content":[]},
+                   {"type":"function_call","call_id":"c","name":"f","arguments":"{}"}])
+        );
     }
 
     #[test]

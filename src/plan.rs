@@ -369,8 +369,10 @@ fn responses_body(args: &Args, tools: &[Value]) -> anyhow::Result<Value> {
         body["temperature"] = json!(temperature);
     }
     if let Some(effort) = &args.reasoning_effort {
-        // A summary of the reasoning, so that something streams while the model thinks.
+        // A summary of the reasoning, so that something streams while the model thinks; and
+        // the reasoning itself, encrypted, so a tool loop can send it back without `store`.
         body["reasoning"] = json!({"effort": effort, "summary": "auto"});
+        body["include"] = json!(["reasoning.encrypted_content"]);
     }
     merge_extra(args, &mut body)?;
     Ok(body)

@@ -58,7 +58,7 @@ fn the_answer_and_summary_are_as_for_chat_and_the_request_is_a_responses_request
         json!({"model":"gpt-4o-mini","instructions":"Be brief.",
                "input":[{"type":"message","role":"user","content":"hi"}],
                "stream":true,"store":false,"max_output_tokens":50,"temperature":0.5,
-               "reasoning":{"effort":"low","summary":"auto"}})
+               "reasoning":{"effort":"low","summary":"auto"},"include":["reasoning.encrypted_content"]})
     );
 }
 
@@ -343,4 +343,46 @@ fn chat_completions_refusing_a_responses_only_model_hints_at_the_flag() {
          gptstream: HTTP 400 Bad Request (invalid_request_error): This model is only supported in \
          v1/responses and not in v1/chat/completions. (try --api responses)\n"
     );
+}
+
+#[test]
+fn a_piped_chat_sends_each_answer_back_as_its_output_items() {
+    let server = Server::start(vec![sse(&text_answer("One.")), sse(&text_answer("Two."))]);
+    let out = gptstream()
+        .server(&server)
+        .args(["--api", "responses", "--chat", "-q"])
+        .stdin("first\nsecond\n")
+        .run();
+    assert_eq!(
+        out.render(),
+        "status: 0\n--- stdout\nOne.\nTwo.\n\n--- stderr\n"
+    );
+    server.request();
+    assert_eq!(
+        server.request().json()["input"],
+        json!([
+            {"type":"message","role":"user","content":"first"},
+            {"type":"message","id":"msg_2","role":"assistant","content":[{"type":"output_text","text":"One."}]},
+            {"type":"message","role":"user","content":"second"}
+        ])
+    );
+    assert_eq!(server.connections(), 1);
+}
+
+#[test]
+fn dry_run_shows_the_responses_request() {
+    let out = gptstream()
+        .args(["--api", "responses", "--dry-run", "-s", "Terse.", "hi"])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert_eq!(
+        out.stderr,
+        "POST https://api.openai.com/v1/responses\nContent-Type: application/json\n"
+    );
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        body["input"],
+        json!([{"type":"message","role":"user","content":"hi"}])
+    );
+    assert_eq!(body["instructions"], "Terse.");
 }
