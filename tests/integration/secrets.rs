@@ -66,6 +66,18 @@ fn no_output_of_any_mode_or_error_path_contains_the_key() {
             sse(&[content("x"), finish("length"), DONE.to_owned()]),
             vec![],
         ),
+        (
+            "responses 401 echo",
+            echoing_error(401),
+            vec!["--api", "responses", "-v"],
+        ),
+        (
+            "responses error event echo",
+            sse(&[format!(
+                "data: {{\"type\":\"error\",\"code\":\"x\",\"message\":\"key {CANARY} revoked\"}}\n\n"
+            )]),
+            vec!["--api", "responses", "--json"],
+        ),
     ];
     for (name, script, flags) in scripts {
         let server = Server::one(script);
@@ -92,6 +104,7 @@ fn no_output_of_any_mode_or_error_path_contains_the_key() {
     };
     for args in [
         &["--dry-run", "hi"][..],
+        &["--dry-run", "--api", "responses", "hi"],
         &["--retries", "0", "hi"],
         &["--extra", "{bad", "hi"],
         &["--no-such-flag"],
