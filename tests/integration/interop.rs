@@ -165,7 +165,10 @@ fn timeless_events(out: &Output) -> Vec<Value> {
 
 /// Replays `body` with `args` and checks it gives the same events as the live run `live`.
 fn assert_replay_matches(live: &Output, body: &[u8], args: &[&str]) {
-    let scratch = Scratch::new("interop-replay");
+    // A directory of its own per call: tests run in parallel.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let scratch = Scratch::new(&format!("interop-replay-{call}"));
     let path = scratch.path("body.sse");
     std::fs::write(&path, body).unwrap();
     let replayed = gptstream().args(["--replay", &path]).args(args).run();
