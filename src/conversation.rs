@@ -142,10 +142,10 @@ impl Conversation {
     /// Keeps the Responses API's output items with the assistant message just pushed, to send
     /// back as received in the next request of a tool loop or chat. Reasoning items go back
     /// only when they carry their reasoning (`encrypted_content` or `content`): a bare one
-    /// refers to a stored response, and requests here are not stored. When one is left out,
-    /// the other items go back without their `id`s, since OpenAI refuses an item whose
-    /// reasoning item is missing ("provided without its required 'reasoning' item").
-    pub fn keep_output_items(&mut self, items: &[Value]) {
+    /// refers to a stored response. Unless the requests are `stored`, the items go back
+    /// without their `id`s, which name stored items (OpenAI's own store-less client, Codex,
+    /// never sends them either).
+    pub fn keep_output_items(&mut self, items: &[Value], stored: bool) {
         let Some(last) = self
             .messages
             .last_mut()
@@ -157,14 +157,11 @@ impl Conversation {
             item.get("encrypted_content").is_some_and(|c| !c.is_null())
                 || item["content"].as_array().is_some_and(|c| !c.is_empty())
         };
-        let dropped = items
-            .iter()
-            .any(|item| item["type"] == "reasoning" && !carries_reasoning(item));
         let kept: Vec<Value> = items
             .iter()
             .filter(|item| item["type"] != "reasoning" || carries_reasoning(item))
             .map(|item| match item {
-                Value::Object(fields) if dropped => {
+                Value::Object(fields) if !stored => {
                     let mut fields = fields.clone();
                     fields.remove("id");
                     Value::Object(fields)
@@ -591,24 +588,26 @@ mod tests {
     }
 
     #[test]
-    fn output_items_keep_their_reasoning_or_lose_their_ids() {
+    fn output_items_keep_their_reasoning_and_lose_their_ids_unless_stored() {
         let message = json!({"id":"msg_1","type":"message","role":"assistant","content":[]});
         let call =
             json!({"id":"fc_1","type":"function_call","call_id":"c","name":"f","arguments":"{}"});
-        let mut c = Conversation::new();
-        c.push_assistant("", &[]);
         let encrypted =
             json!({"id":"rs_1","type":"reasoning","summary":[],"encrypted_content":"gAAA"});
-        c.keep_output_items(&[encrypted.clone(), message.clone(), call.clone()]);
+        let bare = json!({"id":"rs_2","type":"reasoning","summary":[]});
+        let items = [encrypted.clone(), bare, message.clone(), call.clone()];
+        let mut c = Conversation::new();
+        c.push_assistant("", &[]);
+        c.keep_output_items(&items, true);
         assert_eq!(
             c.messages[0][OUTPUT_ITEMS],
             json!([encrypted, message, call])
         );
-        let bare = json!({"id":"rs_2","type":"reasoning","summary":[]});
-        c.keep_output_items(&[bare, message, call]);
+        c.keep_output_items(&items, false);
         assert_eq!(
             c.messages[0][OUTPUT_ITEMS],
-            json!([{"type":"message","role":"assistant","content":[]},
+            json!([{"type":"reasoning","summary":[],"encrypted_content":"gAAA"},
+                   {"type":"message","role":"assistant","content":[]},
                    {"type":"function_call","call_id":"c","name":"f","arguments":"{}"}])
         );
     }

@@ -28,19 +28,22 @@ pub(crate) enum Interpreter {
 }
 
 impl Interpreter {
-    pub(crate) fn new(dialect: Dialect, request_started: Instant, choice: u64) -> Self {
+    /// `keep`: keep what the next request needs to continue the conversation (the Responses
+    /// API's output items).
+    pub(crate) fn new(dialect: Dialect, request_started: Instant, choice: u64, keep: bool) -> Self {
         match dialect {
             Dialect::Chat => {
                 Interpreter::Chat(chunk::Interpreter::new(request_started).recording_choice(choice))
             }
-            Dialect::Responses => {
-                Interpreter::Responses(responses::Interpreter::new(request_started))
-            }
+            Dialect::Responses => Interpreter::Responses(
+                responses::Interpreter::new(request_started).keeping_items(keep),
+            ),
         }
     }
 
     /// An interpreter that picks its dialect from the first event: a JSON `type` starting
-    /// with `response.` is the Responses API, anything else a chat completion chunk.
+    /// with `response.` (or `error`) is the Responses API, anything else a chat completion
+    /// chunk.
     pub(crate) fn detecting(started: Instant) -> Self {
         Interpreter::Undecided(started)
     }
@@ -59,7 +62,9 @@ impl Interpreter {
                 let responses = serde_json::from_str::<Value>(data)
                     .ok()
                     .and_then(|body| body.get("type")?.as_str().map(str::to_owned))
-                    .is_some_and(|kind| kind.starts_with("response."));
+                    // Chat chunks carry `object`, not `type`; a Responses stream may begin with
+                    // its `error` event.
+                    .is_some_and(|kind| kind.starts_with("response.") || kind == "error");
                 *self = if responses {
                     Interpreter::Responses(responses::Interpreter::new(started))
                 } else {

@@ -206,7 +206,10 @@ impl Request {
             }
             Dialect::Responses => {
                 let (instructions, input) = responses_input(messages);
-                if let Some(instructions) = instructions {
+                // `--extra '{"instructions":...}'` merges last, as any field: it wins.
+                if let Some(instructions) = instructions
+                    && self.body.get("instructions").is_none()
+                {
                     self.body["instructions"] = instructions.into();
                 }
                 self.body["input"] = input.into();
@@ -253,7 +256,8 @@ pub fn shown_header_value(name: &str, value: &str) -> String {
 }
 
 /// A chat message's content as Responses input parts: text stays text; `text` parts become
-/// `input_text` and `image_url` parts `input_image`.
+/// `input_text`, `image_url` parts `input_image` (with their `detail`), `file` parts
+/// `input_file`.
 fn input_content(content: &Value) -> Value {
     let Value::Array(parts) = content else {
         return content.clone();
@@ -264,7 +268,18 @@ fn input_content(content: &Value) -> Value {
             Some("text") => json!({"type": "input_text", "text": part["text"]}),
             Some("image_url") => {
                 let url = part["image_url"].get("url").unwrap_or(&part["image_url"]);
-                json!({"type": "input_image", "image_url": url})
+                let mut image = json!({"type": "input_image", "image_url": url});
+                if let Some(detail) = part["image_url"].get("detail") {
+                    image["detail"] = detail.clone();
+                }
+                image
+            }
+            Some("file") => {
+                let mut file = part["file"].clone();
+                if let Value::Object(fields) = &mut file {
+                    fields.insert("type".into(), "input_file".into());
+                }
+                file
             }
             _ => part.clone(),
         })
@@ -317,8 +332,9 @@ pub fn responses_input(messages: &[Value]) -> (Option<String>, Vec<Value>) {
                 "type": "function_call_output",
                 "call_id": message["tool_call_id"],
                 "output": match content {
-                    Value::String(text) => text.clone(),
-                    other => other.to_string(),
+                    Value::Array(_) => input_content(content),
+                    Value::String(text) => text.clone().into(),
+                    other => other.to_string().into(),
                 },
             })),
             role => input.push(json!({
@@ -394,6 +410,26 @@ mod tests {
                 json!({"type":"function_call_output","call_id":"call_1","output":"18C"}),
                 json!({"type":"message","role":"assistant","content":"Sunny, 18C."}),
                 json!({"type":"message","role":"user","content":[{"type":"input_text","text":"And this?"},{"type":"input_image","image_url":"data:image/png;base64,AA=="}]}),
+            ]
+        );
+    }
+
+    #[test]
+    fn content_parts_and_tool_outputs_in_responses_shapes() {
+        let messages = [
+            json!({"role":"user","content":[
+                {"type":"image_url","image_url":{"url":"https://x/cat.png","detail":"low"}},
+                {"type":"file","file":{"filename":"a.pdf","file_data":"data:application/pdf;base64,AA=="}}]}),
+            json!({"role":"tool","tool_call_id":"c","content":[{"type":"text","text":"18C"}]}),
+        ];
+        let (_, input) = responses_input(&messages);
+        assert_eq!(
+            input,
+            [
+                json!({"type":"message","role":"user","content":[
+                    {"type":"input_image","image_url":"https://x/cat.png","detail":"low"},
+                    {"type":"input_file","filename":"a.pdf","file_data":"data:application/pdf;base64,AA=="}]}),
+                json!({"type":"function_call_output","call_id":"c","output":[{"type":"input_text","text":"18C"}]}),
             ]
         );
     }

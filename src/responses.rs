@@ -28,8 +28,9 @@ struct Call {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Ending {
     Completed,
-    /// `response.incomplete`, with the server's reason (`max_output_tokens`, `content_filter`).
-    Incomplete(String),
+    /// `response.incomplete`, with the server's reason (`max_output_tokens`, `content_filter`),
+    /// if it gave one.
+    Incomplete(Option<String>),
 }
 
 #[derive(Debug)]
@@ -40,10 +41,22 @@ pub struct Interpreter {
     calls: Vec<Call>,
     /// Output items from `response.output_item.done`, by output index.
     items: Vec<(u64, Value)>,
-    /// `response.completed`'s own `output`, which wins when the server sends it.
+    /// `response.completed`'s own `output`, which wins when the server sends one.
     final_output: Option<Vec<Value>>,
+    /// Keep output items at all: only a transcript or a tool loop needs them.
+    keep_items: bool,
+    /// The bytes of the items kept, bounded by [`MAX_ITEM_BYTES`].
+    item_bytes: usize,
+    /// The answer had text: its items must include a message to stand for the turn.
+    saw_text: bool,
+    /// The reasoning summary part being streamed, to set parts apart.
+    summary_part: Option<(String, u64)>,
     turn: Turn,
 }
+
+/// More output items than this (in bytes) are not kept: the turn is then sent back converted
+/// from the transcript instead of as received.
+const MAX_ITEM_BYTES: usize = 16 * 1024 * 1024;
 
 fn str_of<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
     value.get(key).and_then(Value::as_str)
@@ -77,8 +90,19 @@ impl Interpreter {
             calls: Vec::new(),
             items: Vec::new(),
             final_output: None,
+            keep_items: false,
+            item_bytes: 0,
+            saw_text: false,
+            summary_part: None,
             turn: Turn::default(),
         }
+    }
+
+    /// Also keeps the response's output items in the [`Turn`], to send back in a tool loop or
+    /// chat; off, a long answer costs no memory twice.
+    pub fn keeping_items(mut self, keep: bool) -> Self {
+        self.keep_items = keep;
+        self
     }
 
     /// Interprets one SSE event. `Break` means the response ended (or `[DONE]`): stop reading.
@@ -135,12 +159,14 @@ impl Interpreter {
             "response.output_text.delta" => {
                 if let Some(delta) = non_empty(body, "delta") {
                     self.first_token(sink)?;
+                    self.saw_text = true;
                     sink.emit(&Event::Content { choice: 0, delta })?;
                 }
             }
             "response.reasoning_summary_text.delta" | "response.reasoning_text.delta" => {
                 if let Some(delta) = non_empty(body, "delta") {
                     self.first_token(sink)?;
+                    self.summary_part(body, sink)?;
                     sink.emit(&Event::Reasoning { choice: 0, delta })?;
                 }
             }
@@ -177,9 +203,7 @@ impl Interpreter {
                     }
                     let index = body.get("output_index").and_then(Value::as_u64);
                     let index = index.unwrap_or(self.items.len() as u64);
-                    if self.items.len() < MAX_CALLS * 4 {
-                        self.items.push((index, item.clone()));
-                    }
+                    self.keep_item(index, item);
                 }
             }
             "response.completed" | "response.incomplete" => {
@@ -188,8 +212,13 @@ impl Interpreter {
                 if let Some(Value::Object(usage)) = response.get("usage") {
                     self.turn.usage = Some(usage.clone());
                 }
-                if let Some(Value::Array(output)) = response.get("output") {
-                    self.final_output = Some(output.clone());
+                if let Some(Value::Array(output)) = response.get("output")
+                    && !output.is_empty()
+                {
+                    if self.keep_items {
+                        self.items.clear();
+                        self.final_output = Some(output.clone());
+                    }
                     for item in output
                         .iter()
                         .filter(|i| str_of(i, "type") == Some("function_call"))
@@ -203,9 +232,8 @@ impl Interpreter {
                 } else {
                     let reason = response
                         .get("incomplete_details")
-                        .and_then(|d| non_empty(d, "reason"))
-                        .unwrap_or("unknown");
-                    Ending::Incomplete(reason.to_owned())
+                        .and_then(|d| non_empty(d, "reason"));
+                    Ending::Incomplete(reason.map(str::to_owned))
                 };
                 self.finish_event(&ending, sink)?;
                 self.ending = Some(ending);
@@ -259,6 +287,7 @@ impl Interpreter {
                             self.first_token(sink)?;
                             let delta = text;
                             if kind == 0 {
+                                self.saw_text = true;
                                 sink.emit(&Event::Content { choice: 0, delta })?;
                             } else {
                                 sink.emit(&Event::Refusal { choice: 0, delta })?;
@@ -288,6 +317,46 @@ impl Interpreter {
         let terminal = serde_json::json!({"type": kind, "response": body});
         // A terminal event always ends the (one-object) stream.
         let _ended = self.on_event(&terminal, sink)?;
+        Ok(())
+    }
+
+    /// Keeps an output item for the turn, within [`MAX_ITEM_BYTES`]; past it the items are
+    /// dropped, and the turn goes back converted from the transcript.
+    fn keep_item(&mut self, index: u64, item: &Value) {
+        if !self.keep_items {
+            return;
+        }
+        let bytes = item.to_string().len();
+        self.item_bytes = self.item_bytes.saturating_add(bytes);
+        if self.item_bytes > MAX_ITEM_BYTES {
+            self.keep_items = false;
+            self.items = Vec::new();
+            return;
+        }
+        self.items.push((index, item.clone()));
+    }
+
+    /// A new part of a reasoning summary starts on a paragraph of its own.
+    fn summary_part(&mut self, body: &Value, sink: &mut dyn Sink) -> anyhow::Result<()> {
+        let (Some(item), Some(part)) = (
+            str_of(body, "item_id"),
+            body.get("summary_index").and_then(Value::as_u64),
+        ) else {
+            return Ok(());
+        };
+        let same = self
+            .summary_part
+            .as_ref()
+            .is_some_and(|(i, p)| i == item && *p == part);
+        if !same {
+            if self.summary_part.is_some() {
+                sink.emit(&Event::Reasoning {
+                    choice: 0,
+                    delta: "\n\n",
+                })?;
+            }
+            self.summary_part = Some((item.to_owned(), part));
+        }
         Ok(())
     }
 
@@ -416,6 +485,12 @@ impl Interpreter {
         if let Some(name) = non_empty(item, "name") {
             name.clone_into(&mut call.call.name);
         }
+        // A call id told only now (not with the item's start) is the one its result must name.
+        if let Some(call_id) = non_empty(item, "call_id")
+            && !call.emitted
+        {
+            call_id.clone_into(&mut call.call.id);
+        }
         if let Some(arguments) = str_of(item, "arguments") {
             if arguments.len() > MAX_ARGUMENTS_BYTES {
                 return Err(StreamError(format!(
@@ -474,12 +549,29 @@ impl Interpreter {
         self.turn.finish_reasons = vec![(0, reason.to_owned())];
         self.turn.tool_call_count = self.calls.len();
         self.turn.tool_calls = self.calls.into_iter().map(|c| c.call).collect();
-        self.turn.output_items = Some(self.final_output.unwrap_or_else(|| {
+        let items = self.final_output.unwrap_or_else(|| {
             self.items.sort_by_key(|(index, _)| *index);
             self.items.into_iter().map(|(_, item)| item).collect()
-        }));
+        });
+        self.turn.output_items =
+            Some(items).filter(|items| covers(items, &self.turn.tool_calls, self.saw_text));
         Ok(self.turn)
     }
+}
+
+/// Whether output items can stand for the turn in the next request: its text as a message item,
+/// each of its calls as a `function_call` item with the call's id. Otherwise the turn goes back
+/// converted from the transcript.
+fn covers(items: &[Value], calls: &[ToolCall], saw_text: bool) -> bool {
+    let has = |kind: &str| items.iter().any(|item| str_of(item, "type") == Some(kind));
+    !items.is_empty()
+        && (!saw_text || has("message"))
+        && calls.iter().all(|call| {
+            items.iter().any(|item| {
+                str_of(item, "type") == Some("function_call")
+                    && str_of(item, "call_id") == Some(call.id.as_str())
+            })
+        })
 }
 
 /// Our finish reason for how the response ended, and the server's own word when incomplete.
@@ -487,7 +579,7 @@ fn finish_reason(ending: &Ending, made_calls: bool) -> (&str, Option<&str>) {
     match ending {
         Ending::Completed if made_calls => ("tool_calls", None),
         Ending::Completed => ("stop", None),
-        Ending::Incomplete(why) => {
+        Ending::Incomplete(Some(why)) => {
             let reason = match why.as_str() {
                 "max_output_tokens" => "length",
                 "content_filter" => "content_filter",
@@ -495,6 +587,7 @@ fn finish_reason(ending: &Ending, made_calls: bool) -> (&str, Option<&str>) {
             };
             (reason, Some(why.as_str()))
         }
+        Ending::Incomplete(None) => ("incomplete", None),
     }
 }
 
@@ -706,7 +799,7 @@ mod tests {
     fn the_turn_keeps_the_output_items_as_received() {
         let mut sink = JsonSink::new(Vec::new());
         let mut decoder = sse::Decoder::default();
-        let mut interpreter = Interpreter::new(Instant::now());
+        let mut interpreter = Interpreter::new(Instant::now()).keeping_items(true);
         let body = example("responses-tool-call.sse");
         let flow = decoder
             .feed(body.as_bytes(), |e| interpreter.on_sse(e, &mut sink))
@@ -758,6 +851,99 @@ mod tests {
             ]
         );
         assert_eq!(turn.finish_reasons, [(0, "tool_calls".to_owned())]);
+    }
+
+    /// Interprets `events` (data lines) with items kept, returning the turn.
+    fn turn_of(events: &[Value]) -> Turn {
+        let mut sink = JsonSink::new(Vec::new());
+        let mut decoder = sse::Decoder::default();
+        let mut interpreter = Interpreter::new(Instant::now()).keeping_items(true);
+        let body = data_only(events);
+        let _flow = decoder
+            .feed(body.as_bytes(), |e| interpreter.on_sse(e, &mut sink))
+            .unwrap();
+        interpreter.finish(&mut sink).unwrap()
+    }
+
+    #[test]
+    fn output_items_stand_for_the_turn_only_when_they_cover_it() {
+        let completed = |output: Value| json!({"type":"response.completed","response":{"status":"completed","output":output}});
+        let text = json!({"type":"response.output_text.delta","delta":"Hi"});
+        // No output echoed and no item streamed: the turn goes back converted, not as nothing.
+        assert_eq!(
+            turn_of(&[text.clone(), completed(json!([]))]).output_items,
+            None
+        );
+        // Items streamed, then an empty `output`: the streamed items stand.
+        let message = json!({"type":"message","id":"m","role":"assistant","content":[{"type":"output_text","text":"Hi"}]});
+        let done = json!({"type":"response.output_item.done","output_index":0,"item":message});
+        assert_eq!(
+            turn_of(&[text, done, completed(json!([]))]).output_items,
+            Some(vec![message])
+        );
+        // A call whose item is missing from the output: converted.
+        let added = json!({"type":"response.output_item.added","item":{"type":"function_call","id":"fc","call_id":"c1","name":"f","arguments":"{}"}});
+        let turn = turn_of(&[added, completed(json!([{"type":"message","content":[]}]))]);
+        assert_eq!(turn.tool_calls[0].id, "c1");
+        assert_eq!(turn.output_items, None);
+    }
+
+    #[test]
+    fn items_are_not_kept_unless_asked() {
+        let mut sink = JsonSink::new(Vec::new());
+        let mut interpreter = Interpreter::new(Instant::now());
+        let body = json!({"object":"response","status":"completed","output":[{"type":"message","content":[{"type":"output_text","text":"Hi"}]}]});
+        interpreter.on_completion(&body, &mut sink).unwrap();
+        assert_eq!(interpreter.finish(&mut sink).unwrap().output_items, None);
+    }
+
+    #[test]
+    fn a_call_id_told_only_when_the_item_is_done_is_the_one_used() {
+        let turn = turn_of(&[
+            json!({"type":"response.output_item.added","item":{"type":"function_call","id":"fc_1","name":"f","arguments":""}}),
+            json!({"type":"response.function_call_arguments.delta","item_id":"fc_1","delta":"{}"}),
+            json!({"type":"response.output_item.done","item":{"type":"function_call","id":"fc_1","call_id":"call_real","name":"f","arguments":"{}"}}),
+            json!({"type":"response.completed","response":{"status":"completed"}}),
+        ]);
+        assert_eq!(turn.tool_calls[0].id, "call_real");
+        let items = turn.output_items.expect("the done item covers the call");
+        assert_eq!(items[0]["call_id"], "call_real");
+    }
+
+    #[test]
+    fn an_incomplete_response_without_a_reason_says_incomplete() {
+        let body =
+            data_only(&[json!({"type":"response.incomplete","response":{"status":"incomplete"}})]);
+        let (events, error) = interpret(&[body.as_bytes()]);
+        assert_eq!(error, None);
+        assert_eq!(
+            events[1],
+            json!({"type":"finish","choice":0,"reason":"incomplete"})
+        );
+    }
+
+    #[test]
+    fn summary_parts_are_set_apart_and_a_leading_error_is_told_apart_from_chat() {
+        let summary = |part: u64, delta: &str| json!({"type":"response.reasoning_summary_text.delta","item_id":"rs","summary_index":part,"delta":delta});
+        let body = data_only(&[
+            summary(0, "One."),
+            summary(0, " More."),
+            summary(1, "Two."),
+            json!({"type":"response.completed","response":{"status":"completed"}}),
+        ]);
+        let (events, _) = interpret(&[body.as_bytes()]);
+        let reasoning: String = events
+            .iter()
+            .filter(|e| e["type"] == "reasoning")
+            .filter_map(|e| e["delta"].as_str())
+            .collect();
+        assert_eq!(reasoning, "One. More.\n\nTwo.");
+        let body = data_only(&[json!({"type":"error","code":"server_error","message":"Boom"})]);
+        let (_, error) = interpret(&[body.as_bytes()]);
+        assert_eq!(
+            error.as_deref(),
+            Some("the server reported an error (server_error): Boom")
+        );
     }
 
     #[test]

@@ -161,7 +161,9 @@ impl Session {
             let turn = self.exchange(&mut request, sink)?;
             conversation.push_assistant(&turn.content, &turn.tool_calls);
             if let Some(items) = &turn.output_items {
-                conversation.keep_output_items(items);
+                // Item ids name stored items; unless the request is stored, they go back without.
+                let stored = self.settings.template.body["store"] == true;
+                conversation.keep_output_items(items, stored);
             }
             self.progress.in_flight = false;
             self.progress.text.clear();
@@ -211,7 +213,8 @@ impl Session {
         let sent = Instant::now();
         let reply = self.send_with_retries(request)?;
         // The text is kept once, by the recording sink below, and handed to the turn at the end.
-        let mut interpreter = Interpreter::new(request.dialect, sent, self.settings.choice);
+        let keep = self.settings.keep_text;
+        let mut interpreter = Interpreter::new(request.dialect, sent, self.settings.choice, keep);
         let mut recording = Recording {
             sink,
             progress: &mut self.progress,
@@ -219,14 +222,18 @@ impl Session {
             keep_text: self.settings.keep_text,
         };
         match reply {
-            Reply::EventStream(body) => {
-                let mut body = match &self.settings.record {
-                    Some(path) => Recorder::wrap(body, path),
-                    None => body,
-                };
+            Reply::EventStream(mut body) => {
                 let transport = &self.settings.transport;
                 let read_error = |err| http::stream_read_error(err, &request.url, transport);
-                let end = stream::pump(&mut body, &mut interpreter, &mut recording, &read_error)?;
+                let end = match &self.settings.record {
+                    // The recorder borrows the body: what is drained after `[DONE]` is not
+                    // written to a file that the next request may have started again.
+                    Some(path) => {
+                        let mut recorded = Recorder::wrap(Box::new(&mut body), path);
+                        stream::pump(&mut recorded, &mut interpreter, &mut recording, &read_error)?
+                    }
+                    None => stream::pump(&mut body, &mut interpreter, &mut recording, &read_error)?,
+                };
                 if end == BodyEnd::Done {
                     self.drains.push(drain(body));
                 }

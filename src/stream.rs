@@ -5,7 +5,7 @@
 //! can be reproduced offline from a recorded stream.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::Instant;
@@ -13,6 +13,7 @@ use std::time::Instant;
 use anyhow::Context;
 
 use crate::dialect::Interpreter;
+use crate::error::StreamError;
 use crate::event::Sink;
 use crate::event::Turn;
 use crate::sse;
@@ -54,19 +55,55 @@ pub(crate) fn pump(
     }
 }
 
+/// The largest whole JSON body (a `--no-stream` recording) that `--replay` reads.
+const JSON_BODY_LIMIT: u64 = 64 * 1024 * 1024;
+
 /// Decodes a recorded body, from a file or stdin (`-`), exactly as a live one, in the dialect
-/// its first event speaks.
+/// its first event speaks. A body that is one JSON object (recorded with `--no-stream`) is read
+/// whole, as a non-streamed answer.
 pub(crate) fn replay(path: &Path, sink: &mut dyn Sink) -> anyhow::Result<Turn> {
     let mut interpreter = Interpreter::detecting(Instant::now());
     let name = path.display().to_string();
     let read_error =
         |err: io::Error| anyhow::Error::new(err).context(format!("cannot read {name}"));
-    if path == Path::new("-") {
-        pump(&mut io::stdin().lock(), &mut interpreter, sink, &read_error)?;
+    let source: Box<dyn Read> = if path == Path::new("-") {
+        Box::new(io::stdin().lock())
     } else {
-        let mut file =
-            File::open(path).with_context(|| format!("cannot open replay file {name}"))?;
-        pump(&mut file, &mut interpreter, sink, &read_error)?;
+        Box::new(File::open(path).with_context(|| format!("cannot open replay file {name}"))?)
+    };
+    let mut body = BufReader::with_capacity(READ_BUFFER, source);
+    if starts_with_json_object(&mut body).map_err(read_error)? {
+        let mut bytes = Vec::new();
+        body.take(JSON_BODY_LIMIT)
+            .read_to_end(&mut bytes)
+            .map_err(read_error)?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|err| {
+            StreamError(format!("{name} is neither SSE nor one JSON object: {err}"))
+        })?;
+        interpreter.on_completion(&value, sink)?;
+    } else {
+        pump(&mut body, &mut interpreter, sink, &read_error)?;
     }
     interpreter.finish(sink)
+}
+
+/// Skips leading white space and says whether a `{` comes next (an SSE body starts with a
+/// field name, a comment or a blank line, never a brace).
+fn starts_with_json_object(body: &mut impl BufRead) -> io::Result<bool> {
+    loop {
+        let buffer = body.fill_buf()?;
+        let Some(first) = buffer.iter().position(|b| !b.is_ascii_whitespace()) else {
+            if buffer.is_empty() {
+                return Ok(false);
+            }
+            let all = buffer.len();
+            body.consume(all);
+            continue;
+        };
+        let brace = buffer[first] == b'{';
+        if brace {
+            body.consume(first);
+        }
+        return Ok(brace);
+    }
 }

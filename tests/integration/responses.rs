@@ -145,7 +145,7 @@ fn a_tool_loop_sends_the_output_items_back_as_received_with_each_output() {
         follow_up["input"],
         json!([
             {"type":"message","role":"user","content":"Paris?"},
-            {"id":"fc_12345xyz","type":"function_call","status":"completed","arguments":"{\"city\":\"Paris\"}","call_id":"call_1AbCdEf","name":"get_weather"},
+            {"type":"function_call","status":"completed","arguments":"{\"city\":\"Paris\"}","call_id":"call_1AbCdEf","name":"get_weather"},
             {"type":"function_call_output","call_id":"call_1AbCdEf","output":"18C\n"}
         ])
     );
@@ -362,7 +362,8 @@ fn a_piped_chat_sends_each_answer_back_as_its_output_items() {
         server.request().json()["input"],
         json!([
             {"type":"message","role":"user","content":"first"},
-            {"type":"message","id":"msg_2","role":"assistant","content":[{"type":"output_text","text":"One."}]},
+            // As received, but for its id: requests are not stored.
+            {"type":"message","role":"assistant","content":[{"type":"output_text","text":"One."}]},
             {"type":"message","role":"user","content":"second"}
         ])
     );
@@ -385,4 +386,70 @@ fn dry_run_shows_the_responses_request() {
         json!([{"type":"message","role":"user","content":"hi"}])
     );
     assert_eq!(body["instructions"], "Terse.");
+}
+
+#[test]
+fn a_turn_whose_output_is_not_echoed_goes_back_converted() {
+    // LiteLLM-like: deltas, then response.completed with no output and no output_item.done.
+    let bare = |text: &str| {
+        data(&[
+            json!({"type":"response.output_text.delta","delta":text}),
+            json!({"type":"response.completed","response":{"status":"completed"}}),
+        ])
+    };
+    let server = Server::start(vec![sse(&bare("One.")), sse(&bare("Two."))]);
+    let out = gptstream()
+        .server(&server)
+        .args(["--api", "responses", "--chat", "-q"])
+        .stdin("first\nsecond\n")
+        .run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    server.request();
+    assert_eq!(
+        server.request().json()["input"],
+        json!([
+            {"type":"message","role":"user","content":"first"},
+            {"type":"message","role":"assistant","content":"One."},
+            {"type":"message","role":"user","content":"second"}
+        ])
+    );
+}
+
+#[test]
+fn extra_instructions_win_over_the_system_message() {
+    let out = gptstream()
+        .args(["--api", "responses", "--dry-run", "-s", "A"])
+        .args(["--extra", r#"{"instructions":"B"}"#, "hi"])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["instructions"], "B");
+}
+
+#[test]
+fn a_no_stream_recording_replays() {
+    let scratch = Scratch::new("record-json");
+    let recorded = scratch.path("answer.json");
+    let body = json!({"id":"resp_1","object":"response","created_at":7,"model":"m","status":"completed",
+        "output":[{"type":"message","id":"msg_1","role":"assistant","content":[{"type":"output_text","text":"Hello!"}]}]});
+    let server = Server::one(server::full(200, "application/json", &body.to_string()));
+    let live = gptstream()
+        .server(&server)
+        .args([
+            "--api",
+            "responses",
+            "--no-stream",
+            "--record",
+            &recorded,
+            "-q",
+            "hi",
+        ])
+        .run();
+    assert_eq!(live.render(), "status: 0\n--- stdout\nHello!\n--- stderr\n");
+    assert_eq!(
+        std::fs::read_to_string(&recorded).unwrap(),
+        body.to_string()
+    );
+    let replayed = gptstream().args(["--replay", &recorded, "-q"]).run();
+    assert_eq!(replayed.render(), live.render());
 }
