@@ -226,6 +226,8 @@ impl Chat<'_> {
             // The stop shut the agent down; the next turn needs a new one.
             self.session.reopen()?;
         }
+        // The worker is joined: a signal has had its effect, whatever the save below takes.
+        control.settled();
         match (supervised.result, supervised.signal) {
             (Ok(turns), signal) => {
                 self.sink
@@ -258,7 +260,8 @@ impl Chat<'_> {
             (Err(err), None) => {
                 // The failed turn is not part of the history.
                 self.conversation.messages.truncate(before);
-                if is_broken_pipe(&err) || !self.terminal {
+                // A bug (a worker's panic, already said) ends the chat too.
+                if is_broken_pipe(&err) || !self.terminal || crate::is_reported(&err) {
                     return Err(err);
                 }
                 // At a terminal the chat goes on; the user may try again.

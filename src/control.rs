@@ -83,7 +83,7 @@ pub(crate) struct Control {
     /// Signals taken from the inbox by the controlling thread.
     taken: std::cell::Cell<u64>,
     watchdog: Option<JoinHandle<()>>,
-    _signals: Listener,
+    signals: Option<Listener>,
 }
 
 /// What the signal thread, the watchdog and the controlling thread share.
@@ -134,10 +134,7 @@ impl Watch {
                     let now = Instant::now();
                     if now >= deadline {
                         drop(state);
-                        leave(
-                            signal,
-                            "the answer did not stop in time (is output blocked?)",
-                        );
+                        leave(signal, "it did not finish in time (is output blocked?)");
                     }
                     state = self
                         .wake
@@ -219,7 +216,7 @@ impl Control {
             watch,
             taken: std::cell::Cell::new(0),
             watchdog: Some(watchdog),
-            _signals: signals,
+            signals: Some(signals),
         })
     }
 
@@ -238,7 +235,8 @@ impl Control {
         notice
     }
 
-    /// Says that every signal taken so far has been dealt with: the chat is back at its prompt.
+    /// Says that every signal taken so far has been dealt with (its answer stopped and joined),
+    /// so the watchdog stands down for them.
     pub(crate) fn settled(&self) {
         let mut state = self.watch.lock();
         state.settled = self.taken.get();
@@ -304,6 +302,8 @@ impl Control {
 
 impl Drop for Control {
     fn drop(&mut self) {
+        // The signals' default action first, so that none falls between the two.
+        drop(self.signals.take());
         self.watch.lock().closing = true;
         self.watch.wake.notify_all();
         if let Some(watchdog) = self.watchdog.take() {

@@ -85,6 +85,9 @@ fn single(
     let progress = session.progress().clone();
     // Joins the threads that were draining finished bodies.
     drop(session);
+    // The worker is joined: a signal has had its effect; the report and the save below may
+    // take their time (a slow disk) without the watchdog cutting them short.
+    control.settled();
     let err = match supervised.result {
         Ok(turns) => {
             if let Some(path) = &save.path {

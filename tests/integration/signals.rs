@@ -532,3 +532,39 @@ fn a_signal_is_not_swallowed_when_stderr_is_blocked() {
     drop(stderr);
     assert_eq!(out.code, 130);
 }
+
+#[test]
+fn a_second_signal_leaves_at_once_with_its_own_code() {
+    // A stdout nobody reads: the answer blocks writing it and cannot stop on the first signal.
+    let (_release, hold) = std::sync::mpsc::channel::<()>();
+    let mut steps = vec![server::chunked_head(200, "text/event-stream")];
+    let text = server::content(&"words ".repeat(500));
+    for _ in 0..100 {
+        steps.push(server::Step::Chunk(text.clone().into_bytes()));
+    }
+    steps.push(server::Step::WaitFor(hold));
+    let server = Server::one(steps);
+    let mut child = gptstream().server(&server).arg("hi").spawn();
+    let stdout = child.stdout.take().expect("stdout");
+    let deadline = std::time::Instant::now() + server::PATIENCE;
+    while !waiting_in(child.id())
+        .iter()
+        .any(|w| w.contains("pipe_write"))
+    {
+        assert!(std::time::Instant::now() < deadline, "stdout never blocked");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    send(&child, "INT");
+    // The watchdog alone would end it with 130 after a while; a second signal ends it now,
+    // with that signal's code.
+    send(&child, "TERM");
+    let out = finish(child);
+    drop(stdout);
+    assert_eq!(out.code, 143, "{}", out.render());
+    assert!(
+        out.stderr
+            .ends_with("gptstream: interrupted by SIGTERM; a second signal\n"),
+        "{}",
+        out.stderr
+    );
+}
