@@ -501,30 +501,43 @@ fn waiting_in(pid: u32) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_signal_is_not_swallowed_when_stderr_is_blocked() {
-    // Reasoning goes to stderr; a stderr nobody reads fills up and blocks the writer.
-    let reasoning = server::delta(
-        serde_json::json!({"reasoning_content": "thinking ".repeat(500)}),
-        None,
-    );
-    let (_release, hold) = std::sync::mpsc::channel::<()>();
+/// A run blocked writing `chunk`'s text to a pipe nobody reads: `stdout` or `stderr` (reasoning
+/// goes there). Returns the child once a thread of it waits in `pipe_write`, the unread pipe
+/// (dropped only after the child is gone), and the server (which then holds the stream open).
+fn blocked_writing(
+    chunk: String,
+    pipe: &str,
+) -> (Child, Box<dyn Send>, Server, std::sync::mpsc::Sender<()>) {
+    let (release, hold) = std::sync::mpsc::channel::<()>();
     let mut steps = vec![server::chunked_head(200, "text/event-stream")];
     for _ in 0..100 {
-        steps.push(server::Step::Chunk(reasoning.clone().into_bytes()));
+        steps.push(server::Step::Chunk(chunk.clone().into_bytes()));
     }
     steps.push(server::Step::WaitFor(hold));
     let server = Server::one(steps);
     let mut child = gptstream().server(&server).arg("hi").spawn();
-    let stderr = child.stderr.take().expect("stderr");
+    let unread: Box<dyn Send> = match pipe {
+        "stdout" => Box::new(child.stdout.take().expect("stdout")),
+        _ => Box::new(child.stderr.take().expect("stderr")),
+    };
     let deadline = std::time::Instant::now() + server::PATIENCE;
     while !waiting_in(child.id())
         .iter()
         .any(|w| w.contains("pipe_write"))
     {
-        assert!(std::time::Instant::now() < deadline, "stderr never blocked");
+        assert!(std::time::Instant::now() < deadline, "{pipe} never blocked");
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+    (child, unread, server, release)
+}
+
+#[test]
+fn a_signal_is_not_swallowed_when_stderr_is_blocked() {
+    let reasoning = server::delta(
+        serde_json::json!({"reasoning_content": "thinking ".repeat(500)}),
+        None,
+    );
+    let (child, stderr, _server, _release) = blocked_writing(reasoning, "stderr");
     send(&child, "INT");
     // The watchdog ends the process although its stderr stays blocked (its last word cannot get
     // into the full pipe either: it is written from a thread of its own, given a moment).
@@ -535,25 +548,8 @@ fn a_signal_is_not_swallowed_when_stderr_is_blocked() {
 
 #[test]
 fn a_second_signal_leaves_at_once_with_its_own_code() {
-    // A stdout nobody reads: the answer blocks writing it and cannot stop on the first signal.
-    let (_release, hold) = std::sync::mpsc::channel::<()>();
-    let mut steps = vec![server::chunked_head(200, "text/event-stream")];
     let text = server::content(&"words ".repeat(500));
-    for _ in 0..100 {
-        steps.push(server::Step::Chunk(text.clone().into_bytes()));
-    }
-    steps.push(server::Step::WaitFor(hold));
-    let server = Server::one(steps);
-    let mut child = gptstream().server(&server).arg("hi").spawn();
-    let stdout = child.stdout.take().expect("stdout");
-    let deadline = std::time::Instant::now() + server::PATIENCE;
-    while !waiting_in(child.id())
-        .iter()
-        .any(|w| w.contains("pipe_write"))
-    {
-        assert!(std::time::Instant::now() < deadline, "stdout never blocked");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    let (child, stdout, _server, _release) = blocked_writing(text, "stdout");
     send(&child, "INT");
     // The watchdog alone would end it with 130 after a while; a second signal ends it now,
     // with that signal's code.
