@@ -486,7 +486,7 @@ mod tests {
     /// Issue #12, defect 8: `--save` replaced a `chmod 600` transcript with a 0644 file.
     #[cfg(unix)]
     #[test]
-    fn save_keeps_the_mode_of_the_file_it_replaces() {
+    fn defect8_save_keeps_the_mode_of_the_file_it_replaces() {
         use std::os::unix::fs::PermissionsExt;
         let dir = scratch("mode");
         let path = dir.join("chat.json");
@@ -527,7 +527,7 @@ mod tests {
     /// target gets the content; a dangling link gets its target created.
     #[cfg(unix)]
     #[test]
-    fn save_writes_through_a_symlink_and_keeps_it() {
+    fn defect8_save_writes_through_a_symlink_and_keeps_it() {
         let dir = scratch("symlink");
         fs::create_dir_all(dir.join("real")).unwrap();
         fs::write(dir.join("real/chat.json"), "[]\n").unwrap();
@@ -562,7 +562,7 @@ mod tests {
     /// Issue #12, defect 8: the temporary name was `.NAME.gptstream-PID.tmp`, the same for every
     /// save of one process, so two saves (chat saves after each turn) could collide.
     #[test]
-    fn two_saves_from_one_process_use_distinct_temporary_names() {
+    fn defect8_two_saves_from_one_process_use_distinct_temporary_names() {
         let path = Path::new("/some/dir/chat.json");
         let (first, second) = (temporary_path(path), temporary_path(path));
         assert_ne!(first, second);

@@ -533,7 +533,7 @@ mod tests {
 
     /// Issue #12, defect 9: the URL's password and secret query values were shown verbatim.
     #[test]
-    fn dry_run_and_the_scheme_error_hide_the_secrets_in_the_url() {
+    fn defect9_dry_run_and_the_scheme_error_hide_the_secrets_in_the_url() {
         let base = "http://me:url-password-1@h/v1?api-version=1&key=url-query-key-1";
         let request = template(&args(&["--base-url", base, "hi"]), &[], None, true).unwrap();
         assert_eq!(

@@ -269,7 +269,7 @@ mod tests {
     /// Issue #12, defect 2: hostile `Retry-After` values. A date or a number too large to
     /// represent is a very long wait, never a panic and never "no header".
     #[test]
-    fn hostile_retry_after_is_a_long_wait_not_an_overflow_panic() {
+    fn defect2_hostile_retry_after_is_a_long_wait_not_an_overflow_panic() {
         let now = UNIX_EPOCH + Duration::from_secs(784_111_777);
         let far = Duration::from_secs(100 * 365 * 86_400);
         for huge in [

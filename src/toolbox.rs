@@ -873,7 +873,7 @@ mod tests {
         }
 
         #[test]
-        fn a_background_child_holding_the_output_open_is_timed_out() {
+        fn defect7_a_background_child_holding_the_output_open_is_timed_out() {
             // sh exits at once; the sleep it left behind still holds the stdout pipe.
             let outcome = run_guarded(timing_out("(sleep 300 &); echo hi"), "{}");
             assert!(outcome.timed_out, "{outcome:?}");
@@ -896,7 +896,7 @@ mod tests {
         }
 
         #[test]
-        fn the_timeout_kills_the_background_child_too() {
+        fn defect7_the_timeout_kills_the_background_child_too() {
             let pid = Scratch::new("background-pid");
             let command = format!("(sleep 300 & echo $! > {}); echo hi", pid.0.display());
             let outcome = run_guarded(timing_out(&command), "{}");

@@ -341,7 +341,7 @@ mod tests {
     /// the sink writes, keys included, escapes them, and U+0085 (NEL, which `splitlines` also
     /// splits on); other characters that start with the same bytes (an em dash) stay raw.
     #[test]
-    fn line_and_paragraph_separators_are_escaped_in_every_string() {
+    fn defect13_line_and_paragraph_separators_are_escaped_in_every_string() {
         let text = "a\u{2028}b\u{2029}c\u{85}d \u{2014}\u{a0}";
         let usage: Map<String, Value> =
             serde_json::from_value(json!({ text: 1, "detail": {text: text} })).unwrap();

@@ -137,7 +137,7 @@ fn a_mid_stream_error_comes_after_the_content_already_sent() {
 /// that splits lines on them (Python's `str.splitlines`) cut an event in two. They arrive
 /// escaped, and decode back to the text the server sent.
 #[test]
-fn line_separators_in_the_text_do_not_split_a_json_line() {
+fn defect13_line_separators_in_the_text_do_not_split_a_json_line() {
     let text = "one\u{2028}two\u{2029}three\u{85}four \u{2014}";
     let server = Server::one(sse(&[content(text), finish("stop"), DONE.to_owned()]));
     let out = gptstream().server(&server).args(["--json", "hi"]).run();

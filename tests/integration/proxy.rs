@@ -59,7 +59,7 @@ impl Untouched {
 }
 
 #[test]
-fn socks5_by_flag_carries_the_stream() {
+fn defect1_socks5_by_flag_carries_the_stream() {
     let server = Server::one(sse(&hello_chunks()));
     let proxy = SocksProxy::start();
     let out = gptstream()
@@ -73,7 +73,7 @@ fn socks5_by_flag_carries_the_stream() {
 /// Each proxy variable, each SOCKS version; `socks4a://` and `socks5h://` send the host name for
 /// the proxy to resolve, `socks4://` and `socks5://` an address resolved here.
 #[test]
-fn socks_proxies_from_the_environment_carry_the_stream() {
+fn defect1_socks_proxies_from_the_environment_carry_the_stream() {
     let cases = [
         ("ALL_PROXY", "socks5", "127.0.0.1"),
         ("all_proxy", "socks5", "127.0.0.1"),
@@ -107,7 +107,7 @@ fn socks_proxies_from_the_environment_carry_the_stream() {
 /// The first proxy variable that is set and not empty decides; one that does not parse is an
 /// error naming it (credentials blanked), not a reason to try the next one or to go direct.
 #[test]
-fn an_unparsable_proxy_variable_is_a_usage_error_and_nothing_is_contacted() {
+fn defect1_an_unparsable_proxy_variable_is_a_usage_error_and_nothing_is_contacted() {
     let proxy = SocksProxy::start();
     let cases: [(&[(&str, &str)], &str); 3] = [
         (
@@ -152,7 +152,7 @@ fn an_unparsable_proxy_variable_is_a_usage_error_and_nothing_is_contacted() {
 }
 
 #[test]
-fn an_unparsable_proxy_flag_does_not_show_its_password() {
+fn defect1_an_unparsable_proxy_flag_does_not_show_its_password() {
     let out = gptstream()
         .args(["--proxy", "socks9://user:hunter2@127.0.0.1:1", "hi"])
         .env("OPENAI_BASE_URL", "http://127.0.0.1:1/v1")
@@ -168,7 +168,7 @@ fn an_unparsable_proxy_flag_does_not_show_its_password() {
 /// A proxy that is down is a network error that names it, its password blanked, and the
 /// server is not tried directly instead.
 #[test]
-fn a_proxy_that_refuses_connections_is_a_network_error_naming_it() {
+fn defect1_a_proxy_that_refuses_connections_is_a_network_error_naming_it() {
     let dead = unused_port();
     let cases = [
         (
@@ -212,7 +212,7 @@ fn a_proxy_that_refuses_connections_is_a_network_error_naming_it() {
 
 /// The proxy is up but cannot reach the server: its refusal is reported as the proxy's.
 #[test]
-fn a_proxy_that_cannot_reach_the_server_says_so() {
+fn defect1_a_proxy_that_cannot_reach_the_server_says_so() {
     let proxy = SocksProxy::start();
     let dead = unused_port();
     for scheme in ["socks5h", "socks4a"] {
@@ -242,7 +242,7 @@ fn a_proxy_that_cannot_reach_the_server_says_so() {
 /// NO_PROXY (or no_proxy) decides per host: a listed host is reached directly, another one
 /// through the proxy.
 #[test]
-fn no_proxy_bypasses_the_proxy_for_the_hosts_it_lists() {
+fn defect1_no_proxy_bypasses_the_proxy_for_the_hosts_it_lists() {
     for (variable, list, bypassed) in [
         ("NO_PROXY", "example.com,127.0.0.1", true),
         ("no_proxy", "127.0.0.1", true),

@@ -56,7 +56,7 @@ fn a_429_that_asks_too_much(retry_after: &str, asked: &str) {
 /// Issue #12, defect 2: a `Retry-After` date too far to represent used to panic ("overflow when
 /// adding duration to instant"). It is a very long wait: no retry, exit 3 at once, one line.
 #[test]
-fn a_retry_after_date_too_far_to_represent_exits_3_at_once_without_panic() {
+fn defect2_a_retry_after_date_too_far_to_represent_exits_3_at_once_without_panic() {
     a_429_that_asks_too_much(
         "Fri, 31 Dec 500000000000 23:59:59 GMT",
         "more than 10000 years",
@@ -65,7 +65,7 @@ fn a_retry_after_date_too_far_to_represent_exits_3_at_once_without_panic() {
 
 /// Issue #12, defect 2: `Retry-After: 86400` used to wait the 60 s cap and retry anyway.
 #[test]
-fn a_retry_after_longer_than_the_cap_is_not_retried_and_the_wait_is_named() {
+fn defect2_a_retry_after_longer_than_the_cap_is_not_retried_and_the_wait_is_named() {
     a_429_that_asks_too_much("86400", "86400s");
 }
 

@@ -172,7 +172,7 @@ fn check_url(name: &str, out: &Output) {
 /// Issue #12, defect 9: `--dry-run`, `-v` and errors showed `http://user:pass@host/v1?key=...`
 /// verbatim. Every path that shows the URL, or text a server echoes, hides the URL's secrets.
 #[test]
-fn no_output_shows_the_password_or_secret_query_values_of_the_url() {
+fn defect9_no_output_shows_the_password_or_secret_query_values_of_the_url() {
     let echo = || {
         server::full(
             401,

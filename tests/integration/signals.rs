@@ -188,7 +188,7 @@ fn ctrl_c_during_a_tool_run_stops_the_tool_too() {
 }
 
 #[test]
-fn ctrl_c_stops_a_tool_whose_shell_exited_but_whose_child_holds_the_output() {
+fn defect7_ctrl_c_stops_a_tool_whose_shell_exited_but_whose_child_holds_the_output() {
     let scratch = Scratch::new("signal-tool-background");
     let (shell_file, child_file) = (scratch.path("sh.pid"), scratch.path("child.pid"));
     let (server, tools) = calls_wait(&scratch);

@@ -587,7 +587,7 @@ fn slim_path(scratch: &Scratch) -> String {
 }
 
 #[test]
-fn a_tool_times_out_with_its_whole_group_even_without_a_kill_command() {
+fn defect7_a_tool_times_out_with_its_whole_group_even_without_a_kill_command() {
     let scratch = Scratch::new("slim-timeout");
     let tools = scratch.file("tools.json", WEATHER);
     let server = call_then_answer("Too slow.");
@@ -616,7 +616,7 @@ fn a_tool_times_out_with_its_whole_group_even_without_a_kill_command() {
 }
 
 #[test]
-fn the_tool_timeout_covers_a_background_child_that_keeps_the_output_open() {
+fn defect7_the_tool_timeout_covers_a_background_child_that_keeps_the_output_open() {
     let scratch = Scratch::new("background-timeout");
     let tools = scratch.file("tools.json", WEATHER);
     let server = call_then_answer("Too slow.");

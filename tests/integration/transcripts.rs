@@ -12,7 +12,7 @@ use crate::util::{Scratch, gptstream};
 /// the conversation, and no temporary file is left beside either.
 #[cfg(unix)]
 #[test]
-fn save_keeps_a_private_transcript_private_and_a_symlink_a_symlink() {
+fn defect8_save_keeps_a_private_transcript_private_and_a_symlink_a_symlink() {
     use std::os::unix::fs::PermissionsExt;
     let scratch = Scratch::new("save-mode-link");
     let target = scratch.file("chat.json", r#"[{"role":"user","content":"first"}]"#);
