@@ -270,7 +270,7 @@ fn child_of(script: &std::process::Child) -> u32 {
 }
 
 #[test]
-fn at_a_terminal_ctrl_c_stops_the_answer_closes_its_connection_and_the_chat_goes_on() {
+fn defect12_at_a_terminal_ctrl_c_stops_the_answer_once_on_its_own_line_and_the_chat_goes_on() {
     let scratch = Scratch::new("chat-pty");
     let saved = scratch.path("chat.json");
     // The first answer stalls after "Once upon" until gptstream closes the connection: a
