@@ -37,6 +37,8 @@ struct Chat<'a> {
     conversation: Conversation,
     sink: &'a mut (dyn Sink + Send),
     save: Option<PathBuf>,
+    /// `--schema`: each answer is checked against it.
+    schema: Option<serde_json::Value>,
     /// stdin is a terminal: show a prompt, and let Ctrl-C and failed turns only interrupt.
     terminal: bool,
 }
@@ -47,6 +49,7 @@ pub(crate) fn run(
     conversation: Conversation,
     save: Option<PathBuf>,
     first: Option<String>,
+    schema: Option<serde_json::Value>,
     sink: &mut (dyn Sink + Send),
 ) -> anyhow::Result<()> {
     let control = Control::start()?;
@@ -56,6 +59,7 @@ pub(crate) fn run(
         conversation,
         sink,
         save,
+        schema,
         terminal: io::stdin().is_terminal(),
     };
     chat.talk(&control, first)
@@ -230,6 +234,21 @@ impl Chat<'_> {
         control.settled();
         match (supervised.result, supervised.signal) {
             (Ok(turns), signal) => {
+                if let Some(schema) = &self.schema
+                    && let Err(err) = crate::run::check_schema(schema, &turns, self.sink)
+                {
+                    // The answer stays in the history, as answered; the check failed.
+                    self.answer_calls_not_run();
+                    self.save()?;
+                    if !self.terminal {
+                        return Err(err);
+                    }
+                    let _ = self
+                        .sink
+                        .emit(&Event::Error(&ErrorReport::from_error(&err)));
+                    eprintln!("gptstream: {err:#}");
+                    return Ok(());
+                }
                 self.sink
                     .emit(&Event::End(&session::summary(&turns, started)))?;
                 self.answer_calls_not_run();

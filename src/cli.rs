@@ -35,6 +35,7 @@ Exit codes:
   4  network error or timeout (DNS, refused connection, TLS, connection reset)
   5  truncated or malformed stream (ended before [DONE] with a choice unfinished, bad JSON)
   6  the model was still calling tools after --max-tool-rounds rounds
+  7  the answer does not match --schema (not JSON, a mismatch, or a refusal)
   130, 143  interrupted by Ctrl-C (SIGINT) or SIGTERM; the text so far stays on stdout";
 
 #[derive(Debug, Clone, Parser)]
@@ -95,6 +96,20 @@ pub struct Args {
     /// JSON object merged into the request body (response_format, seed, stop, ...)
     #[arg(long = "extra", value_name = "JSON")]
     pub extra: Option<String>,
+
+    /// The JSON Schema the answer must match: a file, inline JSON, or fields such as
+    /// 'name, age int, tags [str], bio: a description'; a mismatch is exit 7
+    #[arg(long = "schema", value_name = "SCHEMA")]
+    pub schema: Option<String>,
+
+    /// The schema's name, as the server is told it
+    #[arg(
+        long = "schema-name",
+        value_name = "NAME",
+        default_value = "answer",
+        requires = "schema"
+    )]
+    pub schema_name: String,
 
     /// Ask for the whole answer at once (stream: false), for servers whose streaming is broken
     #[arg(long = "no-stream")]

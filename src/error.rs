@@ -19,6 +19,7 @@ pub mod exit {
     pub const NETWORK: u8 = 4;
     pub const STREAM: u8 = 5;
     pub const TOOL_ROUNDS: u8 = 6;
+    pub const SCHEMA: u8 = 7;
     /// 128 + SIGINT.
     pub const INTERRUPTED: u8 = 130;
     /// 128 + SIGTERM.
@@ -70,6 +71,18 @@ pub struct StreamError(pub String);
 /// The tool loop hit `--max-tool-rounds` with the model still calling tools: exit 6.
 #[derive(Debug)]
 pub struct ToolRoundsError(pub String);
+
+/// The answer does not match `--schema` (or is a refusal): exit 7.
+#[derive(Debug)]
+pub struct SchemaError(pub String);
+
+impl fmt::Display for SchemaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SchemaError {}
 
 /// SIGINT or SIGTERM stopped the run: exit 130 or 143. Already reported by the sink.
 #[derive(Debug)]
@@ -241,6 +254,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if cause.is::<ToolRoundsError>() {
             return exit::TOOL_ROUNDS;
         }
+        if cause.is::<SchemaError>() {
+            return exit::SCHEMA;
+        }
         if let Some(Interrupted(signal)) = cause.downcast_ref() {
             return signal.exit_code();
         }
@@ -315,7 +331,7 @@ mod tests {
 
     #[test]
     fn each_typed_error_has_its_own_exit_code_even_under_context() {
-        let cases: [(anyhow::Error, u8); 6] = [
+        let cases: [(anyhow::Error, u8); 7] = [
             (anyhow::anyhow!("plain"), exit::OTHER),
             (UsageError("u".into()).into(), exit::USAGE),
             (
@@ -325,6 +341,7 @@ mod tests {
             (NetworkError::new("n".into()).into(), exit::NETWORK),
             (StreamError("s".into()).into(), exit::STREAM),
             (ToolRoundsError("t".into()).into(), exit::TOOL_ROUNDS),
+            (SchemaError("s".into()).into(), exit::SCHEMA),
         ];
         for (err, code) in cases {
             let wrapped = Err::<(), _>(err).context("outer").unwrap_err();

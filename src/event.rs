@@ -56,6 +56,11 @@ pub enum Event<'a> {
         /// The Responses API's own word for an `incomplete` response (`max_output_tokens`...).
         incomplete_reason: Option<&'a str>,
     },
+    /// The answer checked against `--schema`, after the stream: `error` says the first mismatch.
+    Schema {
+        valid: bool,
+        error: Option<&'a str>,
+    },
     /// The last usage object the server sent, once per request, after its stream.
     Usage(&'a Map<String, Value>),
     /// The stream ended well.
@@ -83,6 +88,8 @@ pub struct Turn {
     pub time_to_first_token: Option<Duration>,
     /// Tool calls of every choice.
     pub tool_call_count: usize,
+    /// The recorded choice's refusal text, when the text is kept.
+    pub refusal: String,
     /// The Responses API's output items as received (messages, function calls, reasoning), to
     /// send back as they are in a tool loop's next request.
     pub output_items: Option<Vec<Value>>,

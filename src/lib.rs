@@ -25,6 +25,7 @@ mod request;
 mod responses;
 mod retry;
 mod run;
+mod schema;
 mod session;
 mod signals;
 pub mod sse;

@@ -24,7 +24,7 @@ use crate::output::text::{TextOptions, TextSink};
 use crate::request::{self, ApiKey, Request};
 use crate::session::Settings;
 use crate::toolbox::{self, Toolbox};
-use crate::{output, prompt, redact};
+use crate::{output, prompt, redact, schema};
 
 /// What to do.
 pub(crate) enum Plan {
@@ -39,6 +39,8 @@ pub(crate) enum Plan {
         settings: Settings,
         conversation: Conversation,
         save: Save,
+        /// `--schema`: the answer is checked against it.
+        schema: Option<Value>,
     },
     /// A conversation, one user message per line of stdin.
     Chat {
@@ -47,6 +49,8 @@ pub(crate) enum Plan {
         save: Option<PathBuf>,
         /// The prompt from the arguments, sent as the first message.
         first: Option<String>,
+        /// `--schema`: each answer is checked against it.
+        schema: Option<Value>,
     },
 }
 
@@ -135,6 +139,7 @@ impl Plan {
                 path: args.save.clone(),
                 partial: args.save_partial,
             },
+            schema: schema(args)?,
         })
     }
 }
@@ -160,6 +165,7 @@ fn resolve_chat(args: &Args) -> anyhow::Result<Plan> {
         conversation,
         save: args.save.clone(),
         first: Some(args.prompt.join(" ")).filter(|p| !p.trim().is_empty()),
+        schema: schema(args)?,
     })
 }
 
@@ -172,7 +178,10 @@ fn settings(
     Ok(Settings {
         transport: transport(args)?,
         template,
-        keep_text: chat || args.save.is_some() || !args.tool_exec.is_empty(),
+        keep_text: chat
+            || args.save.is_some()
+            || !args.tool_exec.is_empty()
+            || args.schema.is_some(),
         toolbox,
         max_tool_rounds: args.max_tool_rounds,
         retries: args.retries,
@@ -336,6 +345,10 @@ fn body(args: &Args, tools: &[Value]) -> anyhow::Result<Value> {
     if let Some(effort) = &args.reasoning_effort {
         body["reasoning_effort"] = json!(effort);
     }
+    if let Some(schema) = schema(args)? {
+        let (field, value) = schema::request_field(&schema, &args.schema_name, false);
+        body[field] = value;
+    }
     merge_extra(args, &mut body)?;
     Ok(body)
 }
@@ -374,6 +387,10 @@ fn responses_body(args: &Args, tools: &[Value]) -> anyhow::Result<Value> {
         body["reasoning"] = json!({"effort": effort, "summary": "auto"});
         body["include"] = json!(["reasoning.encrypted_content"]);
     }
+    if let Some(schema) = schema(args)? {
+        let (field, value) = schema::request_field(&schema, &args.schema_name, true);
+        body[field] = value;
+    }
     merge_extra(args, &mut body)?;
     Ok(body)
 }
@@ -389,6 +406,11 @@ fn flat_tool(tool: &Value) -> Value {
         }
         _ => tool.clone(),
     }
+}
+
+/// `--schema`, read and checked.
+fn schema(args: &Args) -> anyhow::Result<Option<Value>> {
+    Ok(args.schema.as_deref().map(schema::parse).transpose()?)
 }
 
 /// `--extra`, merged last, over anything the flags set.

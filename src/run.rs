@@ -55,13 +55,15 @@ fn carry_out(plan: Plan, sink: &mut (dyn Sink + Send)) -> anyhow::Result<()> {
             settings,
             conversation,
             save,
-        } => single(settings, conversation, &save, sink),
+            schema,
+        } => single(settings, conversation, &save, schema.as_ref(), sink),
         Plan::Chat {
             settings,
             conversation,
             save,
             first,
-        } => crate::chat::run(settings, conversation, save, first, sink),
+            schema,
+        } => crate::chat::run(settings, conversation, save, first, schema, sink),
     }
 }
 
@@ -71,6 +73,7 @@ fn single(
     settings: Settings,
     mut conversation: Conversation,
     save: &Save,
+    schema: Option<&serde_json::Value>,
     sink: &mut (dyn Sink + Send),
 ) -> anyhow::Result<()> {
     let control = Control::start()?;
@@ -92,6 +95,9 @@ fn single(
         Ok(turns) => {
             if let Some(path) = &save.path {
                 conversation.save(path)?;
+            }
+            if let Some(schema) = schema {
+                check_schema(schema, &turns, sink)?;
             }
             sink.emit(&Event::End(&session::summary(&turns, started)))?;
             return Ok(());
@@ -123,6 +129,21 @@ fn single(
         }
     }
     Err(err)
+}
+
+/// Checks the answer (the last turn) against `--schema`, says so in a `schema` event, and is
+/// exit 7 when it does not match.
+pub(crate) fn check_schema(
+    schema: &serde_json::Value,
+    turns: &[crate::event::Turn],
+    sink: &mut (dyn Sink + Send),
+) -> anyhow::Result<()> {
+    let verdict = crate::schema::verdict(schema, turns.last());
+    sink.emit(&Event::Schema {
+        valid: verdict.is_ok(),
+        error: verdict.as_ref().err().map(String::as_str),
+    })?;
+    verdict.map_err(|why| crate::schema::mismatch(&why))
 }
 
 /// A panic is a bug: one line on stderr, then the error (or, in release builds, the abort).

@@ -56,6 +56,8 @@ pub(crate) struct Progress {
     pub in_flight: bool,
     /// The text of that answer so far (when the text is kept).
     pub text: String,
+    /// Its refusal text so far (when the text is kept).
+    pub refusal: String,
     /// The usage reported so far, summed over the requests of this answer.
     pub usage: Option<Map<String, Value>>,
 }
@@ -158,6 +160,7 @@ impl Session {
             request.set_messages(&conversation.messages);
             self.progress.in_flight = true;
             self.progress.text.clear();
+            self.progress.refusal.clear();
             let turn = self.exchange(&mut request, sink)?;
             conversation.push_assistant(&turn.content, &turn.tool_calls);
             if let Some(items) = &turn.output_items {
@@ -247,6 +250,7 @@ impl Session {
         }
         let mut turn = interpreter.finish(&mut recording)?;
         turn.content = std::mem::take(&mut self.progress.text);
+        turn.refusal = std::mem::take(&mut self.progress.refusal);
         Ok(turn)
     }
 
@@ -451,6 +455,9 @@ impl Sink for Recording<'_> {
         match *event {
             Event::Content { choice, delta } if choice == self.choice && self.keep_text => {
                 self.progress.text.push_str(delta);
+            }
+            Event::Refusal { choice, delta } if choice == self.choice && self.keep_text => {
+                self.progress.refusal.push_str(delta);
             }
             Event::Usage(usage) => match &mut self.progress.usage {
                 Some(total) => add_usage(total, usage),

@@ -150,6 +150,10 @@ impl<W: Write> JsonSink<W> {
                     None => object.end(),
                 }
             }
+            Event::Schema { valid, error } => Object::new(line, "schema")
+                .value("valid", &Value::from(valid))?
+                .opt_str("error", error)?
+                .end(),
             Event::Usage(usage) => {
                 let mut object = Object::new(line, "usage");
                 for (key, value) in usage.iter().filter(|(key, _)| *key != "type") {

@@ -13,7 +13,15 @@ fn help_has_examples_and_the_exit_code_table() {
         "Examples:",
         "gptstream --replay examples/hello.sse",
         "Exit codes:",
+        "  0  success",
+        "  1  other error",
+        "  2  usage or input error",
+        "  3  API error",
+        "  4  network error",
         "  5  truncated",
+        "  6  the model was still calling tools",
+        "  7  the answer does not match --schema",
+        "  130, 143  interrupted",
     ] {
         assert!(help.contains(needle), "--help lacks {needle:?}");
     }

@@ -17,6 +17,7 @@ mod reliability;
 mod replay;
 mod requests;
 mod responses;
+mod schema;
 mod secrets;
 mod signals;
 mod text;

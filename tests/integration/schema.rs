@@ -1,0 +1,193 @@
+//! `--schema`: the schema sent the way each API wants it, and the answer checked when the stream
+//! ends: exit 7 with the first mismatch, the text kept on stdout, a `schema` event in `--json`.
+
+use serde_json::{Value, json};
+
+use crate::server::{DONE, Server, content, delta, finish, sse};
+use crate::util::{Scratch, gptstream};
+
+/// An answer streamed in pieces, split inside the JSON.
+fn answer(text: &str) -> Vec<String> {
+    let (a, b) = text.split_at(text.len() / 2);
+    vec![content(a), content(b), finish("stop"), DONE.to_owned()]
+}
+
+#[test]
+fn the_schema_goes_out_as_response_format_or_text_format() {
+    let out = gptstream()
+        .args(["--dry-run", "--schema", "name, age int", "hi"])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let schema = json!({"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer"}},
+                        "required":["name","age"],"additionalProperties":false});
+    assert_eq!(
+        body["response_format"],
+        json!({"type":"json_schema","json_schema":{"name":"answer","schema":schema,"strict":true}})
+    );
+    let out = gptstream()
+        .args([
+            "--dry-run",
+            "--api",
+            "responses",
+            "--schema",
+            "name, age int",
+        ])
+        .args(["--schema-name", "person", "hi"])
+        .run();
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        body["text"],
+        json!({"format":{"type":"json_schema","name":"person","schema":schema,"strict":true}})
+    );
+    let out = gptstream()
+        .args(["--dry-run", "--schema", "name"])
+        .args([
+            "--extra",
+            r#"{"response_format":{"type":"json_object"}}"#,
+            "hi",
+        ])
+        .run();
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        body["response_format"],
+        json!({"type":"json_object"}),
+        "--extra wins"
+    );
+}
+
+#[test]
+fn a_matching_answer_streams_and_exits_0_with_a_schema_event() {
+    let server = Server::one(sse(&answer(r#"{"name":"Ada","age":36}"#)));
+    let out = gptstream()
+        .server(&server)
+        .args(["--schema", "name, age int", "--json", "who?"])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    let events = out.json_lines();
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["start", "content", "content", "finish", "schema", "end"]
+    );
+    assert_eq!(
+        events[4],
+        json!({"type":"schema","valid":true,"error":null})
+    );
+}
+
+#[test]
+fn a_mismatch_is_exit_7_naming_the_place_and_the_text_stays() {
+    let server = Server::one(sse(&answer(r#"{"name":"Ada","age":"36"}"#)));
+    let out = gptstream()
+        .server(&server)
+        .args(["--schema", "name, age int", "-q", "who?"])
+        .run();
+    assert_eq!(
+        out.render(),
+        "status: 7\n--- stdout\n{\"name\":\"Ada\",\"age\":\"36\"}\n--- stderr\n\
+         gptstream: the answer does not match --schema: /age: expected integer, got string\n"
+    );
+    let server = Server::one(sse(&answer(r#"{"name":"Ada"}"#)));
+    let out = gptstream()
+        .server(&server)
+        .args(["--schema", "name, age int", "--json", "who?"])
+        .run();
+    assert_eq!(out.code, 7, "{}", out.render());
+    let events = out.json_lines();
+    let n = events.len();
+    assert_eq!(
+        events[n - 2],
+        json!({"type":"schema","valid":false,"error":"/: missing required property \"age\""})
+    );
+    assert_eq!(events[n - 1]["type"], "error");
+}
+
+#[test]
+fn prose_and_refusals_are_exit_7_too() {
+    let server = Server::one(sse(&answer("Sure! Ada is 36.")));
+    let out = gptstream()
+        .server(&server)
+        .args(["--schema", "name", "-q", "who?"])
+        .run();
+    assert_eq!(out.code, 7, "{}", out.render());
+    assert!(
+        out.stderr.starts_with(
+            "gptstream: the answer does not match --schema: the answer is not valid JSON (line 1, column 1)"
+        ),
+        "{}",
+        out.stderr
+    );
+    let refusal = vec![
+        delta(json!({"refusal":"I can't help with that."}), None),
+        finish("stop"),
+        DONE.to_owned(),
+    ];
+    let server = Server::one(sse(&refusal));
+    let out = gptstream()
+        .server(&server)
+        .args(["--schema", "name", "-q", "who?"])
+        .run();
+    assert_eq!(
+        out.render(),
+        "status: 7\n--- stdout\n\n--- stderr\ngptstream: the model refused: I can't help with that.\n\
+         gptstream: the answer does not match --schema: the model refused: I can't help with that.\n"
+    );
+}
+
+#[test]
+fn bad_schemas_are_exit_2_before_any_request() {
+    let scratch = Scratch::new("schema-bad");
+    let broken = scratch.file("schema.json", "{\"type\":\n  oops}");
+    for (spec, message) in [
+        (
+            "name, age integr",
+            "gptstream: --schema: unknown type \"integr\" for field \"age\" at character 11 (types: str, int, float, bool, [TYPE])\n",
+        ),
+        (broken.as_str(), "is not valid JSON (line 2, column 3)"),
+    ] {
+        let out = gptstream()
+            .args([
+                "--base-url",
+                "http://127.0.0.1:9/v1",
+                "--schema",
+                spec,
+                "hi",
+            ])
+            .run();
+        assert_eq!(out.code, 2, "{}", out.render());
+        assert!(out.stderr.contains(message.trim_end()), "{}", out.stderr);
+    }
+}
+
+#[test]
+fn a_schema_file_and_the_responses_api() {
+    let scratch = Scratch::new("schema-file");
+    let file = scratch.file(
+        "schema.json",
+        r#"{"type":"object","properties":{"color":{"enum":["red","green"]}},"required":["color"],"additionalProperties":false}"#,
+    );
+    let events = |text: &str| {
+        vec![
+            format!(
+                "data: {}\n\n",
+                json!({"type":"response.output_text.delta","delta":text})
+            ),
+            format!(
+                "data: {}\n\n",
+                json!({"type":"response.completed","response":{"status":"completed"}})
+            ),
+        ]
+    };
+    let server = Server::one(sse(&events(r#"{"color":"blue"}"#)));
+    let out = gptstream()
+        .server(&server)
+        .args(["--api", "responses", "--schema", &file, "-q", "pick"])
+        .run();
+    assert_eq!(
+        out.render(),
+        "status: 7\n--- stdout\n{\"color\":\"blue\"}\n--- stderr\n\
+         gptstream: the answer does not match --schema: /color: expected one of \"red\", \"green\", got \"blue\"\n"
+    );
+    assert_eq!(server.request().json()["text"]["format"]["name"], "answer");
+}
