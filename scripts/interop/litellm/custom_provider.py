@@ -3,7 +3,8 @@
 `tools` streams one tool call per request in fragments (id without "call_",
 arguments split mid-token); `midstream-error` streams a few words and then fails;
 `text` streams a short answer with usage (mock_response answers a streaming
-/v1/responses request with HTTP 500 in 1.100.x; this one streams there too).
+/v1/responses request with HTTP 500 in 1.100.x; this one streams there too);
+`schema-echo` answers, as JSON, which response_format reached the provider.
 LiteLLM turns these chunks into its own SSE stream, for either API.
 """
 
@@ -58,7 +59,26 @@ def _text_chunks():
     )
 
 
-def _chunks(model):
+def _schema_echo_chunks(optional_params):
+    response_format = (optional_params or {}).get("response_format") or {}
+    if hasattr(response_format, "model_dump"):
+        response_format = response_format.model_dump()
+    json_schema = response_format.get("json_schema") or {}
+    answer = json.dumps(
+        {
+            "type": response_format.get("type", "none"),
+            "name": json_schema.get("name", ""),
+            "strict": bool(json_schema.get("strict")),
+        }
+    )
+    yield _chunk(text=answer[: len(answer) // 2])
+    yield _chunk(text=answer[len(answer) // 2 :])
+    yield _chunk(finish_reason="stop")
+
+
+def _chunks(model, optional_params=None):
+    if model.endswith("schema-echo"):
+        return _schema_echo_chunks(optional_params)
     if model.endswith("text"):
         return _text_chunks()
     if model.endswith("tools"):
@@ -70,10 +90,10 @@ def _chunks(model):
 
 class InteropProvider(CustomLLM):
     def streaming(self, model, *args, **kwargs):
-        yield from _chunks(model)
+        yield from _chunks(model, kwargs.get("optional_params"))
 
     async def astreaming(self, model, *args, **kwargs):
-        for chunk in _chunks(model):
+        for chunk in _chunks(model, kwargs.get("optional_params")):
             yield chunk
 
 
