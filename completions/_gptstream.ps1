@@ -34,6 +34,8 @@ Register-ArgumentCompleter -Native -CommandName 'gptstream' -ScriptBlock {
             [CompletionResult]::new('-H', '-H ', [CompletionResultType]::ParameterName, 'Extra request header, ''Name: value'' (repeatable), e.g. for gateways or Azure''s api-key')
             [CompletionResult]::new('--header', '--header', [CompletionResultType]::ParameterName, 'Extra request header, ''Name: value'' (repeatable), e.g. for gateways or Azure''s api-key')
             [CompletionResult]::new('--extra', '--extra', [CompletionResultType]::ParameterName, 'JSON object merged into the request body (response_format, seed, stop, ...)')
+            [CompletionResult]::new('-a', '-a', [CompletionResultType]::ParameterName, 'Attach a file (image, PDF or text, by its contents), an image URL, or stdin (''-'') to the prompt (repeatable)')
+            [CompletionResult]::new('--attach', '--attach', [CompletionResultType]::ParameterName, 'Attach a file (image, PDF or text, by its contents), an image URL, or stdin (''-'') to the prompt (repeatable)')
             [CompletionResult]::new('--schema', '--schema', [CompletionResultType]::ParameterName, 'The JSON Schema the answer must match: a file, inline JSON, or fields such as ''name, age int, tags [str], bio: a description''; a mismatch is exit 7')
             [CompletionResult]::new('--schema-name', '--schema-name', [CompletionResultType]::ParameterName, 'The schema''s name, as the server is told it')
             [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Ask for N answers (choices); text mode prints them one after another, each after a header on stderr')

@@ -31,6 +31,8 @@ set edit:completion:arg-completer[gptstream] = {|@words|
             cand -H 'Extra request header, ''Name: value'' (repeatable), e.g. for gateways or Azure''s api-key'
             cand --header 'Extra request header, ''Name: value'' (repeatable), e.g. for gateways or Azure''s api-key'
             cand --extra 'JSON object merged into the request body (response_format, seed, stop, ...)'
+            cand -a 'Attach a file (image, PDF or text, by its contents), an image URL, or stdin (''-'') to the prompt (repeatable)'
+            cand --attach 'Attach a file (image, PDF or text, by its contents), an image URL, or stdin (''-'') to the prompt (repeatable)'
             cand --schema 'The JSON Schema the answer must match: a file, inline JSON, or fields such as ''name, age int, tags [str], bio: a description''; a mismatch is exit 7'
             cand --schema-name 'The schema''s name, as the server is told it'
             cand -n 'Ask for N answers (choices); text mode prints them one after another, each after a header on stderr'

@@ -9,6 +9,7 @@ complete -c gptstream -l base-url -d 'Base URL of the OpenAI-compatible API; /ch
 complete -c gptstream -l api-key-file -d 'Read the API key from this file instead of OPENAI_API_KEY' -r -F
 complete -c gptstream -s H -l header -d 'Extra request header, \'Name: value\' (repeatable), e.g. for gateways or Azure\'s api-key' -r
 complete -c gptstream -l extra -d 'JSON object merged into the request body (response_format, seed, stop, ...)' -r
+complete -c gptstream -s a -l attach -d 'Attach a file (image, PDF or text, by its contents), an image URL, or stdin (\'-\') to the prompt (repeatable)' -r
 complete -c gptstream -l schema -d 'The JSON Schema the answer must match: a file, inline JSON, or fields such as \'name, age int, tags [str], bio: a description\'; a mismatch is exit 7' -r
 complete -c gptstream -l schema-name -d 'The schema\'s name, as the server is told it' -r
 complete -c gptstream -s n -l choices -d 'Ask for N answers (choices); text mode prints them one after another, each after a header on stderr' -r

@@ -32,6 +32,13 @@ Ctrl-C stops an answer";
 /// What the tool result says of a call no `--tool-exec` runs, so the history stays sendable.
 const NOT_RUN: &str = "no --tool-exec runs this tool in this chat";
 
+/// How the chat begins: the prompt from the arguments, and `-a` attachments for the first
+/// message.
+pub(crate) struct Start {
+    pub first: Option<String>,
+    pub attachments: Vec<serde_json::Value>,
+}
+
 struct Chat<'a> {
     session: Session,
     conversation: Conversation,
@@ -39,6 +46,8 @@ struct Chat<'a> {
     save: Option<PathBuf>,
     /// `--schema`: each answer is checked against it.
     schema: Option<serde_json::Value>,
+    /// `-a`: sent with the first message, then gone.
+    attachments: Vec<serde_json::Value>,
     /// stdin is a terminal: show a prompt, and let Ctrl-C and failed turns only interrupt.
     terminal: bool,
 }
@@ -48,7 +57,7 @@ pub(crate) fn run(
     settings: Settings,
     conversation: Conversation,
     save: Option<PathBuf>,
-    first: Option<String>,
+    start: Start,
     schema: Option<serde_json::Value>,
     sink: &mut (dyn Sink + Send),
 ) -> anyhow::Result<()> {
@@ -60,9 +69,10 @@ pub(crate) fn run(
         sink,
         save,
         schema,
+        attachments: start.attachments,
         terminal: io::stdin().is_terminal(),
     };
-    chat.talk(&control, first)
+    chat.talk(&control, start.first)
 }
 
 /// Reads stdin line by line on a thread of its own; invalid UTF-8 is replaced, not fatal. It
@@ -210,7 +220,8 @@ impl Chat<'_> {
         typed_ahead: &mut VecDeque<String>,
     ) -> anyhow::Result<()> {
         let before = self.conversation.messages.len();
-        self.conversation.push_user(line);
+        let attachments = std::mem::take(&mut self.attachments);
+        self.conversation.push_user_with(line, attachments);
         let started = Instant::now();
         let stopper = self.session.stopper();
         let (session, conversation, sink) =

@@ -97,6 +97,11 @@ pub struct Args {
     #[arg(long = "extra", value_name = "JSON")]
     pub extra: Option<String>,
 
+    /// Attach a file (image, PDF or text, by its contents), an image URL, or stdin ('-') to the
+    /// prompt (repeatable)
+    #[arg(short = 'a', long = "attach", value_name = "PATH|URL|-")]
+    pub attach: Vec<String>,
+
     /// The JSON Schema the answer must match: a file, inline JSON, or fields such as
     /// 'name, age int, tags [str], bio: a description'; a mismatch is exit 7
     #[arg(long = "schema", value_name = "SCHEMA")]

@@ -105,6 +105,17 @@ impl Conversation {
         self.messages.push(json!({"role": "user", "content": text}));
     }
 
+    /// A user message with attachments: the text first, then each attachment's content part.
+    pub fn push_user_with(&mut self, text: &str, attachments: Vec<Value>) {
+        if attachments.is_empty() {
+            return self.push_user(text);
+        }
+        let mut parts = vec![json!({"type": "text", "text": text})];
+        parts.extend(attachments);
+        self.messages
+            .push(json!({"role": "user", "content": parts}));
+    }
+
     /// The assistant's turn: its text (or `null`) and the tool calls it made.
     pub fn push_assistant(&mut self, content: &str, tool_calls: &[ToolCall]) {
         let mut message = json!({

@@ -7,6 +7,7 @@
 //! stops and joins it on a `signals` notice. `sse`, `chunk`, `tool_calls` and `output` do no
 //! I/O of their own and are tested on bytes.
 
+mod attach;
 mod chat;
 pub mod chunk;
 pub mod cli;

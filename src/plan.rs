@@ -51,6 +51,8 @@ pub(crate) enum Plan {
         first: Option<String>,
         /// `--schema`: each answer is checked against it.
         schema: Option<Value>,
+        /// `-a`: sent with the first message.
+        attachments: Vec<Value>,
     },
 }
 
@@ -113,7 +115,17 @@ impl Plan {
         }
         let api_key = request::load_api_key(args.api_key_file.as_deref(), args.insecure_key_file)?;
         let tools_from_stdin = args.tools.iter().any(|path| path == Path::new("-"));
-        let stdin = if args.no_stdin && !tools_from_stdin {
+        let attach_from_stdin = args.attach.iter().any(|spec| spec == "-");
+        if tools_from_stdin && attach_from_stdin {
+            return Err(UsageError("--tools - and -a - cannot both read stdin".into()).into());
+        }
+        // `-a -` claims stdin's bytes, whatever they are; the prompt is then the arguments.
+        let attach_stdin = if attach_from_stdin {
+            prompt::read_stdin_bytes(crate::attach::MAX_BYTES)?
+        } else {
+            None
+        };
+        let stdin = if (args.no_stdin && !tools_from_stdin) || attach_from_stdin {
             None
         } else {
             prompt::read_stdin_if_piped()?
@@ -124,8 +136,9 @@ impl Plan {
         } else {
             (stdin, None)
         };
+        let attachments = attachments(args, attach_stdin.as_deref())?;
         let toolbox = toolbox(args, tools_stdin.as_deref())?;
-        let conversation = conversation(args, prompt_stdin.as_deref())?;
+        let conversation = conversation(args, prompt_stdin.as_deref(), attachments)?;
         let template = template(args, &toolbox.definitions, api_key, !args.dry_run)?;
         if args.dry_run {
             let mut request = template;
@@ -150,6 +163,9 @@ fn resolve_chat(args: &Args) -> anyhow::Result<Plan> {
             UsageError("--tools - cannot be used with --chat: stdin is the chat".into()).into(),
         );
     }
+    if args.attach.iter().any(|spec| spec == "-") {
+        return Err(UsageError("-a - cannot be used with --chat: stdin is the chat".into()).into());
+    }
     let api_key = request::load_api_key(args.api_key_file.as_deref(), args.insecure_key_file)?;
     let toolbox = toolbox(args, None)?;
     let mut conversation = match &args.messages {
@@ -166,6 +182,7 @@ fn resolve_chat(args: &Args) -> anyhow::Result<Plan> {
         save: args.save.clone(),
         first: Some(args.prompt.join(" ")).filter(|p| !p.trim().is_empty()),
         schema: schema(args)?,
+        attachments: attachments(args, None)?,
     })
 }
 
@@ -198,8 +215,22 @@ fn toolbox(args: &Args, tools_stdin: Option<&str>) -> anyhow::Result<Toolbox> {
     Ok(toolbox)
 }
 
-/// The messages to send: `--messages`, then `-s`, then `--tool-result`s, then the prompt.
-fn conversation(args: &Args, stdin: Option<&str>) -> anyhow::Result<Conversation> {
+/// The `-a` attachments as content parts, in order (`-` being `stdin`'s bytes).
+fn attachments(args: &Args, stdin: Option<&[u8]>) -> anyhow::Result<Vec<Value>> {
+    Ok(args
+        .attach
+        .iter()
+        .map(|spec| crate::attach::load(spec, stdin))
+        .collect::<Result<_, _>>()?)
+}
+
+/// The messages to send: `--messages`, then `-s`, then `--tool-result`s, then the prompt (with
+/// its attachments).
+fn conversation(
+    args: &Args,
+    stdin: Option<&str>,
+    attachments: Vec<Value>,
+) -> anyhow::Result<Conversation> {
     let mut conversation = match &args.messages {
         Some(path) => Conversation::load(path)?,
         None => Conversation::new(),
@@ -219,7 +250,7 @@ fn conversation(args: &Args, stdin: Option<&str>) -> anyhow::Result<Conversation
         conversation.push_tool_result(id, &text);
     }
     match prompt::user_message(&args.prompt, stdin) {
-        Ok(text) => conversation.push_user(&text),
+        Ok(text) => conversation.push_user_with(&text, attachments),
         // Continuing a conversation needs no new prompt (e.g. after tool results).
         Err(_) if continuing => {}
         Err(err) => return Err(err.into()),

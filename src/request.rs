@@ -236,7 +236,8 @@ impl Request {
         for line in self.describe() {
             writeln!(err, "{line}")?;
         }
-        serde_json::to_writer_pretty(&mut *out, &self.body)?;
+        // Attachments' payloads are shown by their size, not dumped.
+        serde_json::to_writer_pretty(&mut *out, &crate::attach::shortened(&self.body))?;
         out.write_all(b"\n")?;
         out.flush()?;
         Ok(())

@@ -63,7 +63,15 @@ fn carry_out(plan: Plan, sink: &mut (dyn Sink + Send)) -> anyhow::Result<()> {
             save,
             first,
             schema,
-        } => crate::chat::run(settings, conversation, save, first, schema, sink),
+            attachments,
+        } => crate::chat::run(
+            settings,
+            conversation,
+            save,
+            crate::chat::Start { first, attachments },
+            schema,
+            sink,
+        ),
     }
 }
 

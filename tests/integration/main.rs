@@ -5,6 +5,7 @@ mod server;
 mod socks;
 mod util;
 
+mod attach;
 mod chat;
 mod cli;
 mod errors;
