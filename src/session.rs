@@ -11,6 +11,7 @@
 //! save an answer that a signal or an error cut short.
 
 use std::io::Read;
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -158,6 +159,8 @@ impl Session {
             self.cancel.check()?;
             let mut request = self.settings.template.clone();
             request.set_messages(&conversation.messages);
+            // Shared with the thread that sends it, not copied: it carries the attachments.
+            let mut request = Arc::new(request);
             self.progress.in_flight = true;
             self.progress.text.clear();
             self.progress.refusal.clear();
@@ -211,7 +214,11 @@ impl Session {
 
     /// One request: send it (again, if it fails in a way worth retrying), stream the answer
     /// through the sink, and return the assistant's turn.
-    fn exchange(&mut self, request: &mut Request, sink: &mut dyn Sink) -> anyhow::Result<Turn> {
+    fn exchange(
+        &mut self,
+        request: &mut Arc<Request>,
+        sink: &mut dyn Sink,
+    ) -> anyhow::Result<Turn> {
         // Time to first token counts from here, as the user waits: connecting and retries included.
         let sent = Instant::now();
         let reply = self.send_with_retries(request)?;
@@ -258,7 +265,7 @@ impl Session {
     /// the answer are retried here, so no text is ever printed twice. A 400 that names
     /// `stream_options` is retried once without it, whatever `--retries` says, and the session
     /// stops asking for it.
-    fn send_with_retries(&mut self, request: &mut Request) -> anyhow::Result<Reply> {
+    fn send_with_retries(&mut self, request: &mut Arc<Request>) -> anyhow::Result<Reply> {
         let retries = self.settings.retries;
         let mut attempt = 0;
         loop {
@@ -270,7 +277,7 @@ impl Session {
             };
             self.cancel.check()?;
             if retry::rejects_stream_options(&err)
-                && let Some(body) = request.body.as_object_mut()
+                && let Some(body) = Arc::make_mut(request).body.as_object_mut()
                 && body.remove("stream_options").is_some()
             {
                 if let Some(template) = self.settings.template.body.as_object_mut() {
@@ -299,9 +306,9 @@ impl Session {
     /// (std's `connect_timeout`) or a name lookup early: a stop then returns at once, and the
     /// sending thread is left to end at `--connect-timeout` (it holds no output and no state;
     /// its connection, if it gets one, is refused by the shut-down agent).
-    fn send(&mut self, request: &Request) -> anyhow::Result<Reply> {
+    fn send(&mut self, request: &Arc<Request>) -> anyhow::Result<Reply> {
         let (done, outcome) = mpsc::channel();
-        let (agent, sending) = (self.agent.clone(), request.clone());
+        let (agent, sending) = (self.agent.clone(), Arc::clone(request));
         let transport = self.settings.transport.clone();
         let sender = thread::Builder::new()
             .name("send".into())
