@@ -560,7 +560,7 @@ mod tests {
         );
         assert_eq!(
             fs::read_to_string(dir.join("real/new.jsonl")).unwrap(),
-            "{\"content\":\"hi\",\"role\":\"user\"}\n"
+            "{\"role\":\"user\",\"content\":\"hi\"}\n"
         );
         assert_eq!(
             names_in(&dir),
@@ -653,7 +653,7 @@ mod tests {
         c.save(&path).unwrap();
         assert_eq!(
             fs::read_to_string(&path).unwrap(),
-            "{\"content\":\"hi\",\"role\":\"user\"}\n"
+            "{\"role\":\"user\",\"content\":\"hi\"}\n"
         );
         let leftovers: Vec<_> = fs::read_dir(&dir).unwrap().filter_map(Result::ok).collect();
         assert_eq!(leftovers.len(), 1, "no temporary file left behind");

@@ -177,8 +177,8 @@ fn dry_run_prints_the_request_and_sends_nothing() {
         .run();
     assert_eq!(
         out.render(),
-        "status: 0\n--- stdout\n{\n  \"messages\": [\n    {\n      \"content\": \"hello\",\n      \"role\": \"user\"\n    }\n  ],\n  \
-         \"model\": \"m\",\n  \"stream\": true,\n  \"stream_options\": {\n    \"include_usage\": true\n  }\n}\n\n\
+        "status: 0\n--- stdout\n{\n  \"model\": \"m\",\n  \"messages\": [\n    {\n      \"role\": \"user\",\n      \"content\": \"hello\"\n    }\n  ],\n  \
+         \"stream\": true,\n  \"stream_options\": {\n    \"include_usage\": true\n  }\n}\n\n\
          --- stderr\nPOST https://api.openai.com/v1/chat/completions\nContent-Type: application/json\nAuthorization: Bearer ***\n"
     );
 }

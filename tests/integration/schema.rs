@@ -57,6 +57,19 @@ fn the_schema_goes_out_as_response_format_or_text_format() {
 }
 
 #[test]
+fn the_fields_keep_their_order_byte_for_byte() {
+    // Models write the keys in the schema's order: `reasoning` before `answer` is the point.
+    let out = gptstream()
+        .args(["--dry-run", "--schema", "zeta, reasoning, answer int", "hi"])
+        .run();
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        body["response_format"]["json_schema"]["schema"].to_string(),
+        r#"{"type":"object","properties":{"zeta":{"type":"string"},"reasoning":{"type":"string"},"answer":{"type":"integer"}},"required":["zeta","reasoning","answer"],"additionalProperties":false}"#
+    );
+}
+
+#[test]
 fn a_matching_answer_streams_and_exits_0_with_a_schema_event() {
     let server = Server::one(sse(&answer(r#"{"name":"Ada","age":36}"#)));
     let out = gptstream()
