@@ -24,7 +24,10 @@ pub(crate) fn load(spec: &str, stdin: Option<&[u8]>) -> Result<Value, UsageError
         return Ok(json!({"type": "image_url", "image_url": {"url": spec}}));
     }
     let (name, bytes) = if spec == "-" {
-        let bytes = stdin.ok_or_else(|| UsageError("-a -: stdin is not readable here".into()))?;
+        let bytes = stdin.ok_or_else(|| UsageError("-a -: stdin is a terminal".into()))?;
+        if bytes.is_empty() {
+            return Err(UsageError("-a -: stdin is empty".into()));
+        }
         ("stdin".to_owned(), bytes.to_vec())
     } else {
         (base_name(spec), read(spec)?)
@@ -68,9 +71,13 @@ pub(crate) fn part(name: &str, shown: &str, bytes: Vec<u8>) -> Result<Value, Usa
         let data = data_url("application/pdf", &bytes);
         return Ok(json!({"type": "file", "file": {"filename": name, "file_data": data}}));
     }
-    match String::from_utf8(bytes) {
-        Ok(text) => Ok(json!({"type": "text", "text": format!("{name}\n{text}")})),
-        Err(_) => Err(UsageError(format!(
+    // Text has no NUL bytes, whatever UTF-8 allows.
+    match String::from_utf8(bytes)
+        .ok()
+        .filter(|text| !text.contains('\0'))
+    {
+        Some(text) => Ok(json!({"type": "text", "text": format!("{name}\n{text}")})),
+        None => Err(UsageError(format!(
             "-a {shown}: not an image (PNG, JPEG, GIF, WebP), a PDF or UTF-8 text"
         ))),
     }
@@ -100,6 +107,13 @@ fn data_url(mime: &str, bytes: &[u8]) -> String {
     url
 }
 
+/// `data:TYPE;base64,...`, as attachments are sent.
+fn is_base64_data_url(text: &str) -> bool {
+    text.strip_prefix("data:")
+        .and_then(|rest| rest.split_once(','))
+        .is_some_and(|(head, _)| head.ends_with(";base64") && !head.contains(' '))
+}
+
 /// Standard base64 with padding (RFC 4648), appended to `out`.
 fn base64(bytes: &[u8], out: &mut String) {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -120,11 +134,34 @@ fn base64(bytes: &[u8], out: &mut String) {
     }
 }
 
-/// A copy of a request body for showing (`--dry-run`): every `data:` URL longer than a line is
-/// cut to its type and the size of what it carries, `data:image/png;base64,…(123456 bytes)`.
+/// A copy of a request body for showing (`--dry-run`): every base64 `data:` URL is cut to its
+/// type and the size of what it carries, `data:image/png;base64,…(123456 bytes)`, and an
+/// attached text longer than a screen to its start and size. Other text is shown as it is.
 pub(crate) fn shortened(value: &Value) -> Value {
+    const TEXT_SHOWN: usize = 2000;
     match value {
-        Value::String(text) if text.starts_with("data:") && text.len() > 100 => {
+        Value::Object(part)
+            if matches!(
+                part.get("type").and_then(Value::as_str),
+                Some("text" | "input_text")
+            ) && part
+                .get("text")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.len() > TEXT_SHOWN) =>
+        {
+            let mut part = part.clone();
+            if let Some(Value::String(text)) = part.get_mut("text") {
+                let mut cut = TEXT_SHOWN;
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                let size = text.len();
+                text.truncate(cut);
+                text.push_str(&format!("…({size} bytes)"));
+            }
+            Value::Object(part)
+        }
+        Value::String(text) if is_base64_data_url(text) => {
             let (head, payload) = text.split_once(',').unwrap_or((text.as_str(), ""));
             let padding = payload.bytes().rev().take_while(|&b| b == b'=').count();
             let bytes = (payload.len() / 4 * 3).saturating_sub(padding);

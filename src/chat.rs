@@ -246,6 +246,7 @@ impl Chat<'_> {
         match (supervised.result, supervised.signal) {
             (Ok(turns), signal) => {
                 if let Some(schema) = &self.schema
+                    && (signal.is_none() || (signal == Some(Signal::Interrupt) && self.terminal))
                     && let Err(err) = crate::run::check_schema(schema, &turns, self.sink)
                 {
                     // The answer stays in the history, as answered; the check failed.
@@ -289,6 +290,13 @@ impl Chat<'_> {
             }
             (Err(err), None) => {
                 // The failed turn is not part of the history.
+                if before < self.conversation.messages.len() {
+                    // The attachments go with the next message instead.
+                    let first = &self.conversation.messages[before]["content"];
+                    if let Some(parts) = first.as_array() {
+                        self.attachments = parts.iter().skip(1).cloned().collect();
+                    }
+                }
                 self.conversation.messages.truncate(before);
                 // A bug (a worker's panic, already said) ends the chat too.
                 if is_broken_pipe(&err) || !self.terminal || crate::is_reported(&err) {

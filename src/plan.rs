@@ -252,6 +252,10 @@ fn conversation(
     match prompt::user_message(&args.prompt, stdin) {
         Ok(text) => conversation.push_user_with(&text, attachments),
         // Continuing a conversation needs no new prompt (e.g. after tool results).
+        // Attachments with no words still make a user message of their own.
+        Err(_) if continuing && !attachments.is_empty() => {
+            conversation.push_user_with("", attachments);
+        }
         Err(_) if continuing => {}
         Err(err) => return Err(err.into()),
     }
@@ -441,6 +445,14 @@ fn flat_tool(tool: &Value) -> Value {
 
 /// `--schema`, read and checked.
 fn schema(args: &Args) -> anyhow::Result<Option<Value>> {
+    if args.schema.is_some() && args.choices > 1 && args.choice.is_none() {
+        // Which of the answers would be checked? Say which one with --choice.
+        return Err(UsageError(format!(
+            "--schema with -n {} needs --choice K: one answer is checked",
+            args.choices
+        ))
+        .into());
+    }
     Ok(args.schema.as_deref().map(schema::parse).transpose()?)
 }
 

@@ -276,11 +276,12 @@ fn input_content(content: &Value) -> Value {
                 image
             }
             Some("file") => {
-                let mut file = part["file"].clone();
-                if let Value::Object(fields) = &mut file {
-                    fields.insert("type".into(), "input_file".into());
+                let mut file = serde_json::Map::new();
+                file.insert("type".into(), "input_file".into());
+                if let Some(fields) = part["file"].as_object() {
+                    file.extend(fields.clone());
                 }
-                file
+                Value::Object(file)
             }
             _ => part.clone(),
         })

@@ -51,10 +51,17 @@ fn json_schema(text: &str, source: &str) -> Result<Value, UsageError> {
 fn concise(spec: &str) -> Result<Value, UsageError> {
     let mut properties = Map::new();
     let mut required = Vec::new();
+    // One field per line when there are lines: then a description may hold commas.
+    let separators: &[char] = if spec.trim().contains('\n') {
+        &['\n']
+    } else {
+        &[',', '\n']
+    };
     let mut offset = 0;
-    for field in spec.split([',', '\n']) {
+    for field in spec.split(separators) {
+        // Positions are counted in characters, from 1, as a person counts them.
         let at = offset;
-        offset += field.len() + 1;
+        offset += field.chars().count() + 1;
         if field.trim().is_empty() {
             continue;
         }
@@ -69,13 +76,29 @@ fn concise(spec: &str) -> Result<Value, UsageError> {
                 at + 1
             )));
         };
-        let kind = words.collect::<Vec<_>>().join("");
+        if !name
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(UsageError(format!(
+                "--schema: field name {name:?} at character {} should be letters, digits, _ or - \
+                 (a path to a schema file must exist)",
+                at + 1
+            )));
+        }
+        let type_words: Vec<&str> = words.collect();
+        let kind = type_words.join("");
         let mut property =
             concise_type(if kind.is_empty() { "str" } else { &kind }).ok_or_else(|| {
+                // Where the type starts in the field: the first type word's own place.
+                let start = type_words.first().map_or(0, |word| {
+                    let bytes = word.as_ptr() as usize - field.as_ptr() as usize;
+                    field[..bytes].chars().count()
+                });
                 UsageError(format!(
                     "--schema: unknown type {kind:?} for field {name:?} at character {} \
                      (types: str, int, float, bool, [TYPE])",
-                    at + field.find(&kind[..1]).unwrap_or(0) + 1
+                    at + start + 1
                 ))
             })?;
         if let Some(description) = description.filter(|d| !d.is_empty()) {
@@ -160,16 +183,22 @@ pub(crate) fn check(schema: &Value, answer: &str) -> Result<(), String> {
     Checker {
         root: schema,
         depth: 0,
+        steps: 0,
     }
     .check(schema, &value, &mut String::new())
+    // Keys and values come from the model: one safe line, not a flood.
+    .map_err(|why| scrub(&why))
 }
 
-/// Deeper than this, a schema (or a `$ref` loop) is not followed.
+/// Deeper than this, a schema (or a `$ref` loop) is not followed, and the answer is not valid.
 const MAX_DEPTH: usize = 64;
+/// A schema that branches (`anyOf` of `$ref`s) could take forever: this many steps at most.
+const MAX_STEPS: usize = 100_000;
 
 struct Checker<'a> {
     root: &'a Value,
     depth: usize,
+    steps: usize,
 }
 
 fn type_of(value: &Value) -> &'static str {
@@ -205,7 +234,14 @@ fn at(pointer: &str) -> &str {
 impl Checker<'_> {
     fn check(&mut self, schema: &Value, value: &Value, pointer: &mut String) -> Result<(), String> {
         if self.depth > MAX_DEPTH {
-            return Ok(());
+            return Err(format!("{}: too deep to check", at(pointer)));
+        }
+        self.steps += 1;
+        if self.steps > MAX_STEPS {
+            return Err(format!(
+                "{}: the schema is too costly to check here",
+                at(pointer)
+            ));
         }
         self.depth += 1;
         let result = self.check_inner(schema, value, pointer);
@@ -276,11 +312,19 @@ impl Checker<'_> {
         }
         if let Some(Value::Array(options)) = schema.get("anyOf") {
             let mut first = None;
+            let len = pointer.len();
             for option in options {
-                match self.check(option, value, pointer) {
+                let checked = self.check(option, value, pointer);
+                // An option that failed inside the value left its place behind.
+                pointer.truncate(len);
+                match checked {
                     Ok(()) => {
                         first = None;
                         break;
+                    }
+                    // Out of depth or budget is no mismatch of this option: it ends the check.
+                    Err(err) if self.depth > MAX_DEPTH || self.steps > MAX_STEPS => {
+                        return Err(err);
                     }
                     Err(err) => {
                         first.get_or_insert(err);
@@ -483,8 +527,62 @@ mod tests {
     }
 
     #[test]
-    fn a_ref_loop_is_not_followed_forever() {
+    fn a_ref_loop_or_a_branching_schema_is_bounded_and_not_valid() {
         let schema = json!({"$defs":{"a":{"$ref":"#/$defs/a"}},"$ref":"#/$defs/a"});
-        assert_eq!(check(&schema, "1"), Ok(()));
+        assert_eq!(check(&schema, "1"), Err("/: too deep to check".into()));
+        let branching = json!({"anyOf":[{"$ref":"#"},{"$ref":"#"}],"required":["y"]});
+        let err = check(&branching, "{}").unwrap_err();
+        assert!(
+            err.contains("too costly to check") || err.contains("too deep"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn review_of_the_concise_parser() {
+        // A type word that is not ASCII: a usage error at the right place, not a panic.
+        assert_eq!(
+            parse("name, age ünt").unwrap_err().0,
+            "--schema: unknown type \"ünt\" for field \"age\" at character 11 (types: str, int, float, bool, [TYPE])"
+        );
+        // The place of the type, not of a letter of the name; counted in characters.
+        assert!(parse("tint tnt").unwrap_err().0.contains("at character 6"));
+        assert!(
+            parse("héllo, age integr")
+                .unwrap_err()
+                .0
+                .contains("at character 12")
+        );
+        // One field per line: a description may hold commas.
+        let lines = parse("name\nbio: one sentence, about them\n").unwrap();
+        assert_eq!(
+            lines["properties"]["bio"]["description"],
+            "one sentence, about them"
+        );
+        // A mistyped file name is not a field.
+        assert!(
+            parse("schema.json")
+                .unwrap_err()
+                .0
+                .contains("should be letters, digits")
+        );
+        assert!(
+            parse("tags[str]")
+                .unwrap_err()
+                .0
+                .contains("should be letters, digits")
+        );
+    }
+
+    #[test]
+    fn review_of_the_checker() {
+        let schema = json!({"properties":{"v":{"anyOf":[{"properties":{"a":{"type":"string"}}},{"type":"object"}],"required":["b"]}}});
+        assert_eq!(
+            check(&schema, r#"{"v":{"a":1}}"#),
+            Err("/v: missing required property \"b\"".into())
+        );
+        let strict = parse("name").unwrap();
+        let err = check(&strict, "{\"name\":\"x\",\"bad\\nkey\\u001b[31m\":1}").unwrap_err();
+        assert!(!err.contains('\n') && !err.contains('\u{1b}'), "{err:?}");
     }
 }

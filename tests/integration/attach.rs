@@ -46,20 +46,23 @@ fn the_responses_api_gets_its_own_part_types() {
     std::fs::write(&png, PNG).unwrap();
     let pdf = scratch.path("b.pdf");
     std::fs::write(&pdf, b"%PDF-1.7\n").unwrap();
+    let answer = [
+        format!(
+            "data: {}\n\n",
+            json!({"type":"response.output_text.delta","delta":"Seen."})
+        ),
+        format!(
+            "data: {}\n\n",
+            json!({"type":"response.completed","response":{"status":"completed"}})
+        ),
+    ];
+    let server = Server::one(sse(&answer));
     let out = gptstream()
-        .args([
-            "--api",
-            "responses",
-            "--dry-run",
-            "-a",
-            &png,
-            "-a",
-            &pdf,
-            "what?",
-        ])
+        .server(&server)
+        .args(["--api", "responses", "-q", "-a", &png, "-a", &pdf, "what?"])
         .run();
     assert_eq!(out.code, 0, "{}", out.render());
-    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let body = server.request().json();
     assert_eq!(
         body["input"][0]["content"],
         json!([
@@ -146,4 +149,42 @@ fn dry_run_shows_payloads_by_size_and_save_keeps_them() {
         .unwrap();
     assert_eq!(url.len(), 4038, "the whole attachment is kept");
     assert_eq!(server.request().json()["messages"][0], on_disk[0]);
+}
+
+#[test]
+fn review_fixes_text_that_looks_like_data_and_attachments_without_words() {
+    // A prompt of pasted SSE is shown as it is, not as a payload.
+    let sse_line = format!("data: {{\"x\":\"{}\"}}", "y".repeat(200));
+    let out = gptstream().args(["--dry-run", &sse_line]).run();
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["messages"][0]["content"], sse_line.as_str());
+    // With --messages and no prompt, the attachments make the next user message.
+    let scratch = Scratch::new("attach-continue");
+    let saved = scratch.file(
+        "chat.json",
+        r#"[{"role":"user","content":"a"},{"role":"assistant","content":"b"}]"#,
+    );
+    let notes = scratch.file("notes.txt", "n\n");
+    let out = gptstream()
+        .args(["--dry-run", "--messages", &saved, "-a", &notes])
+        .run();
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        body["messages"][2],
+        json!({"role":"user","content":[{"type":"text","text":""},{"type":"text","text":"notes.txt\nn\n"}]})
+    );
+    // An empty stdin, or text with NUL bytes, is no attachment.
+    let out = gptstream()
+        .args(["--dry-run", "-a", "-", "hi"])
+        .stdin("")
+        .run();
+    assert_eq!(
+        out.render(),
+        "status: 2\n--- stdout\n\n--- stderr\ngptstream: -a -: stdin is empty\n"
+    );
+    let out = gptstream()
+        .args(["--dry-run", "-a", "-", "hi"])
+        .stdin(vec![0u8; 100])
+        .run();
+    assert_eq!(out.code, 2, "{}", out.render());
 }

@@ -204,3 +204,22 @@ fn a_schema_file_and_the_responses_api() {
     );
     assert_eq!(server.request().json()["text"]["format"]["name"], "answer");
 }
+
+#[test]
+fn several_choices_need_the_one_to_check() {
+    let out = gptstream()
+        .args([
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "-n",
+            "2",
+            "--schema",
+            "name",
+            "hi",
+        ])
+        .run();
+    assert_eq!(
+        out.render(),
+        "status: 2\n--- stdout\n\n--- stderr\ngptstream: --schema with -n 2 needs --choice K: one answer is checked\n"
+    );
+}
