@@ -17,18 +17,20 @@ use crate::error::UsageError;
 /// memory.
 pub(crate) const MAX_BYTES: u64 = 20 * 1024 * 1024;
 
-/// One attachment as a content part of the user message.
-pub(crate) fn load(spec: &str, stdin: Option<&[u8]>) -> Result<Value, UsageError> {
+/// One attachment as a content part of the user message; `-` takes stdin's bytes (once).
+pub(crate) fn load(spec: &str, stdin: &mut Option<Vec<u8>>) -> Result<Value, UsageError> {
     if spec.starts_with("http://") || spec.starts_with("https://") {
         // Passed as a URL, for the server to fetch: never downloaded here.
         return Ok(json!({"type": "image_url", "image_url": {"url": spec}}));
     }
     let (name, bytes) = if spec == "-" {
-        let bytes = stdin.ok_or_else(|| UsageError("-a -: stdin is a terminal".into()))?;
+        let bytes = stdin
+            .take()
+            .ok_or_else(|| UsageError("-a -: stdin is a terminal, or already attached".into()))?;
         if bytes.is_empty() {
             return Err(UsageError("-a -: stdin is empty".into()));
         }
-        ("stdin".to_owned(), bytes.to_vec())
+        ("stdin".to_owned(), bytes)
     } else {
         (base_name(spec), read(spec)?)
     };
@@ -240,7 +242,7 @@ mod tests {
     #[test]
     fn urls_pass_as_urls_and_payloads_show_short() {
         assert_eq!(
-            load("https://x/cat.png", None).unwrap(),
+            load("https://x/cat.png", &mut None).unwrap(),
             json!({"type":"image_url","image_url":{"url":"https://x/cat.png"}})
         );
         let long = format!("data:image/png;base64,{}", "A".repeat(200));

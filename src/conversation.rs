@@ -235,13 +235,13 @@ impl Conversation {
         let mut text = Vec::new();
         match format {
             Format::Array => {
-                let messages: Vec<Value> = self.messages.iter().map(without_output_items).collect();
+                let messages: Vec<Saved<'_>> = self.messages.iter().map(Saved).collect();
                 serde_json::to_writer_pretty(&mut text, &messages)?;
                 text.push(b'\n');
             }
             Format::Lines => {
                 for message in &self.messages {
-                    serde_json::to_writer(&mut text, &without_output_items(message))?;
+                    serde_json::to_writer(&mut text, &Saved(message))?;
                     text.push(b'\n');
                 }
             }
@@ -255,7 +255,27 @@ impl Conversation {
 /// received (see [`Conversation::keep_output_items`]); never sent to a chat server, never saved.
 pub const OUTPUT_ITEMS: &str = "gptstream_output_items";
 
-/// A message without our own keys: as saved, and as chat servers take it.
+/// A message as saved: without our own keys, written from the message itself rather than from a
+/// copy (attachments make messages large).
+struct Saved<'a>(&'a Value);
+
+impl serde::Serialize for Saved<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self.0 {
+            Value::Object(fields) if fields.contains_key(OUTPUT_ITEMS) => {
+                let mut map = serializer.serialize_map(Some(fields.len() - 1))?;
+                for (key, value) in fields.iter().filter(|(key, _)| *key != OUTPUT_ITEMS) {
+                    map.serialize_entry(key, value)?;
+                }
+                map.end()
+            }
+            other => other.serialize(serializer),
+        }
+    }
+}
+
+/// A message without our own keys: as chat servers take it.
 pub fn without_output_items(message: &Value) -> Value {
     match message {
         Value::Object(fields) if fields.contains_key(OUTPUT_ITEMS) => {

@@ -136,7 +136,7 @@ impl Plan {
         } else {
             (stdin, None)
         };
-        let attachments = attachments(args, attach_stdin.as_deref())?;
+        let attachments = attachments(args, attach_stdin)?;
         let toolbox = toolbox(args, tools_stdin.as_deref())?;
         let conversation = conversation(args, prompt_stdin.as_deref(), attachments)?;
         let template = template(args, &toolbox.definitions, api_key, !args.dry_run)?;
@@ -216,11 +216,11 @@ fn toolbox(args: &Args, tools_stdin: Option<&str>) -> anyhow::Result<Toolbox> {
 }
 
 /// The `-a` attachments as content parts, in order (`-` being `stdin`'s bytes).
-fn attachments(args: &Args, stdin: Option<&[u8]>) -> anyhow::Result<Vec<Value>> {
+fn attachments(args: &Args, mut stdin: Option<Vec<u8>>) -> anyhow::Result<Vec<Value>> {
     Ok(args
         .attach
         .iter()
-        .map(|spec| crate::attach::load(spec, stdin))
+        .map(|spec| crate::attach::load(spec, &mut stdin))
         .collect::<Result<_, _>>()?)
 }
 
