@@ -39,7 +39,6 @@ pub struct Interpreter {
     saw_done: bool,
     choices: BTreeMap<u64, ChoiceState>,
     turn: Turn,
-    keep_text: bool,
     /// The choice whose text and tool calls make the turn.
     recorded_choice: u64,
     /// Whether to try [`PlainChunk`] before the general `Value` path (off only in tests that
@@ -88,19 +87,12 @@ impl Interpreter {
             saw_done: false,
             choices: BTreeMap::new(),
             turn: Turn::default(),
-            keep_text: false,
             recorded_choice: 0,
             plain_path: true,
         }
     }
 
-    /// Also keeps the recorded choice's text in the returned [`Turn`], for the conversation.
-    pub fn keeping_text(mut self, keep: bool) -> Self {
-        self.keep_text = keep;
-        self
-    }
-
-    /// Makes choice `choice` (of `-n`) the one whose text and calls the turn records.
+    /// Makes choice `choice` (of `-n`) the one whose tool calls the turn records.
     pub fn recording_choice(mut self, choice: u64) -> Self {
         self.recorded_choice = choice;
         self
@@ -312,9 +304,6 @@ impl Interpreter {
 
     fn content(&mut self, choice: u64, text: &str, sink: &mut dyn Sink) -> anyhow::Result<()> {
         self.turn.first_token(self.request_started);
-        if choice == self.recorded_choice && self.keep_text {
-            self.turn.content.push_str(text);
-        }
         sink.emit(&Event::Content {
             choice,
             delta: text,
@@ -743,35 +732,15 @@ pub(crate) mod tests {
             "usage":{"total_tokens":9}});
         let mut out = Vec::new();
         let mut sink = JsonSink::new(&mut out);
-        let mut interpreter = Interpreter::new(Instant::now()).keeping_text(true);
+        let mut interpreter = Interpreter::new(Instant::now());
         interpreter.on_completion(&body, &mut sink).unwrap();
         let turn = interpreter.finish(&mut sink).unwrap();
         assert_eq!(turn.finish_reasons, [(0, "stop".to_owned())]);
-        assert_eq!(turn.content, "Hi there");
         drop(sink);
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.contains(r#"{"type":"content","choice":0,"delta":"Hi there"}"#),
             "{text}"
-        );
-    }
-
-    #[test]
-    fn the_answer_text_is_kept_only_when_asked() {
-        let body = sse(&[chunk(json!({"content":"long answer"}), Some("stop"))]);
-        let turn = |keep: bool| {
-            let mut sink = JsonSink::new(std::io::sink());
-            let mut interpreter = Interpreter::new(Instant::now()).keeping_text(keep);
-            let _ = sse::Decoder::default()
-                .feed(body.as_bytes(), |e| interpreter.on_sse(e, &mut sink))
-                .unwrap();
-            interpreter.finish(&mut sink).unwrap()
-        };
-        assert_eq!(turn(true).content, "long answer");
-        assert_eq!(
-            turn(false).content,
-            "",
-            "a plain run holds no copy of the answer"
         );
     }
 

@@ -75,9 +75,9 @@ pub enum Event<'a> {
 /// facts for the summary.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Turn {
-    /// The text of the recorded choice (`--choice`, else 0), when the interpreter was asked to
-    /// keep it (for a transcript or a tool loop); otherwise empty, so a long answer costs no
-    /// memory.
+    /// The text of the recorded choice (`--choice`, else 0), when the session keeps it (for a
+    /// transcript, a tool loop, a chat or `--schema`); otherwise empty, so a long answer costs
+    /// no memory. The session's recording sink keeps it, once, for either dialect.
     pub content: String,
     /// The complete tool calls of the recorded choice.
     pub tool_calls: Vec<ToolCall>,

@@ -542,6 +542,36 @@ mod tests {
     }
 
     #[test]
+    fn the_answer_text_is_kept_only_when_asked_and_only_for_the_recorded_choice() {
+        let recorded = |keep: bool| {
+            let mut progress = Progress::default();
+            let mut sink = crate::output::json::JsonSink::new(std::io::sink());
+            let mut recording = Recording {
+                sink: &mut sink,
+                progress: &mut progress,
+                choice: 1,
+                keep_text: keep,
+            };
+            for (choice, delta) in [(0, "other "), (1, "long "), (1, "answer")] {
+                recording.emit(&Event::Content { choice, delta }).unwrap();
+            }
+            recording
+                .emit(&Event::Refusal {
+                    choice: 1,
+                    delta: "no",
+                })
+                .unwrap();
+            (progress.text, progress.refusal)
+        };
+        assert_eq!(recorded(true), ("long answer".to_owned(), "no".to_owned()));
+        assert_eq!(
+            recorded(false),
+            (String::new(), String::new()),
+            "a plain run holds no copy of the answer"
+        );
+    }
+
+    #[test]
     fn hostile_usage_numbers_saturate_instead_of_overflowing() {
         let turns = [
             turn(json!({"completion_tokens": u64::MAX})),
