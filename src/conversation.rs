@@ -10,12 +10,14 @@
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use serde_json::{Value, json};
 
+use crate::attach::object;
 use crate::error::UsageError;
 use crate::tool_calls::ToolCall;
 
@@ -36,7 +38,8 @@ impl Format {
 
 #[derive(Debug, Clone)]
 pub struct Conversation {
-    pub messages: Vec<Value>,
+    /// Each message shared, not copied, with the requests that send it: they can be large.
+    pub messages: Vec<Arc<Value>>,
     /// The format the transcript was loaded in, if it was.
     pub format: Option<Format>,
 }
@@ -82,14 +85,14 @@ impl Conversation {
             }
         }
         Ok(Conversation {
-            messages,
+            messages: messages.into_iter().map(Arc::new).collect(),
             format: Some(format),
         })
     }
 
     /// Replaces the first system message, or puts one first when there is none.
     pub fn set_system(&mut self, system: &str) {
-        let message = json!({"role": "system", "content": system});
+        let message = Arc::new(json!({"role": "system", "content": system}));
         match self.messages.iter_mut().find(|m| m["role"] == "system") {
             Some(existing) => *existing = message,
             None => self.messages.insert(0, message),
@@ -102,7 +105,8 @@ impl Conversation {
     }
 
     pub fn push_user(&mut self, text: &str) {
-        self.messages.push(json!({"role": "user", "content": text}));
+        self.messages
+            .push(Arc::new(json!({"role": "user", "content": text})));
     }
 
     /// A user message with attachments: the text first, then each attachment's content part.
@@ -112,8 +116,8 @@ impl Conversation {
         }
         let mut parts = vec![json!({"type": "text", "text": text})];
         parts.extend(attachments);
-        self.messages
-            .push(json!({"role": "user", "content": parts}));
+        let message = object([("role", "user".into()), ("content", parts.into())]);
+        self.messages.push(Arc::new(message));
     }
 
     /// The assistant's turn: its text (or `null`) and the tool calls it made.
@@ -131,7 +135,7 @@ impl Conversation {
                 })
                 .collect();
         }
-        self.messages.push(message);
+        self.messages.push(Arc::new(message));
     }
 
     /// The text of an answer that did not finish, marked so that a person reading the file, and
@@ -146,8 +150,9 @@ impl Conversation {
     }
 
     pub fn push_tool_result(&mut self, call_id: &str, content: &str) {
-        self.messages
-            .push(json!({"role": "tool", "tool_call_id": call_id, "content": content}));
+        self.messages.push(Arc::new(
+            json!({"role": "tool", "tool_call_id": call_id, "content": content}),
+        ));
     }
 
     /// Keeps the Responses API's output items with the assistant message just pushed, to send
@@ -180,7 +185,7 @@ impl Conversation {
                 other => other.clone(),
             })
             .collect();
-        last[OUTPUT_ITEMS] = Value::Array(kept);
+        Arc::make_mut(last)[OUTPUT_ITEMS] = Value::Array(kept);
     }
 
     /// Gives every call of the last assistant message that has no result yet a result saying
@@ -232,21 +237,21 @@ impl Conversation {
     /// any symlinks), then a rename over it.
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
         let format = self.format.unwrap_or_else(|| Format::for_path(path));
-        let mut text = Vec::new();
-        match format {
-            Format::Array => {
-                let messages: Vec<Saved<'_>> = self.messages.iter().map(Saved).collect();
-                serde_json::to_writer_pretty(&mut text, &messages)?;
-                text.push(b'\n');
-            }
-            Format::Lines => {
-                for message in &self.messages {
-                    serde_json::to_writer(&mut text, &Saved(message))?;
-                    text.push(b'\n');
+        // Written into the file as it is serialized, not into a copy first: attachments.
+        let write = |out: &mut dyn Write| -> io::Result<()> {
+            match format {
+                Format::Array => {
+                    let messages: Vec<Saved<'_>> = self.messages.iter().map(|m| Saved(m)).collect();
+                    serde_json::to_writer_pretty(&mut *out, &messages)?;
+                    out.write_all(b"\n")
                 }
+                Format::Lines => self.messages.iter().try_for_each(|message| {
+                    serde_json::to_writer(&mut *out, &Saved(message))?;
+                    out.write_all(b"\n")
+                }),
             }
-        }
-        replace_file(path, &text)
+        };
+        replace_file(path, write)
             .with_context(|| format!("cannot save the conversation to {}", path.display()))
     }
 }
@@ -275,18 +280,6 @@ impl serde::Serialize for Saved<'_> {
     }
 }
 
-/// A message without our own keys: as chat servers take it.
-pub fn without_output_items(message: &Value) -> Value {
-    match message {
-        Value::Object(fields) if fields.contains_key(OUTPUT_ITEMS) => {
-            let mut fields = fields.clone();
-            fields.remove(OUTPUT_ITEMS);
-            Value::Object(fields)
-        }
-        other => other.clone(),
-    }
-}
-
 impl Default for Conversation {
     fn default() -> Self {
         Self::new()
@@ -298,7 +291,10 @@ impl Default for Conversation {
 /// (and owner, where allowed), written and synced, renamed over the target, and the directory
 /// synced so the rename survives a crash. A symlink is followed, not replaced: a user who links
 /// `chat.json` into a synced folder keeps the link. The temporary file goes on any failure.
-fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+fn replace_file(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
     let target = resolve_symlinks(path)?;
     let existing = match fs::metadata(&target) {
         Ok(metadata) => Some(metadata),
@@ -311,7 +307,10 @@ fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
             copy_owner(&file, metadata);
             file.set_permissions(metadata.permissions())?;
         }
-        file.write_all(bytes)?;
+        let mut out = io::BufWriter::new(&mut file);
+        write(&mut out)?;
+        out.flush()?;
+        drop(out);
         file.sync_all()?;
         drop(file);
         fs::rename(&temporary, &target)
@@ -470,7 +469,7 @@ mod tests {
         let mut c = Conversation::parse(r#"[{"role":"user","content":"a"}]"#).unwrap();
         c.set_system("one");
         c.set_system("two");
-        assert_eq!(c.messages[0], json!({"role":"system","content":"two"}));
+        assert_eq!(*c.messages[0], json!({"role":"system","content":"two"}));
         assert_eq!(c.messages.len(), 2);
     }
 
@@ -484,8 +483,10 @@ mod tests {
         assert_eq!(
             c.messages,
             [
-                json!({"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{}"}}]}),
-                json!({"role":"tool","tool_call_id":"call_1","content":"42"}),
+                Arc::new(
+                    json!({"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{}"}}]})
+                ),
+                Arc::new(json!({"role":"tool","tool_call_id":"call_1","content":"42"})),
             ]
         );
     }
@@ -651,15 +652,15 @@ mod tests {
         c.push_tool_result("a", "1");
         assert_eq!(c.answer_unanswered_calls("interrupted by SIGINT"), 1);
         assert_eq!(
-            c.messages.last().unwrap(),
-            &json!({"role":"tool","tool_call_id":"b","content":"error: this tool call was not run: interrupted by SIGINT"})
+            **c.messages.last().unwrap(),
+            json!({"role":"tool","tool_call_id":"b","content":"error: this tool call was not run: interrupted by SIGINT"})
         );
         assert_eq!(c.answer_unanswered_calls("again"), 0);
         c.push_user("next");
         c.close_unfinished(Some("Hel"), "why");
         assert_eq!(
-            c.messages.last().unwrap(),
-            &json!({"role":"assistant","content":"Hel\n[answer incomplete: why]"})
+            **c.messages.last().unwrap(),
+            json!({"role":"assistant","content":"Hel\n[answer incomplete: why]"})
         );
     }
 

@@ -9,9 +9,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
-use ureq::Timeout;
 use ureq::tls::{PemItem, RootCerts, TlsConfig};
+use ureq::{SendBody, Timeout};
 
+use crate::body::Wire;
 use crate::error::{ApiError, NetworkError, StreamError, UsageError, scrub};
 use crate::proxy::ProxyInfo;
 use crate::redact::redact_url;
@@ -113,14 +114,17 @@ pub(crate) fn send(
     for (name, value) in request.header_lines() {
         builder = builder.header(name, value);
     }
-    let body = serde_json::to_vec(&request.body)?;
+    // Written into the socket from the conversation, with its exact length: not copied first.
+    let json = request.json();
+    let body = Wire::new(&json)?;
+    builder = builder.header("Content-Length", body.len());
     if transport.verbose {
         for line in request.describe() {
             eprintln!("> {line}");
         }
     }
     let response = builder
-        .send(&body[..])
+        .send(SendBody::from_reader(&mut body.reader()))
         .map_err(|err| describe_failure(err, &request.url, transport, transport.proxy.as_ref()))?;
     if transport.verbose {
         show_response_head(&response);

@@ -8,6 +8,7 @@
 //! I/O of their own and are tested on bytes.
 
 mod attach;
+mod body;
 mod chat;
 pub mod chunk;
 pub mod cli;

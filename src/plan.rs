@@ -6,7 +6,7 @@
 //! a single run and a chat are two drivers of the same [`Settings`] (see [`crate::run`] and
 //! [`crate::chat`]).
 
-use std::io::{self, IsTerminal};
+use std::io::{self, IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -120,11 +120,8 @@ impl Plan {
             return Err(UsageError("--tools - and -a - cannot both read stdin".into()).into());
         }
         // `-a -` claims stdin's bytes, whatever they are; the prompt is then the arguments.
-        let attach_stdin = if attach_from_stdin {
-            prompt::read_stdin_bytes(crate::attach::MAX_BYTES)?
-        } else {
-            None
-        };
+        let attach_stdin: Option<Box<dyn Read>> =
+            (attach_from_stdin && !io::stdin().is_terminal()).then(|| Box::new(io::stdin()) as _);
         let stdin = if (args.no_stdin && !tools_from_stdin) || attach_from_stdin {
             None
         } else {
@@ -216,7 +213,7 @@ fn toolbox(args: &Args, tools_stdin: Option<&str>) -> anyhow::Result<Toolbox> {
 }
 
 /// The `-a` attachments as content parts, in order (`-` being `stdin`'s bytes).
-fn attachments(args: &Args, mut stdin: Option<Vec<u8>>) -> anyhow::Result<Vec<Value>> {
+fn attachments(args: &Args, mut stdin: Option<Box<dyn Read>>) -> anyhow::Result<Vec<Value>> {
     Ok(args
         .attach
         .iter()
@@ -346,6 +343,7 @@ fn template(
         headers,
         api_key,
         body,
+        messages: Vec::new(),
     })
 }
 

@@ -13,9 +13,8 @@ use crate::error::UsageError;
 
 const NO_PROMPT_HINT: &str = "no prompt: give it as arguments or on stdin, e.g. gptstream \"hello\" or echo hello | gptstream";
 
-/// Reads stdin's bytes whole when it is a pipe or a file, up to `limit` (one more tells that
-/// it is over); `None` on a terminal, so we never hang there.
-pub fn read_stdin_bytes(limit: u64) -> anyhow::Result<Option<Vec<u8>>> {
+/// Reads stdin whole when it is a pipe or a file; `None` on a terminal, so we never hang there.
+pub fn read_stdin_if_piped() -> anyhow::Result<Option<String>> {
     let stdin = io::stdin();
     if stdin.is_terminal() {
         return Ok(None);
@@ -23,17 +22,8 @@ pub fn read_stdin_bytes(limit: u64) -> anyhow::Result<Option<Vec<u8>>> {
     let mut bytes = Vec::new();
     stdin
         .lock()
-        .take(limit.saturating_add(1))
         .read_to_end(&mut bytes)
         .context("cannot read stdin")?;
-    Ok(Some(bytes))
-}
-
-/// Reads stdin whole when it is a pipe or a file; `None` on a terminal, so we never hang there.
-pub fn read_stdin_if_piped() -> anyhow::Result<Option<String>> {
-    let Some(bytes) = read_stdin_bytes(u64::MAX - 1)? else {
-        return Ok(None);
-    };
     match String::from_utf8(bytes) {
         Ok(text) => Ok(Some(text)),
         Err(err) => Err(UsageError(format!(

@@ -9,11 +9,13 @@
 use std::fmt;
 use std::fs;
 use std::io::Write;
+use std::sync::Arc;
 
 use anyhow::Context;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::conversation::{OUTPUT_ITEMS, without_output_items};
+use crate::body::Json;
+use crate::conversation::OUTPUT_ITEMS;
 use crate::dialect::Dialect;
 use crate::error::{UsageError, register_secret};
 use crate::redact::redact_url;
@@ -47,7 +49,11 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     /// Sent as `Authorization: Bearer ...` unless a `-H Authorization` overrides it.
     pub api_key: Option<ApiKey>,
+    /// Every field of the body but the conversation, whose place a `messages` (chat) or `input`
+    /// (responses) placeholder keeps.
     pub body: Value,
+    /// The conversation, shared with the session rather than copied: it carries attachments.
+    pub messages: Vec<Arc<Value>>,
 }
 
 /// `{base}/chat/completions`, keeping a query string (Azure's `?api-version=`) at the end and
@@ -196,25 +202,55 @@ impl Request {
         lines
     }
 
-    /// Puts the conversation into the body, keeping every other field (and a `stream_options`
-    /// the server made us drop out): as `messages` for chat, as `input` items (and the first
-    /// system message as `instructions`) for the Responses API.
-    pub fn set_messages(&mut self, messages: &[Value]) {
-        match self.dialect {
+    /// The conversation to send, shared with the caller's.
+    pub fn set_messages(&mut self, messages: &[Arc<Value>]) {
+        self.messages = messages.to_vec();
+    }
+
+    /// The body as it is sent: the template's fields in their order, with the conversation in
+    /// its place, as `messages` for chat, as `input` items (and the first system message as
+    /// `instructions`) for the Responses API. It borrows the conversation; see [`crate::body`].
+    pub(crate) fn json(&self) -> Json<'_> {
+        let Value::Object(template) = &self.body else {
+            return Json::Ref(&self.body);
+        };
+        let (place, conversation, instructions) = match self.dialect {
             Dialect::Chat => {
-                self.body["messages"] = messages.iter().map(without_output_items).collect();
+                let messages = self.messages.iter().map(|m| without_output_items(m));
+                ("messages", Json::List(messages.collect()), None)
             }
             Dialect::Responses => {
-                let (instructions, input) = responses_input(messages);
+                let (instructions, input) = responses_input(&self.messages);
                 // `--extra '{"instructions":...}'` merges last, as any field: it wins.
-                if let Some(instructions) = instructions
-                    && self.body.get("instructions").is_none()
-                {
-                    self.body["instructions"] = instructions.into();
-                }
-                self.body["input"] = input.into();
+                let instructions = instructions.filter(|_| !template.contains_key("instructions"));
+                ("input", Json::List(input), instructions)
             }
+        };
+        let mut conversation = Some(conversation);
+        let mut fields: Vec<(&str, Json<'_>)> = template
+            .iter()
+            .map(|(key, value)| {
+                let json = if key == place {
+                    conversation.take()
+                } else {
+                    None
+                };
+                (key.as_str(), json.unwrap_or(Json::Ref(value)))
+            })
+            .collect();
+        if let Some(conversation) = conversation {
+            fields.push((place, conversation));
         }
+        if let Some(instructions) = instructions {
+            fields.push(("instructions", Json::Ref(instructions)));
+        }
+        Json::Object(fields)
+    }
+
+    /// The body as a value (a copy, for tests).
+    #[cfg(test)]
+    pub fn body_value(&self) -> Value {
+        self.json().to_value()
     }
 
     /// The request line and headers as `--verbose` shows them: secrets (in the URL too) as
@@ -236,8 +272,9 @@ impl Request {
         for line in self.describe() {
             writeln!(err, "{line}")?;
         }
-        // Attachments' payloads are shown by their size, not dumped.
-        serde_json::to_writer_pretty(&mut *out, &crate::attach::shortened(&self.body))?;
+        // Attachments' payloads are shown by their size, not dumped (nor copied first).
+        let shown = self.json().map_refs(&crate::attach::shortened);
+        serde_json::to_writer_pretty(&mut *out, &shown)?;
         out.write_all(b"\n")?;
         out.flush()?;
         Ok(())
@@ -256,36 +293,57 @@ pub fn shown_header_value(name: &str, value: &str) -> String {
     }
 }
 
+/// A message without our own keys, as chat servers take it.
+fn without_output_items(message: &Value) -> Json<'_> {
+    match message {
+        Value::Object(fields) if fields.contains_key(OUTPUT_ITEMS) => Json::Object(
+            fields
+                .iter()
+                .filter(|(key, _)| *key != OUTPUT_ITEMS)
+                .map(|(key, value)| (key.as_str(), Json::Ref(value)))
+                .collect(),
+        ),
+        other => Json::Ref(other),
+    }
+}
+
 /// A chat message's content as Responses input parts: text stays text; `text` parts become
 /// `input_text`, `image_url` parts `input_image` (with their `detail`), `file` parts
-/// `input_file`.
-fn input_content(content: &Value) -> Value {
+/// `input_file`. Payloads are borrowed, not copied.
+fn input_content(content: &Value) -> Json<'_> {
     let Value::Array(parts) = content else {
-        return content.clone();
+        return Json::Ref(content);
     };
-    parts
+    let typed = |kind: &'static str| ("type", Json::Owned(kind.into()));
+    let parts = parts
         .iter()
         .map(|part| match part["type"].as_str() {
-            Some("text") => json!({"type": "input_text", "text": part["text"]}),
+            Some("text") => Json::Object(vec![
+                typed("input_text"),
+                ("text", Json::Ref(&part["text"])),
+            ]),
             Some("image_url") => {
                 let url = part["image_url"].get("url").unwrap_or(&part["image_url"]);
-                let mut image = json!({"type": "input_image", "image_url": url});
+                let mut image = vec![typed("input_image"), ("image_url", Json::Ref(url))];
                 if let Some(detail) = part["image_url"].get("detail") {
-                    image["detail"] = detail.clone();
+                    image.push(("detail", Json::Ref(detail)));
                 }
-                image
+                Json::Object(image)
             }
             Some("file") => {
-                let mut file = serde_json::Map::new();
-                file.insert("type".into(), "input_file".into());
-                if let Some(fields) = part["file"].as_object() {
-                    file.extend(fields.clone());
-                }
-                Value::Object(file)
+                let mut file = vec![typed("input_file")];
+                let fields = part["file"].as_object().into_iter().flatten();
+                file.extend(
+                    fields
+                        .filter(|(key, _)| *key != "type")
+                        .map(|(key, value)| (key.as_str(), Json::Ref(value))),
+                );
+                Json::Object(file)
             }
-            _ => part.clone(),
+            _ => Json::Ref(part),
         })
-        .collect()
+        .collect::<Vec<_>>();
+    Json::List(parts)
 }
 
 /// The conversation (chat messages, our transcript format) as Responses input: the first
@@ -294,56 +352,66 @@ fn input_content(content: &Value) -> Value {
 /// items. User messages and assistant text are `message` items, each tool call a
 /// `function_call`, each tool result a `function_call_output`. An assistant turn that came from
 /// the Responses API is sent back as its output items were received.
-pub fn responses_input(messages: &[Value]) -> (Option<String>, Vec<Value>) {
+pub(crate) fn responses_input(messages: &[Arc<Value>]) -> (Option<&Value>, Vec<Json<'_>>) {
     let mut instructions = None;
     let mut input = Vec::with_capacity(messages.len());
+    let typed = |kind: &'static str| ("type", Json::Owned(kind.into()));
     for (i, message) in messages.iter().enumerate() {
         let content = message.get("content").unwrap_or(&Value::Null);
         match message["role"].as_str().unwrap_or_default() {
             "system" | "developer" if i == 0 && content.is_string() => {
-                instructions = content.as_str().map(str::to_owned);
+                instructions = Some(content);
             }
             "assistant" => {
                 if let Some(Value::Array(items)) = message.get(OUTPUT_ITEMS) {
-                    input.extend(items.iter().cloned());
+                    input.extend(items.iter().map(Json::Ref));
                     continue;
                 }
                 let text = match content {
-                    Value::String(text) => Some(text.clone()),
+                    Value::String(text) => Some(Json::Ref(content)).filter(|_| !text.is_empty()),
                     Value::Array(parts) => Some(
                         parts
                             .iter()
                             .filter_map(|p| p["text"].as_str())
                             .collect::<String>(),
-                    ),
+                    )
+                    .filter(|text| !text.is_empty())
+                    .map(|text| Json::Owned(text.into())),
                     _ => None,
                 };
-                if let Some(text) = text.filter(|t| !t.is_empty()) {
-                    input.push(json!({"type": "message", "role": "assistant", "content": text}));
+                if let Some(text) = text {
+                    input.push(Json::Object(vec![
+                        typed("message"),
+                        ("role", Json::Owned("assistant".into())),
+                        ("content", text),
+                    ]));
                 }
                 for call in message["tool_calls"].as_array().into_iter().flatten() {
-                    input.push(json!({
-                        "type": "function_call",
-                        "call_id": call["id"],
-                        "name": call["function"]["name"],
-                        "arguments": call["function"]["arguments"],
-                    }));
+                    input.push(Json::Object(vec![
+                        typed("function_call"),
+                        ("call_id", Json::Ref(&call["id"])),
+                        ("name", Json::Ref(&call["function"]["name"])),
+                        ("arguments", Json::Ref(&call["function"]["arguments"])),
+                    ]));
                 }
             }
-            "tool" => input.push(json!({
-                "type": "function_call_output",
-                "call_id": message["tool_call_id"],
-                "output": match content {
-                    Value::Array(_) => input_content(content),
-                    Value::String(text) => text.clone().into(),
-                    other => other.to_string().into(),
-                },
-            })),
-            role => input.push(json!({
-                "type": "message",
-                "role": role,
-                "content": input_content(content),
-            })),
+            "tool" => input.push(Json::Object(vec![
+                typed("function_call_output"),
+                ("call_id", Json::Ref(&message["tool_call_id"])),
+                (
+                    "output",
+                    match content {
+                        Value::Array(_) => input_content(content),
+                        Value::String(_) => Json::Ref(content),
+                        other => Json::Owned(other.to_string().into()),
+                    },
+                ),
+            ])),
+            role => input.push(Json::Object(vec![
+                typed("message"),
+                ("role", Json::Owned(role.into())),
+                ("content", input_content(content)),
+            ])),
         }
     }
     (instructions, input)
@@ -352,6 +420,11 @@ pub fn responses_input(messages: &[Value]) -> (Option<String>, Vec<Value>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn values(input: &[Json<'_>]) -> Vec<Value> {
+        input.iter().map(Json::to_value).collect()
+    }
 
     #[test]
     fn url_joins_base_and_keeps_queries() {
@@ -401,10 +474,11 @@ mod tests {
             json!({"role":"assistant","content":"Sunny, 18C."}),
             json!({"role":"user","content":[{"type":"text","text":"And this?"},{"type":"image_url","image_url":{"url":"data:image/png;base64,AA=="}}]}),
         ];
+        let messages = messages.map(Arc::new);
         let (instructions, input) = responses_input(&messages);
-        assert_eq!(instructions.as_deref(), Some("Be brief."));
+        assert_eq!(instructions, Some(&json!("Be brief.")));
         assert_eq!(
-            input,
+            values(&input),
             [
                 json!({"type":"message","role":"user","content":"Weather in Paris?"}),
                 json!({"type":"message","role":"assistant","content":"Checking."}),
@@ -424,9 +498,10 @@ mod tests {
                 {"type":"file","file":{"filename":"a.pdf","file_data":"data:application/pdf;base64,AA=="}}]}),
             json!({"role":"tool","tool_call_id":"c","content":[{"type":"text","text":"18C"}]}),
         ];
+        let messages = messages.map(Arc::new);
         let (_, input) = responses_input(&messages);
         assert_eq!(
-            input,
+            values(&input),
             [
                 json!({"type":"message","role":"user","content":[
                     {"type":"input_image","image_url":"https://x/cat.png","detail":"low"},
@@ -443,18 +518,21 @@ mod tests {
         let assistant = json!({"role":"assistant","content":null,
             "tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{}"}}],
             OUTPUT_ITEMS: items});
+        let assistant = Arc::new(assistant);
         let (_, input) = responses_input(std::slice::from_ref(&assistant));
-        assert_eq!(Value::Array(input), items);
+        assert_eq!(Value::Array(values(&input)), items);
         let mut chat = Request {
             dialect: Dialect::Chat,
             url: String::new(),
             headers: Vec::new(),
             api_key: None,
             body: json!({}),
+            messages: Vec::new(),
         };
         chat.set_messages(std::slice::from_ref(&assistant));
-        assert!(chat.body["messages"][0].get(OUTPUT_ITEMS).is_none());
-        assert_eq!(chat.body["messages"][0]["tool_calls"][0]["id"], "call_1");
+        let body = chat.body_value();
+        assert!(body["messages"][0].get(OUTPUT_ITEMS).is_none());
+        assert_eq!(body["messages"][0]["tool_calls"][0]["id"], "call_1");
     }
 
     #[test]

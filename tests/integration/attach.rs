@@ -188,3 +188,125 @@ fn review_fixes_text_that_looks_like_data_and_attachments_without_words() {
         .run();
     assert_eq!(out.code, 2, "{}", out.render());
 }
+
+/// Standard base64 (RFC 4648), written out here so the test does not share the binary's encoder.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            out.push(if i <= chunk.len() {
+                char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63])
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+#[test]
+fn a_large_attachment_reaches_every_request_of_a_tool_loop_whole_with_its_length() {
+    // Over a MiB, and not a multiple of the reader's buffer: the body is written from the
+    // conversation in pieces, and every piece must arrive, counted in Content-Length.
+    let mut png = PNG.to_vec();
+    png.extend((0..1_234_567u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
+    // A long text that needs escaping, and one that does not.
+    let quoted = format!("{}\"q\"\\\n", "é".repeat(5000));
+    let plain = "abc ".repeat(3000);
+    let scratch = Scratch::new("attach-large");
+    let image = scratch.path("big.png");
+    std::fs::write(&image, &png).unwrap();
+    let quoted_file = scratch.file("quoted.txt", &quoted);
+    let plain_file = scratch.file("plain.txt", &plain);
+    let tools = scratch.file(
+        "tools.json",
+        r#"{"name":"f","parameters":{"type":"object","properties":{}}}"#,
+    );
+    let call = json!({"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":"{}"}}]});
+    for api in ["chat", "responses"] {
+        let (first, second) = if api == "chat" {
+            (
+                sse(&[
+                    crate::server::delta(call.clone(), Some("tool_calls")),
+                    DONE.to_owned(),
+                ]),
+                ok(),
+            )
+        } else {
+            let event = |value: Value| format!("data: {value}\n\n");
+            (
+                sse(&[
+                    event(
+                        json!({"type":"response.output_item.done","output_index":0,"item":{"type":"function_call","id":"fc_1","call_id":"call_1","name":"f","arguments":"{}"}}),
+                    ),
+                    event(json!({"type":"response.completed","response":{"status":"completed"}})),
+                ]),
+                sse(&[
+                    event(json!({"type":"response.output_text.delta","delta":"Seen."})),
+                    event(json!({"type":"response.completed","response":{"status":"completed"}})),
+                ]),
+            )
+        };
+        let server = Server::start(vec![first, second]);
+        let out = gptstream()
+            .server(&server)
+            .args([
+                "--api",
+                api,
+                "-q",
+                "--tools",
+                &tools,
+                "--tool-exec",
+                "f=echo done",
+            ])
+            .args(["-a", &image, "-a", &quoted_file, "-a", &plain_file, "look"])
+            .run();
+        assert_eq!(
+            out.render(),
+            "status: 0\n--- stdout\nSeen.\n--- stderr\n",
+            "{api}"
+        );
+        let url = format!("data:image/png;base64,{}", base64(&png));
+        for round in 1..=2 {
+            let request = server.request();
+            assert_eq!(
+                request.header("content-length"),
+                Some(request.body.len().to_string().as_str()),
+                "{api} round {round}"
+            );
+            let body = request.json();
+            let (image_part, texts) = if api == "chat" {
+                let parts = &body["messages"][0]["content"];
+                (
+                    &parts[1]["image_url"]["url"],
+                    [&parts[2]["text"], &parts[3]["text"]],
+                )
+            } else {
+                let parts = &body["input"][0]["content"];
+                (
+                    &parts[1]["image_url"],
+                    [&parts[2]["text"], &parts[3]["text"]],
+                )
+            };
+            assert!(
+                *image_part == url.as_str(),
+                "{api} round {round}: the image differs"
+            );
+            assert_eq!(
+                *texts[0],
+                format!("quoted.txt\n{quoted}"),
+                "{api} round {round}"
+            );
+            assert_eq!(
+                *texts[1],
+                format!("plain.txt\n{plain}"),
+                "{api} round {round}"
+            );
+        }
+    }
+}
