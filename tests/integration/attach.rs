@@ -1,6 +1,8 @@
 //! `-a, --attach`: files as parts of the user message, told apart by their bytes, in the shape
 //! each API wants; bad attachments refused before any request.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use crate::server::{DONE, Server, content, finish, sse};
@@ -10,6 +12,18 @@ const PNG: &[u8] = b"\x89PNG\r\n\x1a\nIHDR";
 
 fn ok() -> Vec<crate::server::Step> {
     sse(&[content("Seen."), finish("stop"), DONE.to_owned()])
+}
+
+/// "Seen." in the dialect of `api`.
+fn answer(api: &str) -> Vec<crate::server::Step> {
+    if api == "chat" {
+        return ok();
+    }
+    let event = |value: Value| format!("data: {value}\n\n");
+    sse(&[
+        event(json!({"type":"response.output_text.delta","delta":"Seen."})),
+        event(json!({"type":"response.completed","response":{"status":"completed"}})),
+    ])
 }
 
 #[test]
@@ -308,5 +322,43 @@ fn a_large_attachment_reaches_every_request_of_a_tool_loop_whole_with_its_length
                 "{api} round {round}"
             );
         }
+    }
+}
+
+#[test]
+fn a_large_attachment_is_held_once_not_copied_per_stage() {
+    // 16 MiB of image is 21.3 MiB of base64. Held once, the peak is that plus the program
+    // (about 4 MiB); each copy (the request's, the serialized body's) adds another 21 MiB, as
+    // three copies did before. The server waits before answering, so the peak is sampled.
+    const MIB: u64 = 1024 * 1024;
+    let mut png = PNG.to_vec();
+    png.resize(16 * MIB as usize, 7);
+    let scratch = Scratch::new("attach-memory");
+    let image = scratch.path("big.png");
+    std::fs::write(&image, &png).unwrap();
+    for api in ["chat", "responses"] {
+        let mut steps = vec![crate::server::Step::Sleep(Duration::from_millis(300))];
+        steps.extend(answer(api));
+        let server = Server::one(steps);
+        let child = gptstream()
+            .server(&server)
+            .args(["--api", api, "-q", "-a", &image, "look"])
+            .spawn();
+        let (out, peak_kib) = crate::util::finish_measuring(child);
+        assert_eq!(
+            out.render(),
+            "status: 0\n--- stdout\nSeen.\n--- stderr\n",
+            "{api}"
+        );
+        let base64_kib = (png.len() as u64).div_ceil(3) * 4 / 1024;
+        assert!(
+            peak_kib < base64_kib + 12 * 1024,
+            "{api}: peak {peak_kib} KiB for {base64_kib} KiB of base64"
+        );
+        assert_eq!(
+            server.request().body.len() as u64 / 1024,
+            base64_kib,
+            "{api}"
+        );
     }
 }
