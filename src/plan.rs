@@ -30,8 +30,12 @@ use crate::{output, prompt, redact, schema};
 pub(crate) enum Plan {
     /// `--completions SHELL`.
     Completions(clap_complete::Shell),
-    /// `--replay PATH`: decode a recorded body.
-    Replay(PathBuf),
+    /// `--replay PATH`: decode a recorded body (and check it against `--schema`).
+    Replay {
+        path: PathBuf,
+        schema: Option<Value>,
+        choice: u64,
+    },
     /// `--dry-run`: show the request, send nothing.
     DryRun(Request),
     /// One answer (with its tool loop) to one conversation.
@@ -89,6 +93,7 @@ pub(crate) fn sink(args: &Args, chat: bool) -> Box<dyn Sink + Send> {
         stderr_is_terminal: io::stderr().is_terminal(),
         choice: args.choice.map_or(0, u64::from),
         all_choices: args.choices > 1 && args.choice.is_none(),
+        hold_until_answer: args.schema.is_some() && !args.tool_exec.is_empty(),
     };
     let executed = args
         .tool_exec
@@ -108,7 +113,16 @@ impl Plan {
             return Ok(Plan::Completions(shell));
         }
         if let Some(path) = &args.replay {
-            return Ok(Plan::Replay(path.clone()));
+            if !args.attach.is_empty() {
+                return Err(
+                    UsageError("-a cannot be used with --replay: nothing is sent".into()).into(),
+                );
+            }
+            return Ok(Plan::Replay {
+                path: path.clone(),
+                schema: schema(args)?,
+                choice: args.choice.map_or(0, u64::from),
+            });
         }
         if chat {
             return resolve_chat(args);

@@ -42,10 +42,27 @@ pub fn is_reported(err: &anyhow::Error) -> bool {
 fn carry_out(plan: Plan, sink: &mut (dyn Sink + Send)) -> anyhow::Result<()> {
     match plan {
         Plan::Completions(shell) => print_completions(shell),
-        Plan::Replay(path) => {
+        Plan::Replay {
+            path,
+            schema,
+            choice,
+        } => {
             let started = Instant::now();
-            let turn = stream::replay(&path, sink)?;
-            sink.emit(&Event::End(&session::summary(&[turn], started)))?;
+            let mut progress = session::Progress::default();
+            let mut recording = session::Recording {
+                sink: &mut *sink,
+                progress: &mut progress,
+                choice,
+                keep_text: schema.is_some(),
+            };
+            let mut turn = stream::replay(&path, &mut recording)?;
+            turn.content = progress.text;
+            turn.refusal = progress.refusal;
+            let turns = [turn];
+            if let Some(schema) = &schema {
+                check_schema(schema, &turns, sink)?;
+            }
+            sink.emit(&Event::End(&session::summary(&turns, started)))?;
             Ok(())
         }
         Plan::DryRun(request) => {

@@ -44,7 +44,50 @@ fn json_schema(text: &str, source: &str) -> Result<Value, UsageError> {
             "{source} must be a JSON object (a schema)"
         )));
     }
+    if let Some(reference) = unresolved_ref(&schema, &schema) {
+        // The schema's own fault, not the answer's: found before any request.
+        return Err(UsageError(format!(
+            "{source}: $ref {reference} is not found in the schema (only #/... references are followed)"
+        )));
+    }
     Ok(schema)
+}
+
+/// The first `$ref` in `value` that does not point into `root`.
+fn unresolved_ref<'a>(root: &Value, value: &'a Value) -> Option<&'a str> {
+    match value {
+        Value::Object(fields) => fields.iter().find_map(|(key, field)| match field {
+            Value::String(reference) if key == "$ref" => reference
+                .strip_prefix('#')
+                .and_then(|p| root.pointer(p))
+                .is_none()
+                .then_some(reference.as_str()),
+            other => unresolved_ref(root, other),
+        }),
+        Value::Array(items) => items.iter().find_map(|item| unresolved_ref(root, item)),
+        _ => None,
+    }
+}
+
+/// Equality as JSON Schema has it for `enum` and `const`: numbers by their value (`1` is
+/// `1.0`), everything else as written.
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
+                (Some(x), Some(y), ..) => x == y,
+                (_, _, Some(x), Some(y)) => x == y,
+                _ => x.as_f64() == y.as_f64(),
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
 }
 
 /// `name, age int, tags [str], bio: a description` → an object schema for strict mode.
@@ -144,7 +187,8 @@ pub(crate) fn verdict(schema: &Value, turn: Option<&Turn>) -> Result<(), String>
         return Err("there is no answer".into());
     };
     if !turn.refusal.is_empty() {
-        return Err(format!("the model refused: {}", scrub(&turn.refusal)));
+        // Its words were already shown as they streamed (stderr, or `refusal` events).
+        return Err("the model refused".into());
     }
     check(schema, &turn.content)
 }
@@ -296,7 +340,7 @@ impl Checker<'_> {
             _ => {}
         }
         if let Some(Value::Array(allowed)) = schema.get("enum")
-            && !allowed.contains(value)
+            && !allowed.iter().any(|allowed| same(allowed, value))
         {
             let list: Vec<String> = allowed.iter().map(Value::to_string).collect();
             return Err(format!(
@@ -306,7 +350,7 @@ impl Checker<'_> {
             ));
         }
         if let Some(constant) = schema.get("const")
-            && constant != value
+            && !same(constant, value)
         {
             return Err(format!("{}: expected {constant}, got {value}", at(pointer)));
         }
@@ -524,6 +568,38 @@ mod tests {
         for (answer, error) in cases {
             assert_eq!(check(&schema, answer), Err(error.to_owned()), "{answer}");
         }
+    }
+
+    #[test]
+    fn numbers_in_enum_and_const_compare_by_value() {
+        let schema = json!({"type":"object","properties":{
+            "n":{"enum":[1, 2.5, [1], {"k": 3}]},
+            "c":{"const":{"a":[0]}}}});
+        for answer in [
+            r#"{"n":1.0,"c":{"a":[0.0]}}"#,
+            r#"{"n":2.5}"#,
+            r#"{"n":[1.0]}"#,
+            r#"{"n":{"k":3.0}}"#,
+        ] {
+            assert_eq!(check(&schema, answer), Ok(()), "{answer}");
+        }
+        assert!(check(&schema, r#"{"n":1.5}"#).is_err());
+        assert!(check(&schema, r#"{"c":{"a":[0],"b":1}}"#).is_err());
+        assert!(check(&schema, r#"{"n":"1"}"#).is_err());
+    }
+
+    #[test]
+    fn a_ref_that_points_nowhere_is_the_schema_s_fault_exit_2() {
+        let err = parse(r##"{"properties":{"a":{"$ref":"#/$defs/missing"}}}"##).unwrap_err();
+        assert_eq!(
+            err.0,
+            "--schema: $ref #/$defs/missing is not found in the schema (only #/... references are followed)"
+        );
+        assert!(parse(r##"{"properties":{"a":{"$ref":"https://x/s.json"}}}"##).is_err());
+        // A property named $ref is a name, not a reference.
+        assert!(
+            parse(r##"{"$defs":{"p":{}},"properties":{"$ref":{"$ref":"#/$defs/p"}}}"##).is_ok()
+        );
     }
 
     #[test]

@@ -450,11 +450,12 @@ fn drain(mut body: Box<dyn Read + Send>) -> Drain {
 }
 
 /// The sink of one request: passes every event on, and keeps the progress up to date.
-struct Recording<'a> {
-    sink: &'a mut dyn Sink,
-    progress: &'a mut Progress,
-    choice: u64,
-    keep_text: bool,
+pub(crate) struct Recording<'a> {
+    pub sink: &'a mut dyn Sink,
+    pub progress: &'a mut Progress,
+    /// The choice whose text (and refusal) is kept.
+    pub choice: u64,
+    pub keep_text: bool,
 }
 
 impl Sink for Recording<'_> {

@@ -30,6 +30,9 @@ pub struct TextOptions {
     pub choice: u64,
     /// `-n` above 1 without `--choice`: the other choices are held and printed after it.
     pub all_choices: bool,
+    /// `--schema` with `--tool-exec`: a request's text waits until it is known to be the
+    /// answer, so stdout holds the JSON alone; text said before running tools goes to stderr.
+    pub hold_until_answer: bool,
 }
 
 /// The most text held back for the other choices of `-n`, all together.
@@ -53,6 +56,9 @@ pub struct TextSink<O: Write, E: Write> {
     header_written: bool,
     /// Stdout bytes not yet written: the deltas of the network read being decoded.
     pending: Vec<u8>,
+    /// With `hold_until_answer`: the text of the request in flight, not yet known to be the
+    /// answer.
+    unsure: String,
 }
 
 impl<O: Write, E: Write> TextSink<O, E> {
@@ -69,6 +75,7 @@ impl<O: Write, E: Write> TextSink<O, E> {
             held_bytes: 0,
             header_written: false,
             pending: Vec::with_capacity(8192),
+            unsure: String::new(),
         }
     }
 
@@ -91,6 +98,17 @@ impl<O: Write, E: Write> TextSink<O, E> {
 
     /// A delta of choice `choice`: streamed if it is the shown one, held if all are shown.
     fn content(&mut self, choice: u64, delta: &str) -> io::Result<()> {
+        if choice == self.options.choice && self.options.hold_until_answer {
+            self.held_bytes += delta.len();
+            if self.held_bytes > MAX_HELD {
+                return Err(io::Error::other(format!(
+                    "more than {} MiB of text before the answer; use --json",
+                    MAX_HELD >> 20
+                )));
+            }
+            self.unsure.push_str(delta);
+            return Ok(());
+        }
         if choice == self.options.choice {
             if self.options.all_choices && !self.header_written {
                 self.header_written = true;
@@ -118,6 +136,28 @@ impl<O: Write, E: Write> TextSink<O, E> {
         self.out_line_start()?;
         writeln!(self.err, "[choice {choice}]")?;
         self.err.flush()
+    }
+
+    /// The held text of a request is the answer after all: out it goes.
+    fn release_unsure(&mut self) -> io::Result<()> {
+        let text = std::mem::take(&mut self.unsure);
+        self.held_bytes = 0;
+        self.write_out(text.as_bytes())
+    }
+
+    /// The held text of a request came before tools ran: not the answer, so stderr has it.
+    fn divert_unsure(&mut self) -> io::Result<()> {
+        let text = std::mem::take(&mut self.unsure);
+        self.held_bytes = 0;
+        if text.is_empty() || self.options.quiet {
+            return Ok(());
+        }
+        self.close_err_line()?;
+        self.write_err_dimmed(&text)?;
+        if !text.ends_with('\n') {
+            self.err.write_all(b"\n")?;
+        }
+        Ok(())
     }
 
     /// Prints the held choices, in order, each after its header: never interleaved.
@@ -339,6 +379,7 @@ impl<O: Write, E: Write> TextSink<O, E> {
                 Ok(())
             }
             Event::ToolResult { call, outcome, .. } => {
+                self.divert_unsure()?;
                 self.close_err_line()?;
                 if self.options.quiet && outcome.succeeded() {
                     return Ok(());
@@ -354,6 +395,7 @@ impl<O: Write, E: Write> TextSink<O, E> {
                 )
             }
             Event::ToolCall { choice, call } if choice == self.options.choice => {
+                self.release_unsure()?;
                 let arguments = call.parsed_arguments();
                 if arguments.is_none() {
                     self.close_err_line()?;
@@ -379,15 +421,19 @@ impl<O: Write, E: Write> TextSink<O, E> {
                 self.out_line_start()?;
                 self.write_out(&line)
             }
+            Event::Schema { .. } => self.release_unsure(),
             Event::End(summary) => {
+                self.release_unsure()?;
                 self.release_held()?;
                 self.summarize(summary)
             }
             Event::Interrupted(interruption) => {
+                self.release_unsure()?;
                 self.release_held()?;
                 self.interrupted(interruption)
             }
             Event::Error(_) => {
+                self.release_unsure()?;
                 self.release_held()?;
                 // main prints the error itself; here we only end any open line first.
                 self.close_err_line()?;
@@ -414,6 +460,7 @@ mod tests {
             stderr_is_terminal: false,
             choice: 0,
             all_choices: false,
+            hold_until_answer: false,
         }
     }
 

@@ -144,7 +144,7 @@ fn prose_and_refusals_are_exit_7_too() {
     assert_eq!(
         out.render(),
         "status: 7\n--- stdout\n\n--- stderr\ngptstream: the model refused: I can't help with that.\n\
-         gptstream: the answer does not match --schema: the model refused: I can't help with that.\n"
+         gptstream: the answer does not match --schema: the model refused\n"
     );
 }
 
@@ -221,5 +221,99 @@ fn several_choices_need_the_one_to_check() {
     assert_eq!(
         out.render(),
         "status: 2\n--- stdout\n\n--- stderr\ngptstream: --schema with -n 2 needs --choice K: one answer is checked\n"
+    );
+}
+
+#[test]
+fn with_a_tool_loop_only_the_answer_reaches_stdout() {
+    // The model says something, calls a tool that --tool-exec runs, then answers in JSON: stdout
+    // must be the JSON alone (for `| jq`), the words before the tool call go to stderr.
+    let scratch = Scratch::new("schema-tools");
+    let tools = scratch.file(
+        "tools.json",
+        r#"{"name":"lookup","parameters":{"type":"object","properties":{}}}"#,
+    );
+    let call = json!({"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"lookup","arguments":"{}"}}]});
+    let server = Server::start(vec![
+        sse(&[
+            content("Let me "),
+            content("look."),
+            delta(call, Some("tool_calls")),
+            DONE.to_owned(),
+        ]),
+        sse(&answer(r#"{"name":"Ada"}"#)),
+    ]);
+    let out = gptstream()
+        .server(&server)
+        .args([
+            "--schema",
+            "name",
+            "--tools",
+            &tools,
+            "--tool-exec",
+            "lookup=echo found",
+        ])
+        .arg("who?")
+        .run();
+    assert_eq!(
+        out.render(),
+        "status: 0\n--- stdout\n{\"name\":\"Ada\"}\n--- stderr\nLet me look.\n\
+         gptstream: ran tool lookup (call_1): exit 0, 6 bytes\n\
+         finish_reason=stop tool_calls=1 requests=2 usage=none ttft_ms=* duration_ms=*\n"
+    );
+    // A tool the user answers (no --tool-exec for it) ends the run: the text and the call are
+    // the output, in that order, as without --schema.
+    let server = Server::one(sse(&[
+        content("Need data."),
+        delta(
+            json!({"tool_calls":[{"index":0,"id":"call_9","type":"function","function":{"name":"other","arguments":"{}"}}]}),
+            Some("tool_calls"),
+        ),
+        DONE.to_owned(),
+    ]));
+    let out = gptstream()
+        .server(&server)
+        .args([
+            "-q",
+            "--schema",
+            "name",
+            "--tools",
+            &tools,
+            "--tool-exec",
+            "lookup=echo found",
+        ])
+        .arg("who?")
+        .run();
+    assert_eq!(
+        out.stdout(),
+        "Need data.\n{\"id\":\"call_9\",\"name\":\"other\",\"arguments\":{}}\n"
+    );
+}
+
+#[test]
+fn a_recorded_answer_is_checked_offline_with_replay() {
+    let scratch = Scratch::new("schema-replay");
+    let recorded = scratch.file("answer.sse", &answer(r#"{"name":"Ada"}"#).concat());
+    let out = gptstream()
+        .args(["-q", "--replay", &recorded, "--schema", "name"])
+        .run();
+    assert_eq!(
+        out.render(),
+        "status: 0\n--- stdout\n{\"name\":\"Ada\"}\n--- stderr\n"
+    );
+    let out = gptstream()
+        .args(["-q", "--replay", &recorded, "--schema", "name, age int"])
+        .run();
+    assert_eq!(
+        out.render(),
+        "status: 7\n--- stdout\n{\"name\":\"Ada\"}\n--- stderr\n\
+         gptstream: the answer does not match --schema: /: missing required property \"age\"\n"
+    );
+    let out = gptstream()
+        .args(["--replay", &recorded, "-a", &recorded])
+        .run();
+    assert_eq!(
+        out.render(),
+        "status: 2\n--- stdout\n\n--- stderr\ngptstream: -a cannot be used with --replay: nothing is sent\n"
     );
 }
