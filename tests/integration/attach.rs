@@ -41,8 +41,14 @@ fn each_kind_becomes_its_part_by_its_bytes_not_its_name() {
         .args(["-a", "https://example.com/cat.png", "describe"])
         .run();
     assert_eq!(out.render(), "status: 0\n--- stdout\nSeen.\n--- stderr\n");
+    let request = server.request();
+    // Byte for byte, as sent: the body is written in pieces from the conversation.
     assert_eq!(
-        server.request().json()["messages"][0],
+        request.body,
+        r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":[{"type":"text","text":"describe"},{"type":"image_url","image_url":{"url":"data:image/png;base64,iVBORw0KGgpJSERS"}},{"type":"file","file":{"filename":"invoice.pdf","file_data":"data:application/pdf;base64,JVBERi0xLjcK"}},{"type":"text","text":"notes.md\n# Notes\nhello\n"},{"type":"image_url","image_url":{"url":"https://example.com/cat.png"}}]}],"stream":true,"stream_options":{"include_usage":true}}"#
+    );
+    assert_eq!(
+        request.json()["messages"][0],
         json!({"role":"user","content":[
             {"type":"text","text":"describe"},
             {"type":"image_url","image_url":{"url":"data:image/png;base64,iVBORw0KGgpJSERS"}},
@@ -76,7 +82,12 @@ fn the_responses_api_gets_its_own_part_types() {
         .args(["--api", "responses", "-q", "-a", &png, "-a", &pdf, "what?"])
         .run();
     assert_eq!(out.code, 0, "{}", out.render());
-    let body = server.request().json();
+    let request = server.request();
+    assert_eq!(
+        request.body,
+        r#"{"model":"gpt-4o-mini","input":[{"type":"message","role":"user","content":[{"type":"input_text","text":"what?"},{"type":"input_image","image_url":"data:image/png;base64,iVBORw0KGgpJSERS"},{"type":"input_file","filename":"b.pdf","file_data":"data:application/pdf;base64,JVBERi0xLjcK"}]}],"stream":true,"store":false}"#
+    );
+    let body = request.json();
     assert_eq!(
         body["input"][0]["content"],
         json!([
