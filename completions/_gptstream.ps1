@@ -42,6 +42,7 @@ Register-ArgumentCompleter -Native -CommandName 'gptstream' -ScriptBlock {
             [CompletionResult]::new('--choices', '--choices', [CompletionResultType]::ParameterName, 'Ask for N answers (choices); text mode prints them one after another, each after a header on stderr')
             [CompletionResult]::new('--choice', '--choice', [CompletionResultType]::ParameterName, 'In text mode, print only choice K (0-based) of -n N, as it streams')
             [CompletionResult]::new('--reasoning', '--reasoning', [CompletionResultType]::ParameterName, 'Where reasoning text goes in text mode: stderr (dimmed on a terminal), or nowhere')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to use colour (dimmed reasoning and summary on stderr): auto is on a terminal unless NO_COLOR is set')
             [CompletionResult]::new('--replay', '--replay', [CompletionResultType]::ParameterName, 'Decode a recorded SSE body from PATH (''-'' for stdin) instead of sending a request')
             [CompletionResult]::new('--record', '--record', [CompletionResultType]::ParameterName, 'Write each response body to PATH exactly as received (de-chunked, decompressed), as it arrives, for --replay or a bug report; a tool loop''s or chat''s last request wins')
             [CompletionResult]::new('--messages', '--messages', [CompletionResultType]::ParameterName, 'Load a conversation (a JSON array of messages, or JSON Lines); the prompt, if any, is appended')

@@ -39,6 +39,7 @@ set edit:completion:arg-completer[gptstream] = {|@words|
             cand --choices 'Ask for N answers (choices); text mode prints them one after another, each after a header on stderr'
             cand --choice 'In text mode, print only choice K (0-based) of -n N, as it streams'
             cand --reasoning 'Where reasoning text goes in text mode: stderr (dimmed on a terminal), or nowhere'
+            cand --color 'When to use colour (dimmed reasoning and summary on stderr): auto is on a terminal unless NO_COLOR is set'
             cand --replay 'Decode a recorded SSE body from PATH (''-'' for stdin) instead of sending a request'
             cand --record 'Write each response body to PATH exactly as received (de-chunked, decompressed), as it arrives, for --replay or a bug report; a tool loop''s or chat''s last request wins'
             cand --messages 'Load a conversation (a JSON array of messages, or JSON Lines); the prompt, if any, is appended'

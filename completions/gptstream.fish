@@ -16,6 +16,9 @@ complete -c gptstream -s n -l choices -d 'Ask for N answers (choices); text mode
 complete -c gptstream -l choice -d 'In text mode, print only choice K (0-based) of -n N, as it streams' -r
 complete -c gptstream -l reasoning -d 'Where reasoning text goes in text mode: stderr (dimmed on a terminal), or nowhere' -r -f -a "show\t'Reasoning to stderr'
 hide\t'Reasoning dropped (still in --json)'"
+complete -c gptstream -l color -d 'When to use colour (dimmed reasoning and summary on stderr): auto is on a terminal unless NO_COLOR is set' -r -f -a "auto\t'On a terminal, unless NO_COLOR is set to anything but an empty string (no-color.org)'
+always\t'Always, even into a pipe or with NO_COLOR'
+never\t'Never: no escape sequence at all'"
 complete -c gptstream -l replay -d 'Decode a recorded SSE body from PATH (\'-\' for stdin) instead of sending a request' -r -F
 complete -c gptstream -l record -d 'Write each response body to PATH exactly as received (de-chunked, decompressed), as it arrives, for --replay or a bug report; a tool loop\'s or chat\'s last request wins' -r -F
 complete -c gptstream -l messages -d 'Load a conversation (a JSON array of messages, or JSON Lines); the prompt, if any, is appended' -r -F

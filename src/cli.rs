@@ -157,6 +157,11 @@ pub struct Args {
     #[arg(long = "reasoning", value_enum, default_value_t = ReasoningDisplay::Show, value_name = "WHEN")]
     pub reasoning: ReasoningDisplay,
 
+    /// When to use colour (dimmed reasoning and summary on stderr): auto is on a terminal unless
+    /// NO_COLOR is set
+    #[arg(long = "color", value_enum, default_value_t = Color::Auto, value_name = "WHEN")]
+    pub color: Color,
+
     /// No summary line on stderr (errors and warnings are still printed)
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
@@ -268,6 +273,29 @@ pub enum Api {
     Chat,
     /// The Responses API: /responses
     Responses,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    /// On a terminal, unless NO_COLOR is set to anything but an empty string (no-color.org)
+    Auto,
+    /// Always, even into a pipe or with NO_COLOR
+    Always,
+    /// Never: no escape sequence at all
+    Never,
+}
+
+impl Color {
+    /// Whether escape sequences go to a stream that `is_terminal` or not.
+    pub fn enabled(self, is_terminal: bool) -> bool {
+        match self {
+            Color::Always => true,
+            Color::Never => false,
+            Color::Auto => {
+                is_terminal && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -90,7 +90,7 @@ pub(crate) fn sink(args: &Args, chat: bool) -> Box<dyn Sink + Send> {
         reasoning: args.reasoning,
         quiet: args.quiet,
         end_with_newline: chat || io::stdout().is_terminal(),
-        stderr_is_terminal: io::stderr().is_terminal(),
+        dim: args.color.enabled(io::stderr().is_terminal()),
         choice: args.choice.map_or(0, u64::from),
         all_choices: args.choices > 1 && args.choice.is_none(),
         hold_until_answer: args.schema.is_some() && !args.tool_exec.is_empty(),

@@ -24,8 +24,9 @@ pub struct TextOptions {
     /// The answer gets a final newline if it lacks one: on a terminal, so the shell prompt does
     /// not follow it, and in chat, so answers never run together.
     pub end_with_newline: bool,
-    /// On a terminal reasoning and the summary are dimmed.
-    pub stderr_is_terminal: bool,
+    /// Reasoning and the summary are dimmed (`--color`, `NO_COLOR`, a terminal: see
+    /// [`crate::cli::Color::enabled`]).
+    pub dim: bool,
     /// The choice whose text streams to stdout (`--choice`, else 0).
     pub choice: u64,
     /// `-n` above 1 without `--choice`: the other choices are held and printed after it.
@@ -202,7 +203,7 @@ impl<O: Write, E: Write> TextSink<O, E> {
     }
 
     fn write_err_dimmed(&mut self, text: &str) -> io::Result<()> {
-        if self.options.stderr_is_terminal {
+        if self.options.dim {
             write!(self.err, "{DIM}{text}{RESET}")?;
         } else {
             self.err.write_all(text.as_bytes())?;
@@ -239,7 +240,7 @@ impl<O: Write, E: Write> TextSink<O, E> {
     }
 
     fn write_summary(&mut self, line: &str) -> io::Result<()> {
-        if self.options.stderr_is_terminal {
+        if self.options.dim {
             writeln!(self.err, "{DIM}{line}{RESET}")
         } else {
             writeln!(self.err, "{line}")
@@ -457,7 +458,7 @@ mod tests {
             reasoning: ReasoningDisplay::Show,
             quiet: false,
             end_with_newline: false,
-            stderr_is_terminal: false,
+            dim: false,
             choice: 0,
             all_choices: false,
             hold_until_answer: false,
@@ -544,7 +545,7 @@ mod tests {
         let s = summary("stop");
         let tty = TextOptions {
             end_with_newline: true,
-            stderr_is_terminal: true,
+            dim: true,
             ..options()
         };
         let (out, err) = render(

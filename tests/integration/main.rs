@@ -8,6 +8,7 @@ mod util;
 mod attach;
 mod chat;
 mod cli;
+mod color;
 mod errors;
 mod hostile;
 mod interop;
