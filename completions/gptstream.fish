@@ -37,6 +37,7 @@ complete -c gptstream -l connect-timeout -d 'Seconds allowed to connect (TCP and
 complete -c gptstream -l first-byte-timeout -d 'Seconds allowed from sending the request to receiving the response headers' -r
 complete -c gptstream -l idle-timeout -d 'Longest silence, in seconds, allowed between two reads of the stream' -r
 complete -c gptstream -l timeout -d 'Seconds allowed for the whole request, stream included (off by default)' -r
+complete -c gptstream -s p -l profile -d 'Use the settings of profile NAME from the config file (see --profiles)' -r
 complete -c gptstream -l completions -d 'Print a completion script for SHELL and exit' -r -f -a "bash\t''
 elvish\t''
 fish\t''
@@ -53,5 +54,8 @@ complete -c gptstream -l json -d 'Write every event as one JSON object per line 
 complete -c gptstream -s q -l quiet -d 'No summary line on stderr (errors and warnings are still printed)'
 complete -c gptstream -l save-partial -d 'With --save: also save after a failed or interrupted answer, with the text that arrived'
 complete -c gptstream -l no-parallel-tool-calls -d 'Ask for at most one tool call per turn (parallel_tool_calls: false)'
+complete -c gptstream -l profiles -d 'List the config file\'s profiles (name, base URL, model, API) and exit'
+complete -c gptstream -l list-models -d 'List the server\'s models (GET {base}/models), one id per line, and exit'
+complete -c gptstream -l man -d 'Print the man page (roff) and exit'
 complete -c gptstream -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c gptstream -s V -l version -d 'Print version'

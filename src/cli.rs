@@ -6,14 +6,15 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 use crate::request::DEFAULT_BASE_URL;
 
 /// The default model, cheap and fast; override with `-m` or `GPTSTREAM_MODEL`.
 pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
 
-const AFTER_HELP: &str = "\
+pub const AFTER_HELP: &str = "\
 The prompt is the arguments joined by spaces. When stdin is not a terminal it is read too;
 with both, the message is the arguments, a blank line, then stdin.
 
@@ -262,9 +263,77 @@ pub struct Args {
     #[arg(long = "timeout", value_name = "SECS")]
     pub timeout: Option<f64>,
 
+    /// Use the settings of profile NAME from the config file (see --profiles)
+    #[arg(
+        short = 'p',
+        long = "profile",
+        env = "GPTSTREAM_PROFILE",
+        value_name = "NAME"
+    )]
+    pub profile: Option<String>,
+
+    /// List the config file's profiles (name, base URL, model, API) and exit
+    #[arg(long = "profiles", conflicts_with_all = ["chat", "replay", "dry_run", "list_models"])]
+    pub profiles: bool,
+
+    /// List the server's models (GET {base}/models), one id per line, and exit
+    #[arg(long = "list-models", conflicts_with_all = ["chat", "replay", "dry_run"])]
+    pub list_models: bool,
+
     /// Print a completion script for SHELL and exit
-    #[arg(long = "completions", value_name = "SHELL", exclusive = true)]
+    // Not `exclusive`: clap counts values from the environment (SSL_CERT_FILE, OPENAI_BASE_URL)
+    // as arguments given, and refused the flag wherever one was set.
+    #[arg(long = "completions", value_name = "SHELL")]
     pub completions: Option<clap_complete::Shell>,
+
+    /// Print the man page (roff) and exit
+    #[arg(long = "man", conflicts_with = "completions")]
+    pub man: bool,
+
+    /// Where each flag's value came from: the command line, its variable, or its default.
+    #[arg(skip)]
+    pub origins: Origins,
+
+    /// What the config file decided (filled in by [`crate::config::apply`]).
+    #[arg(skip)]
+    pub config: crate::config::Applied,
+}
+
+impl Args {
+    /// Parses the command line, noting where each value came from (a profile beats a variable
+    /// but not a flag).
+    pub fn parse_from_env() -> Result<Args, clap::Error> {
+        Self::parse_with_origins(std::env::args_os())
+    }
+
+    pub fn parse_with_origins<I, T>(arguments: I) -> Result<Args, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Args::command().try_get_matches_from(arguments)?;
+        let mut args = Args::from_arg_matches(&matches)?;
+        args.origins = Origins(
+            matches
+                .ids()
+                .filter_map(|id| Some((id.as_str().to_owned(), matches.value_source(id.as_str())?)))
+                .collect(),
+        );
+        Ok(args)
+    }
+}
+
+/// The source of each flag that has a value.
+#[derive(Debug, Clone, Default)]
+pub struct Origins(Vec<(String, ValueSource)>);
+
+impl Origins {
+    pub fn of(&self, id: &str) -> Option<ValueSource> {
+        self.0
+            .iter()
+            .find(|(name, _)| name == id)
+            .map(|(_, source)| *source)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

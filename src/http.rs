@@ -130,6 +130,28 @@ pub(crate) fn send(
         show_response_head(&response);
     }
 
+    let (response, content_type) = successful(response, request)?;
+    if content_type.starts_with("application/json") {
+        let bytes = response
+            .into_body()
+            .into_with_config()
+            .limit(JSON_BODY_LIMIT)
+            .read_to_vec()
+            .map_err(|err| describe_failure(err, &request.url, transport, None))?;
+        let value = serde_json::from_slice(&bytes)
+            .map_err(|err| StreamError(format!("the JSON response does not parse: {err}")))?;
+        return Ok(Reply::Json(value, bytes));
+    }
+    Ok(Reply::EventStream(Box::new(
+        response.into_body().into_reader(),
+    )))
+}
+
+/// A 2xx response with its content type (lowercased), or the error its status means.
+fn successful(
+    response: ureq::http::Response<ureq::Body>,
+    request: &Request,
+) -> anyhow::Result<(ureq::http::Response<ureq::Body>, String)> {
     let status = response.status().as_u16();
     let content_type = response
         .headers()
@@ -161,20 +183,40 @@ pub(crate) fn send(
         }
         return Err(error.into());
     }
-    if content_type.starts_with("application/json") {
-        let bytes = response
-            .into_body()
-            .into_with_config()
-            .limit(JSON_BODY_LIMIT)
-            .read_to_vec()
-            .map_err(|err| describe_failure(err, &request.url, transport, None))?;
-        let value = serde_json::from_slice(&bytes)
-            .map_err(|err| StreamError(format!("the JSON response does not parse: {err}")))?;
-        return Ok(Reply::Json(value, bytes));
+    Ok((response, content_type))
+}
+
+/// `GET` of a JSON document (`--list-models`), with the request's URL, key and headers.
+pub(crate) fn get_json(
+    agent: &ureq::Agent,
+    request: &Request,
+    transport: &Transport,
+) -> anyhow::Result<Value> {
+    let mut builder = agent.get(&request.url).header("Accept", "application/json");
+    for (name, value) in request.header_lines() {
+        builder = builder.header(name, value);
     }
-    Ok(Reply::EventStream(Box::new(
-        response.into_body().into_reader(),
-    )))
+    if transport.verbose {
+        eprintln!("> GET {}", redact_url(&request.url));
+        for line in request.describe().iter().skip(2) {
+            eprintln!("> {line}");
+        }
+    }
+    let response = builder
+        .call()
+        .map_err(|err| describe_failure(err, &request.url, transport, transport.proxy.as_ref()))?;
+    if transport.verbose {
+        show_response_head(&response);
+    }
+    let (response, _) = successful(response, request)?;
+    let bytes = response
+        .into_body()
+        .into_with_config()
+        .limit(JSON_BODY_LIMIT)
+        .read_to_vec()
+        .map_err(|err| describe_failure(err, &request.url, transport, None))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|err| StreamError(format!("the response is not JSON: {err}")).into())
 }
 
 /// Reads at most `limit` bytes of an error body; a body that fails midway is as good as cut.

@@ -2,12 +2,11 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use gptstream::cli::Args;
 use gptstream::error::{self, exit};
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
+    let args = match Args::parse_from_env() {
         Ok(args) => args,
         Err(err) => {
             // --help and --version come through here too, with exit code 0.

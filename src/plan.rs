@@ -30,14 +30,27 @@ use crate::{output, prompt, redact, schema};
 pub(crate) enum Plan {
     /// `--completions SHELL`.
     Completions(clap_complete::Shell),
+    /// `--man`.
+    Man,
+    /// `--profiles`: what the config file holds; `json`: as JSON lines.
+    Profiles {
+        config: crate::config::Applied,
+        json: bool,
+    },
+    /// `--list-models`: `GET {base}/models` with the key, headers, retries and timeouts of a
+    /// completion request (the template's URL is the models URL).
+    ListModels { settings: Settings, json: bool },
     /// `--replay PATH`: decode a recorded body (and check it against `--schema`).
     Replay {
         path: PathBuf,
         schema: Option<Value>,
         choice: u64,
     },
-    /// `--dry-run`: show the request, send nothing.
-    DryRun(Request),
+    /// `--dry-run`: show the request (and the config file and profile used), send nothing.
+    DryRun {
+        request: Request,
+        config: Option<String>,
+    },
     /// One answer (with its tool loop) to one conversation.
     Run {
         settings: Settings,
@@ -75,6 +88,9 @@ pub(crate) fn is_chat(args: &Args) -> bool {
             && args.replay.is_none()
             && !args.dry_run
             && args.completions.is_none()
+            && !args.profiles
+            && !args.list_models
+            && !args.man
             && args.tool_results.is_empty()
             && !args.tools.iter().any(|path| path == Path::new("-"))
             && io::stdin().is_terminal()
@@ -112,6 +128,25 @@ impl Plan {
         if let Some(shell) = args.completions {
             return Ok(Plan::Completions(shell));
         }
+        if args.man {
+            return Ok(Plan::Man);
+        }
+        if args.profiles {
+            return Ok(Plan::Profiles {
+                config: args.config.clone(),
+                json: args.json,
+            });
+        }
+        if args.list_models {
+            let api_key = request::load_api_key(&args.config.key)?;
+            let mut template = template(args, &[], api_key, true)?;
+            template.url = request::models_url(&args.base_url);
+            let settings = settings(args, template, Toolbox::default(), false)?;
+            return Ok(Plan::ListModels {
+                settings,
+                json: args.json,
+            });
+        }
         if let Some(path) = &args.replay {
             if !args.attach.is_empty() {
                 return Err(
@@ -127,7 +162,7 @@ impl Plan {
         if chat {
             return resolve_chat(args);
         }
-        let api_key = request::load_api_key(args.api_key_file.as_deref(), args.insecure_key_file)?;
+        let api_key = request::load_api_key(&args.config.key)?;
         let tools_from_stdin = args.tools.iter().any(|path| path == Path::new("-"));
         let attach_from_stdin = args.attach.iter().any(|spec| spec == "-");
         if tools_from_stdin && attach_from_stdin {
@@ -154,7 +189,10 @@ impl Plan {
         if args.dry_run {
             let mut request = template;
             request.set_messages(&conversation.messages);
-            return Ok(Plan::DryRun(request));
+            return Ok(Plan::DryRun {
+                request,
+                config: args.config.describe(),
+            });
         }
         Ok(Plan::Run {
             settings: settings(args, template, toolbox, false)?,
@@ -177,7 +215,7 @@ fn resolve_chat(args: &Args) -> anyhow::Result<Plan> {
     if args.attach.iter().any(|spec| spec == "-") {
         return Err(UsageError("-a - cannot be used with --chat: stdin is the chat".into()).into());
     }
-    let api_key = request::load_api_key(args.api_key_file.as_deref(), args.insecure_key_file)?;
+    let api_key = request::load_api_key(&args.config.key)?;
     let toolbox = toolbox(args, None)?;
     let mut conversation = match &args.messages {
         Some(path) => Conversation::load(path)?,

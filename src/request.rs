@@ -15,6 +15,7 @@ use anyhow::Context;
 use serde_json::Value;
 
 use crate::body::Json;
+use crate::config::KeySource;
 use crate::conversation::OUTPUT_ITEMS;
 use crate::dialect::Dialect;
 use crate::error::{UsageError, register_secret};
@@ -67,6 +68,24 @@ pub fn responses_url(base: &str) -> String {
     endpoint_url(base, "/responses")
 }
 
+/// `{base}/models`, for `--list-models`; a base that names an endpoint loses it first.
+pub fn models_url(base: &str) -> String {
+    let (path, query) = match base.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (base, None),
+    };
+    let path = path.trim_end_matches('/');
+    let path = ["/chat/completions", "/responses"]
+        .iter()
+        .find_map(|endpoint| path.strip_suffix(endpoint))
+        .unwrap_or(path);
+    let base = match query {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    endpoint_url(&base, "/models")
+}
+
 fn endpoint_url(base: &str, endpoint: &str) -> String {
     let (path, query) = match base.split_once('?') {
         Some((path, query)) => (path, Some(query)),
@@ -99,14 +118,11 @@ pub(crate) fn is_openai(url: &str) -> bool {
     host.split(':').next() == host_of(DEFAULT_BASE_URL).split(':').next()
 }
 
-/// Reads the key from `--api-key-file` (refused when others can read it, unless
-/// `allow_shared`) or `OPENAI_API_KEY`; `None` when neither is set.
-pub(crate) fn load_api_key(
-    file: Option<&std::path::Path>,
-    allow_shared: bool,
-) -> anyhow::Result<Option<ApiKey>> {
-    let key = match file {
-        Some(path) => {
+/// Reads the key from where the flags and the config file said (see [`KeySource`]); `None`
+/// when there is none. A key source that was named but is empty or unset is an error.
+pub(crate) fn load_api_key(source: &KeySource) -> anyhow::Result<Option<ApiKey>> {
+    let key = match source {
+        KeySource::File { path, allow_shared } => {
             if !allow_shared {
                 refuse_shared_key_file(path)?;
             }
@@ -115,10 +131,21 @@ pub(crate) fn load_api_key(
                 .trim()
                 .to_owned()
         }
-        None => std::env::var("OPENAI_API_KEY")
+        KeySource::OpenAiEnv => std::env::var("OPENAI_API_KEY")
             .unwrap_or_default()
             .trim()
             .to_owned(),
+        KeySource::Env { var, profile } => {
+            let key = std::env::var(var).unwrap_or_default().trim().to_owned();
+            if key.is_empty() {
+                return Err(UsageError(format!(
+                    "{var} is not set: profile {profile} takes its API key from it (api_key_env)"
+                ))
+                .into());
+            }
+            key
+        }
+        KeySource::Inline(key) => key.clone(),
     };
     if key.is_empty() {
         return Ok(None);

@@ -18,11 +18,21 @@ use crate::stream;
 
 /// Runs gptstream with parsed flags. An error that comes back has been reported through the
 /// sink (the `--json` error event) but not printed; `main` prints it, unless [`is_reported`].
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub fn run(mut args: Args) -> anyhow::Result<()> {
     install_panic_hook();
+    // The config file is one more source of the flags' values; a bad one is reported as any
+    // usage error is, through the sink.
+    let configured = crate::config::apply(&mut args);
     let chat = plan::is_chat(&args);
     let mut sink = plan::sink(&args, chat);
-    let result = Plan::resolve(&args, chat).and_then(|plan| carry_out(plan, &mut *sink));
+    if args.verbose
+        && let Some(config) = args.config.describe()
+    {
+        eprintln!("* {config}");
+    }
+    let result = configured
+        .and_then(|()| Plan::resolve(&args, chat))
+        .and_then(|plan| carry_out(plan, &mut *sink));
     if let Err(err) = &result
         && !is_broken_pipe(err)
         && !err.is::<Interrupted>()
@@ -65,8 +75,15 @@ fn carry_out(plan: Plan, sink: &mut (dyn Sink + Send)) -> anyhow::Result<()> {
             sink.emit(&Event::End(&session::summary(&turns, started)))?;
             Ok(())
         }
-        Plan::DryRun(request) => {
-            request.print_dry_run(&mut io::stdout().lock(), &mut io::stderr().lock())
+        Plan::Man => crate::manual::write(&mut io::stdout().lock()),
+        Plan::Profiles { config, json } => list_profiles(&config, json),
+        Plan::ListModels { settings, json } => list_models(settings, json),
+        Plan::DryRun { request, config } => {
+            let mut err = io::stderr().lock();
+            if let Some(config) = config {
+                writeln!(err, "* {config}")?;
+            }
+            request.print_dry_run(&mut io::stdout().lock(), &mut err)
         }
         Plan::Run {
             settings,
@@ -169,6 +186,83 @@ pub(crate) fn check_schema(
         error: verdict.as_ref().err().map(String::as_str),
     })?;
     verdict.map_err(|why| crate::schema::mismatch(&why))
+}
+
+/// `--profiles`: one line per profile, `NAME  BASE_URL  MODEL  API` in columns, or one JSON
+/// object per line with `--json`. URLs are shown without their secrets.
+fn list_profiles(config: &crate::config::Applied, json: bool) -> anyhow::Result<()> {
+    let Some(path) = &config.path else {
+        eprintln!("gptstream: no config file (see README, \"Profiles\")");
+        return Ok(());
+    };
+    if config.listing.is_empty() {
+        eprintln!("gptstream: {} has no [profiles.NAME] table", path.display());
+    }
+    let rows: Vec<[String; 4]> = config
+        .listing
+        .iter()
+        .map(|row| {
+            [
+                row.name.clone(),
+                crate::redact::redact_url(&row.base_url),
+                row.model.clone(),
+                match row.api {
+                    crate::cli::Api::Chat => "chat".to_owned(),
+                    crate::cli::Api::Responses => "responses".to_owned(),
+                },
+            ]
+        })
+        .collect();
+    let mut out = io::stdout().lock();
+    if json {
+        for [name, base_url, model, api] in &rows {
+            let line =
+                serde_json::json!({"name": name, "base_url": base_url, "model": model, "api": api});
+            writeln!(out, "{line}")?;
+        }
+    } else {
+        let width = |i: usize| {
+            rows.iter()
+                .map(|row| row[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        };
+        let widths = [width(0), width(1), width(2)];
+        for row in &rows {
+            let line = format!(
+                "{:w0$}  {:w1$}  {:w2$}  {}",
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2]
+            );
+            writeln!(out, "{}", line)?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `--list-models`: the ids the server lists, sorted, one per line; with `--json` each model's
+/// object as the server sent it, in the same order.
+fn list_models(settings: Settings, json: bool) -> anyhow::Result<()> {
+    let mut session = Session::new(settings)?;
+    let listing = session.get_json()?;
+    let mut models = crate::models::from_listing(&listing)?;
+    models.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = io::stdout().lock();
+    for (id, model) in &models {
+        if json {
+            writeln!(out, "{model}")?;
+        } else {
+            writeln!(out, "{}", crate::error::scrub(id))?;
+        }
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// A panic is a bug: one line on stderr, then the error (or, in release builds, the abort).

@@ -266,7 +266,6 @@ impl Session {
     /// `stream_options` is retried once without it, whatever `--retries` says, and the session
     /// stops asking for it.
     fn send_with_retries(&mut self, request: &mut Arc<Request>) -> anyhow::Result<Reply> {
-        let retries = self.settings.retries;
         let mut attempt = 0;
         loop {
             self.cancel.check()?;
@@ -288,16 +287,41 @@ impl Session {
                 );
                 continue;
             }
-            let (err, wait) = match retry::plan(err, attempt, retries) {
-                retry::Decision::Retry { err, wait } => (err, wait),
-                retry::Decision::GiveUp(err) => return Err(hint_at_responses(err, request)),
+            self.wait_to_retry(err, &mut attempt)
+                .map_err(|err| hint_at_responses(err, request))?;
+        }
+    }
+
+    /// After a failed attempt: says so and waits before the next one, or gives back the error
+    /// to end with (that one, or the stop that came while waiting).
+    fn wait_to_retry(&self, err: anyhow::Error, attempt: &mut u32) -> anyhow::Result<()> {
+        let retries = self.settings.retries;
+        let (err, wait) = match retry::plan(err, *attempt, retries) {
+            retry::Decision::Retry { err, wait } => (err, wait),
+            retry::Decision::GiveUp(err) => return Err(err),
+        };
+        *attempt += 1;
+        eprintln!(
+            "gptstream: {err:#}; retrying in {:.1}s (retry {attempt} of {retries})",
+            wait.as_secs_f64(),
+        );
+        self.cancel.sleep(wait)
+    }
+
+    /// `--list-models`: the template's URL fetched with `GET`, retried as a completion request
+    /// is.
+    pub(crate) fn get_json(&mut self) -> anyhow::Result<Value> {
+        let mut attempt = 0;
+        loop {
+            let err = match http::get_json(
+                &self.agent,
+                &self.settings.template,
+                &self.settings.transport,
+            ) {
+                Ok(value) => return Ok(value),
+                Err(err) => err,
             };
-            attempt += 1;
-            eprintln!(
-                "gptstream: {err:#}; retrying in {:.1}s (retry {attempt} of {retries})",
-                wait.as_secs_f64(),
-            );
-            self.cancel.sleep(wait)?;
+            self.wait_to_retry(err, &mut attempt)?;
         }
     }
 

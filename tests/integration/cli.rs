@@ -68,3 +68,51 @@ fn committed_completions_are_up_to_date() {
         "completions/{stale:?} differ from the CLI; rerun with GPTSTREAM_BLESS=1 and commit"
     );
 }
+
+/// `doc/gptstream.1` must be what `--man` prints now (bless as for the completions), and `man`
+/// must render it without a warning.
+#[test]
+fn committed_man_page_is_up_to_date_and_renders_cleanly() {
+    let out = gptstream().arg("--man").run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("doc/gptstream.1");
+    if std::fs::read(&path).ok().as_deref() != Some(&out.stdout[..]) {
+        if std::env::var_os("GPTSTREAM_BLESS").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &out.stdout).unwrap();
+        }
+        panic!("doc/gptstream.1 differs from --man; rerun with GPTSTREAM_BLESS=1 and commit");
+    }
+    // groff's own checks (every warning on), as `man -l` would render it.
+    let rendered = std::process::Command::new("groff")
+        .args(["-man", "-ww", "-z"])
+        .arg(&path)
+        .output()
+        .expect("groff (man-db's renderer) is installed: .ci/run installs it");
+    assert!(rendered.status.success(), "{rendered:?}");
+    assert_eq!(String::from_utf8_lossy(&rendered.stderr), "", "groff warns");
+    for section in ["EXIT STATUS", "ENVIRONMENT", "FILES", "EXAMPLES", "OPTIONS"] {
+        let heading = if section.contains(' ') {
+            format!(".SH \"{section}\"\n")
+        } else {
+            format!(".SH {section}\n")
+        };
+        assert!(out.stdout().contains(&heading), "{section}");
+    }
+}
+
+/// Values from the environment are not flags given: `--completions` and `--man` work wherever
+/// SSL_CERT_FILE or OPENAI_BASE_URL is set (clap's `exclusive` refused them).
+#[test]
+fn completions_and_man_work_with_variables_set() {
+    for flag in [&["--completions", "bash"][..], &["--man"]] {
+        let out = gptstream()
+            .args(flag)
+            .env("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")
+            .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+            .env("GPTSTREAM_MODEL", "m")
+            .run();
+        assert_eq!(out.code, 0, "{flag:?}: {}", out.render());
+        assert!(!out.stdout.is_empty());
+    }
+}

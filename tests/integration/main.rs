@@ -14,6 +14,7 @@ mod hostile;
 mod interop;
 mod json;
 mod modes;
+mod profiles;
 mod proxy;
 mod reliability;
 mod replay;

@@ -1,0 +1,293 @@
+//! Profiles: the config file's defaults and `[profiles.NAME]`, their precedence against flags
+//! and variables on every kind of key, the API key that never goes to the wrong host, and the
+//! errors a bad file gets.
+
+use serde_json::{Value, json};
+
+use crate::server::{DONE, Server, content, finish, sse};
+use crate::util::{Scratch, gptstream};
+
+fn ok() -> Vec<crate::server::Step> {
+    sse(&[content("ok"), finish("stop"), DONE.to_owned()])
+}
+
+/// A config file (mode 600, as a file with a key must be) and the command that reads it.
+struct Setup {
+    scratch: Scratch,
+    path: String,
+}
+
+impl Setup {
+    fn new(name: &str, text: &str) -> Setup {
+        let scratch = Scratch::new(name);
+        let path = scratch.file("config.toml", text);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        Setup { scratch, path }
+    }
+
+    fn gptstream(&self) -> crate::util::Gptstream {
+        gptstream().env("GPTSTREAM_CONFIG", &self.path)
+    }
+
+    /// The body `--dry-run` shows with these flags and variables.
+    fn body(&self, args: &[&str], env: &[(&str, &str)]) -> Value {
+        let mut command = self.gptstream().args(["--dry-run"]).args(args).arg("hi");
+        for (key, value) in env {
+            command = command.env(key, value);
+        }
+        let out = command.run();
+        assert_eq!(out.code, 0, "{args:?} {env:?}: {}", out.render());
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+const LAYERED: &str = r#"
+model = "top-model"
+max_tokens = 10
+headers = { "X-A" = "top", "X-Top" = "t" }
+extra = { seed = 1, stop = "top" }
+
+[profiles.p]
+model = "profile-model"
+max_tokens = 20
+headers = { "X-A" = "profile", "X-B" = "profile" }
+extra = { seed = 2 }
+
+[profiles.bare]
+api = "responses"
+"#;
+
+#[test]
+fn precedence_flag_profile_environment_defaults_on_strings_and_numbers() {
+    let setup = Setup::new("profiles-precedence", LAYERED);
+    let model = |args: &[&str], env: &[(&str, &str)]| setup.body(args, env)["model"].clone();
+    let env = [("GPTSTREAM_MODEL", "env-model")];
+    // Without a profile: the environment beats the file's defaults, which beat the built-in.
+    assert_eq!(model(&[], &[]), "top-model");
+    assert_eq!(model(&[], &env), "env-model");
+    // A profile chosen on purpose beats the environment; a flag beats everything.
+    assert_eq!(model(&["-p", "p"], &env), "profile-model");
+    assert_eq!(
+        model(&[], &[("GPTSTREAM_PROFILE", "p"), env[0]]),
+        "profile-model"
+    );
+    assert_eq!(model(&["-p", "p", "-m", "flag-model"], &env), "flag-model");
+    // A profile without the key: the environment, then the defaults.
+    assert_eq!(model(&["-p", "bare"], &env), "env-model");
+    assert_eq!(model(&["-p", "bare"], &[]), "top-model");
+    // Numbers: no variable, the same order otherwise.
+    let max = |args: &[&str]| setup.body(args, &[])["max_tokens"].clone();
+    assert_eq!(max(&[]), 10);
+    assert_eq!(max(&["-p", "p"]), 20);
+    assert_eq!(max(&["-p", "p", "--max-tokens", "30"]), 30);
+    // An enum key: the profile's api changes the endpoint and the body's shape.
+    let out = setup
+        .gptstream()
+        .args(["--dry-run", "-p", "bare", "hi"])
+        .run();
+    assert!(out.stderr.contains("/v1/responses"), "{}", out.stderr);
+}
+
+#[test]
+fn tables_merge_top_then_profile_then_flags() {
+    let setup = Setup::new("profiles-tables", LAYERED);
+    let body = setup.body(&["-p", "p", "--extra", r#"{"stop":"flag"}"#], &[]);
+    assert_eq!(body["seed"], 2, "the profile's extra over the defaults'");
+    assert_eq!(body["stop"], "flag", "--extra over both");
+    assert_eq!(setup.body(&[], &[])["seed"], 1);
+    // Headers go on the wire: the profile's X-A over the top level's, -H over the profile's.
+    let server = Server::one(ok());
+    let out = setup
+        .gptstream()
+        .server(&server)
+        .args(["-q", "-p", "p", "-H", "X-B: flag", "hi"])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    let request = server.request();
+    assert_eq!(request.header("x-a"), Some("profile"));
+    assert_eq!(request.header("x-b"), Some("flag"));
+    assert_eq!(request.header("x-top"), Some("t"));
+    let x_b = request.headers.iter().filter(|(n, _)| n == "x-b").count();
+    assert_eq!(x_b, 1, "a header given twice is sent once");
+}
+
+#[test]
+fn a_profile_with_its_own_key_never_sends_the_openai_key() {
+    let server = Server::start(vec![ok(), ok(), ok()]);
+    let config = format!(
+        r#"
+[profiles.router]
+base_url = "{base}"
+api_key_env = "ROUTER_KEY"
+
+[profiles.local]
+base_url = "{base}"
+"#,
+        base = server.base_url()
+    );
+    let setup = Setup::new("profiles-keys", &config);
+    let run = |profile: &str, env: &[(&str, &str)]| {
+        let mut command = setup.gptstream().args(["-q", "-p", profile, "hi"]);
+        // OPENAI_BASE_URL points nowhere: the profile's base_url must win over it.
+        command = command
+            .env("OPENAI_API_KEY", "sk-openai-canary")
+            .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1");
+        for (key, value) in env {
+            command = command.env(key, value);
+        }
+        command.run()
+    };
+    let out = run("router", &[("ROUTER_KEY", "sk-router")]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert_eq!(
+        server.request().header("authorization"),
+        Some("Bearer sk-router")
+    );
+    // Its variable unset: exit 2 naming it, and nothing is sent (not even without a key).
+    let out = run("router", &[]);
+    assert_eq!(
+        out.render(),
+        "status: 2\n--- stdout\n\n--- stderr\ngptstream: ROUTER_KEY is not set: profile router takes its API key from it (api_key_env)\n"
+    );
+    // A profile without a key source of its own gets OPENAI_API_KEY.
+    let out = run("local", &[]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert_eq!(
+        server.request().header("authorization"),
+        Some("Bearer sk-openai-canary")
+    );
+    assert_eq!(
+        server.connections(),
+        2,
+        "the run without its key sent nothing"
+    );
+}
+
+#[test]
+fn profiles_lists_them_as_columns_or_json_lines() {
+    let setup = Setup::new(
+        "profiles-list",
+        r#"
+model = "m0"
+[profiles.openai]
+[profiles.local-llama]
+base_url = "http://user:secret@127.0.0.1:8080/v1"
+model = "qwen"
+api = "responses"
+"#,
+    );
+    let out = setup.gptstream().arg("--profiles").run();
+    assert_eq!(
+        out.render(),
+        "status: 0\n--- stdout\n\
+         openai       https://api.openai.com/v1          m0    chat\n\
+         local-llama  http://user:***@127.0.0.1:8080/v1  qwen  responses\n\
+         \n--- stderr\n"
+    );
+    let out = setup.gptstream().args(["--profiles", "--json"]).run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert_eq!(
+        out.json_lines(),
+        [
+            json!({"name":"openai","base_url":"https://api.openai.com/v1","model":"m0","api":"chat"}),
+            json!({"name":"local-llama","base_url":"http://user:***@127.0.0.1:8080/v1","model":"qwen","api":"responses"}),
+        ]
+    );
+}
+
+#[test]
+fn bad_config_is_exit_2_with_file_line_and_key_before_anything_else() {
+    let setup = Setup::new(
+        "profiles-bad",
+        "[profiles.a]\nmodel = \"m\"\n\n[profiles.b]\nmodle = \"x\"\n",
+    );
+    // The unselected profile is checked too.
+    let out = setup.gptstream().args(["-p", "a", "hi"]).run();
+    assert_eq!(
+        out.render(),
+        format!(
+            "status: 2\n--- stdout\n\n--- stderr\ngptstream: {}:5: profiles.b.modle: unknown key (did you mean \"model\"?)\n",
+            setup.path
+        )
+    );
+    let setup = Setup::new("profiles-unknown", "[profiles.a]\n[profiles.b]\n");
+    let out = setup.gptstream().args(["-p", "c", "hi"]).run();
+    assert_eq!(
+        out.stderr,
+        format!(
+            "gptstream: unknown profile \"c\" (in {}: a, b)\n",
+            setup.path
+        )
+    );
+    assert_eq!(out.code, 2);
+    // With --json the error is an event too.
+    let out = setup.gptstream().args(["--json", "-p", "c", "hi"]).run();
+    assert_eq!(out.json_lines()[0]["type"], "error");
+    // No file: -p is an error, not a silent default.
+    let out = gptstream().args(["-p", "x", "hi"]).run();
+    assert_eq!(out.code, 2, "{}", out.render());
+    assert!(
+        out.stderr
+            .contains("unknown profile \"x\": there is no config file")
+    );
+    let out = gptstream()
+        .env("GPTSTREAM_CONFIG", &setup.scratch.path("missing.toml"))
+        .arg("hi")
+        .run();
+    assert_eq!(out.code, 2, "{}", out.render());
+    assert!(out.stderr.contains("missing.toml: no such file"));
+}
+
+#[cfg(unix)]
+#[test]
+fn a_key_in_a_file_others_can_read_is_refused_and_never_printed() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = Server::one(ok());
+    let setup = Setup::new(
+        "profiles-inline",
+        &format!(
+            "[profiles.s]\nbase_url = \"{}\"\napi_key = \"sk-inline-canary\"\n",
+            server.base_url()
+        ),
+    );
+    let out = setup.gptstream().args(["-q", "-p", "s", "-v", "hi"]).run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert_eq!(
+        server.request().header("authorization"),
+        Some("Bearer sk-inline-canary")
+    );
+    assert!(!out.stderr.contains("sk-inline-canary"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("* config {}, profile s", setup.path))
+    );
+    std::fs::set_permissions(&setup.path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = setup.gptstream().args(["-p", "s", "hi"]).run();
+    assert_eq!(out.code, 2, "{}", out.render());
+    assert!(out.stderr.contains("mode 640"), "{}", out.stderr);
+    assert!(!out.stderr.contains("sk-inline-canary"));
+}
+
+#[test]
+fn dry_run_says_which_config_and_profile() {
+    let setup = Setup::new("profiles-dry", LAYERED);
+    let out = setup.gptstream().args(["--dry-run", "-p", "p", "hi"]).run();
+    assert!(
+        out.stderr
+            .starts_with(&format!("* config {}, profile p\nPOST ", setup.path)),
+        "{}",
+        out.stderr
+    );
+    let out = setup.gptstream().args(["--dry-run", "hi"]).run();
+    assert!(
+        out.stderr
+            .starts_with(&format!("* config {}, no profile\n", setup.path))
+    );
+    // No file, no line.
+    let out = gptstream().args(["--dry-run", "hi"]).run();
+    assert!(out.stderr.starts_with("POST "), "{}", out.stderr);
+}
