@@ -27,6 +27,9 @@ Examples:
   gptstream --api responses -m o3-pro --reasoning-effort high \"Prove it\"
   gptstream --replay examples/hello.sse
   gptstream --chat --save chat.json            # a conversation, Ctrl-D to leave
+  gptstream -p local --list-models             # a profile of ~/.config/gptstream/config.toml
+  gptstream --schema 'name, email' < signature.txt | jq -r .email
+  gptstream -a screenshot.png \"What is on screen?\"
 
 Exit codes:
   0  success (also when stdout is closed early, as by `| head`)

@@ -825,3 +825,36 @@ fn the_recorder_dechunks_a_body() {
         b"hello world"
     );
 }
+
+#[test]
+#[ignore = "needs the servers that scripts/interop/run starts"]
+fn litellm_lists_the_models_of_its_config() {
+    let out = litellm().gptstream().arg("--list-models").run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    // LiteLLM lists every model_name of config.yaml, and we sort them.
+    assert_eq!(
+        out.stdout(),
+        "midstream-error\nmock-ratelimit\nmock-text\nmock-toolong\nschema-echo\ntext\ntools\n"
+    );
+    let out = litellm()
+        .gptstream()
+        .args(["--list-models", "--json"])
+        .run();
+    let objects = out.json_lines();
+    assert_eq!(objects.len(), 7, "{}", out.render());
+    assert!(objects.iter().all(|model| model["object"] == "model"));
+    // Its key check applies to the listing too.
+    let out = litellm()
+        .gptstream()
+        .env("OPENAI_API_KEY", "sk-wrong")
+        .arg("--list-models")
+        .run();
+    assert_eq!(out.code, 3, "{}", out.render());
+}
+
+#[test]
+#[ignore = "needs the servers that scripts/interop/run starts"]
+fn llama_lists_its_model_by_alias() {
+    let out = llama().gptstream().arg("--list-models").run();
+    assert_eq!(out.render(), "status: 0\n--- stdout\ntiny\n\n--- stderr\n");
+}

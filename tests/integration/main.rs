@@ -13,6 +13,7 @@ mod errors;
 mod hostile;
 mod interop;
 mod json;
+mod models;
 mod modes;
 mod profiles;
 mod proxy;

@@ -171,9 +171,14 @@ fn serve(stream: TcpStream, scripts: &Scripts, tx: &Sender<Recorded>, validator:
         let Some(request) = read_request(&mut reader) else {
             return;
         };
-        let verdict = serde_json::from_str(&request.body)
-            .map_err(|e| e.to_string())
-            .and_then(|body| validator(&body));
+        // A POST must carry a JSON body; a GET (`--list-models`) carries none.
+        let verdict = if request.method == "GET" && request.body.is_empty() {
+            Ok(())
+        } else {
+            serde_json::from_str(&request.body)
+                .map_err(|e| e.to_string())
+                .and_then(|body| validator(&body))
+        };
         let script = match verdict {
             Ok(()) => match scripts.lock().unwrap().pop_front() {
                 Some(script) => script,
