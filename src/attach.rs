@@ -81,22 +81,25 @@ fn part(
             ])
         });
     }
-    let mut bytes = head.to_vec();
+    // The part's text is the name, a newline, then the contents: read into place, one copy.
+    let expected = usize::try_from(size.unwrap_or(0).min(MAX_BYTES)).unwrap_or(0);
+    let mut bytes = Vec::with_capacity(name.len() + 1 + expected.max(head.len()));
+    bytes.extend_from_slice(name.as_bytes());
+    bytes.push(b'\n');
+    let start = bytes.len();
+    bytes.extend_from_slice(head);
     reader
         .read_to_end(&mut bytes)
         .map_err(|err| fail(err.to_string()))?;
-    if bytes.len() as u64 > MAX_BYTES {
+    if (bytes.len() - start) as u64 > MAX_BYTES {
         return Err(too_large());
     }
     // Text has no NUL bytes, whatever UTF-8 allows.
     match String::from_utf8(bytes)
         .ok()
-        .filter(|text| !text.contains('\0'))
+        .filter(|text| !text[start..].contains('\0'))
     {
-        Some(text) => {
-            let text = format!("{name}\n{text}");
-            Ok(object([("type", "text".into()), ("text", text.into())]))
-        }
+        Some(text) => Ok(object([("type", "text".into()), ("text", text.into())])),
         None => Err(fail(
             "not an image (PNG, JPEG, GIF, WebP), a PDF or UTF-8 text".into(),
         )),
@@ -203,28 +206,23 @@ fn base64(bytes: &[u8], out: &mut String) {
 /// type and the size of what it carries, `data:image/png;base64,…(123456 bytes)`, and an
 /// attached text longer than a screen to its start and size. Other text is shown as it is.
 pub(crate) fn shortened(value: &Value) -> Value {
-    const TEXT_SHOWN: usize = 2000;
     match value {
         Value::Object(part)
             if matches!(
                 part.get("type").and_then(Value::as_str),
                 Some("text" | "input_text")
-            ) && part
-                .get("text")
-                .and_then(Value::as_str)
-                .is_some_and(|t| t.len() > TEXT_SHOWN) =>
+            ) =>
         {
-            let mut part = part.clone();
-            if let Some(Value::String(text)) = part.get_mut("text") {
-                let mut cut = TEXT_SHOWN;
-                while !text.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                let size = text.len();
-                text.truncate(cut);
-                text.push_str(&format!("…({size} bytes)"));
-            }
-            Value::Object(part)
+            part.iter()
+                .map(|(key, value)| {
+                    let shown = match value {
+                        Value::String(text) if key == "text" => Value::String(shortened_text(text)),
+                        other => shortened(other),
+                    };
+                    (key.clone(), shown)
+                })
+                .collect::<serde_json::Map<_, _>>()
+                .into()
         }
         Value::String(text) if is_base64_data_url(text) => {
             let (head, payload) = text.split_once(',').unwrap_or((text.as_str(), ""));
@@ -240,6 +238,19 @@ pub(crate) fn shortened(value: &Value) -> Value {
             .into(),
         other => other.clone(),
     }
+}
+
+/// An attached text as `--dry-run` shows it: longer than a screen, its start and its size.
+pub(crate) fn shortened_text(text: &str) -> String {
+    const TEXT_SHOWN: usize = 2000;
+    if text.len() <= TEXT_SHOWN {
+        return text.to_owned();
+    }
+    let mut cut = TEXT_SHOWN;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…({} bytes)", &text[..cut], text.len())
 }
 
 #[cfg(test)]

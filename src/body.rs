@@ -8,7 +8,7 @@
 
 use std::io::{self, Read};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// Strings at least this long that need no escaping are written from where they are.
 const BORROW_FROM: usize = 4096;
@@ -28,21 +28,51 @@ impl Json<'_> {
     /// The value this writes, as a `Value` (a copy, for tests).
     #[cfg(test)]
     pub(crate) fn to_value(&self) -> Value {
-        self.map_refs(&Value::clone)
-    }
-
-    /// The value with every borrowed part passed through `show` (`--dry-run` shortens
-    /// attachments this way without copying them first).
-    pub(crate) fn map_refs(&self, show: &dyn Fn(&Value) -> Value) -> Value {
         match self {
-            Json::Ref(value) => show(value),
-            Json::Owned(value) => show(value),
-            Json::List(items) => items.iter().map(|item| item.map_refs(show)).collect(),
+            Json::Ref(value) => (*value).clone(),
+            Json::Owned(value) => value.clone(),
+            Json::List(items) => items.iter().map(Json::to_value).collect(),
             Json::Object(fields) => fields
                 .iter()
-                .map(|(key, value)| ((*key).to_owned(), value.map_refs(show)))
-                .collect::<serde_json::Map<_, _>>()
+                .map(|(key, value)| ((*key).to_owned(), value.to_value()))
+                .collect::<Map<_, _>>()
                 .into(),
+        }
+    }
+
+    /// The value as `--dry-run` shows it: attachments shortened (see
+    /// [`crate::attach::shortened`]), and not copied whole first.
+    pub(crate) fn shown(&self) -> Value {
+        match self {
+            Json::Ref(value) => crate::attach::shortened(value),
+            Json::Owned(value) => crate::attach::shortened(value),
+            Json::List(items) => items.iter().map(Json::shown).collect(),
+            Json::Object(fields) => {
+                // A text part made for this request (the Responses API's `input_text`).
+                let text_part = fields.iter().any(|(key, value)| {
+                    *key == "type" && matches!(value.as_str(), Some("text" | "input_text"))
+                });
+                fields
+                    .iter()
+                    .map(|(key, value)| {
+                        let shown = match value.as_str() {
+                            Some(text) if text_part && *key == "text" => {
+                                Value::String(crate::attach::shortened_text(text))
+                            }
+                            _ => value.shown(),
+                        };
+                        ((*key).to_owned(), shown)
+                    })
+                    .collect::<Map<_, _>>()
+                    .into()
+            }
+        }
+    }
+
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Json::Ref(Value::String(text)) | Json::Owned(Value::String(text)) => Some(text),
+            _ => None,
         }
     }
 }
@@ -56,6 +86,22 @@ pub(crate) struct Wire<'a> {
 enum Piece<'a> {
     Bytes(Vec<u8>),
     Borrowed(&'a [u8]),
+    /// A string that needs escaping (an attached text has newlines), escaped as it is read;
+    /// `len` is its escaped length.
+    Escaped {
+        text: &'a [u8],
+        len: u64,
+    },
+}
+
+impl Piece<'_> {
+    fn len(&self) -> u64 {
+        match self {
+            Piece::Bytes(bytes) => bytes.len() as u64,
+            Piece::Borrowed(bytes) => bytes.len() as u64,
+            Piece::Escaped { len, .. } => *len,
+        }
+    }
 }
 
 impl<'a> Wire<'a> {
@@ -65,14 +111,7 @@ impl<'a> Wire<'a> {
             len: 0,
         };
         wire.json(json)?;
-        wire.len = wire
-            .pieces
-            .iter()
-            .map(|piece| match piece {
-                Piece::Bytes(bytes) => bytes.len() as u64,
-                Piece::Borrowed(bytes) => bytes.len() as u64,
-            })
-            .sum();
+        wire.len = wire.pieces.iter().map(Piece::len).sum();
         Ok(wire)
     }
 
@@ -87,6 +126,8 @@ impl<'a> Wire<'a> {
             pieces: &self.pieces,
             at: 0,
             offset: 0,
+            escaped: Vec::new(),
+            escaped_at: 0,
         }
     }
 
@@ -133,9 +174,15 @@ impl<'a> Wire<'a> {
 
     fn value(&mut self, value: &'a Value) -> io::Result<()> {
         match value {
-            Value::String(text) if text.len() >= BORROW_FROM && needs_no_escape(text) => {
+            Value::String(text) if text.len() >= BORROW_FROM => {
+                let text = text.as_bytes();
                 self.out().push(b'"');
-                self.pieces.push(Piece::Borrowed(text.as_bytes()));
+                let len: u64 = text.iter().map(|&b| escaped_len(b)).sum();
+                self.pieces.push(if len == text.len() as u64 {
+                    Piece::Borrowed(text)
+                } else {
+                    Piece::Escaped { text, len }
+                });
                 self.out().push(b'"');
             }
             Value::Array(items) => {
@@ -166,18 +213,56 @@ impl<'a> Wire<'a> {
     }
 }
 
-/// Whether serde_json writes this string as it is between quotes: no quote, backslash or
-/// control character (base64 and most text).
-fn needs_no_escape(text: &str) -> bool {
-    !text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\')
+/// How many bytes serde_json writes for this byte of a string: a quote, a backslash and the
+/// control characters are escaped (`\n`, `\u001f`...), everything else (UTF-8 included) is
+/// written as it is.
+fn escaped_len(byte: u8) -> u64 {
+    match byte {
+        b'"' | b'\\' | 0x08 | b'\t' | b'\n' | 0x0c | b'\r' => 2,
+        0..0x20 => 6,
+        _ => 1,
+    }
+}
+
+/// Appends `bytes` escaped as serde_json escapes a string's bytes.
+fn escape(bytes: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for &byte in bytes {
+        let short = match byte {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            0x08 => b'b',
+            b'\t' => b't',
+            b'\n' => b'n',
+            0x0c => b'f',
+            b'\r' => b'r',
+            0..0x20 => {
+                out.extend_from_slice(b"\\u00");
+                out.extend_from_slice(&[HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 15)]]);
+                continue;
+            }
+            _ => {
+                out.push(byte);
+                continue;
+            }
+        };
+        out.extend_from_slice(&[b'\\', short]);
+    }
 }
 
 /// The body's bytes, piece after piece.
 pub(crate) struct WireReader<'a> {
     pieces: &'a [Piece<'a>],
     at: usize,
+    /// Where in the piece (in an escaped piece: in its unescaped text) reading is.
     offset: usize,
+    /// An escaped piece's next stretch, escaped, and how much of it has been read.
+    escaped: Vec<u8>,
+    escaped_at: usize,
 }
+
+/// How much of an escaped string is escaped at a time.
+const ESCAPE_STRETCH: usize = 16 * 1024;
 
 impl Read for WireReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -185,6 +270,26 @@ impl Read for WireReader<'_> {
             let bytes = match piece {
                 Piece::Bytes(bytes) => bytes.as_slice(),
                 Piece::Borrowed(bytes) => bytes,
+                Piece::Escaped { text, .. } => {
+                    if self.escaped_at == self.escaped.len() {
+                        let stretch =
+                            &text[self.offset..text.len().min(self.offset + ESCAPE_STRETCH)];
+                        self.offset += stretch.len();
+                        self.escaped.clear();
+                        self.escaped_at = 0;
+                        escape(stretch, &mut self.escaped);
+                    }
+                    let rest = &self.escaped[self.escaped_at..];
+                    if rest.is_empty() {
+                        self.at += 1;
+                        self.offset = 0;
+                        continue;
+                    }
+                    let n = rest.len().min(buf.len());
+                    buf[..n].copy_from_slice(&rest[..n]);
+                    self.escaped_at += n;
+                    return Ok(n);
+                }
             };
             let rest = &bytes[self.offset..];
             if rest.is_empty() {
@@ -244,16 +349,37 @@ mod tests {
         assert_eq!(wire_bytes(&tree), expected);
 
         let wire = Wire::new(&tree).unwrap();
-        let borrowed: Vec<usize> = wire
+        let borrowed: Vec<(&str, usize)> = wire
             .pieces
             .iter()
             .filter_map(|p| match p {
-                Piece::Borrowed(b) => Some(b.len()),
+                Piece::Borrowed(b) => Some(("as is", b.len())),
+                Piece::Escaped { text, .. } => Some(("escaped", text.len())),
                 Piece::Bytes(_) => None,
             })
             .collect();
-        // The image's URL is borrowed; the text that needs escaping is written as a copy.
-        assert_eq!(borrowed, [big.len() + "data:image/png;base64,".len()]);
+        // Both big strings are written from where they are: the image's URL as it is, the
+        // text escaped as it is read.
+        assert_eq!(
+            borrowed,
+            [
+                ("escaped", escaped.len()),
+                ("as is", big.len() + "data:image/png;base64,".len())
+            ]
+        );
+    }
+
+    #[test]
+    fn escaping_as_read_is_serde_json_s_escaping_for_every_byte() {
+        // Every ASCII byte, UTF-8 (two, three and four bytes, U+2028), DEL, long enough to
+        // be escaped in several stretches.
+        let every: String = (0u8..0x80).map(char::from).collect();
+        let text = format!("{every}é€😀\u{2028}\u{7f}").repeat(ESCAPE_STRETCH / 100);
+        let value = Value::String(text);
+        assert_eq!(
+            wire_bytes(&Json::Ref(&value)),
+            serde_json::to_vec(&value).unwrap()
+        );
     }
 
     #[test]

@@ -179,6 +179,17 @@ fn refuse_shared_key_file(_path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 pub(crate) fn parse_header(raw: &str) -> Result<(String, String), UsageError> {
+    // The body is written with its exact length: another framing would send it wrong.
+    if let Some((name, _)) = raw.split_once(':')
+        && ["content-length", "transfer-encoding"]
+            .iter()
+            .any(|framing| name.trim().eq_ignore_ascii_case(framing))
+    {
+        return Err(UsageError(format!(
+            "bad --header {raw:?}: {} is set by gptstream, which sends the body with its exact length",
+            name.trim()
+        )));
+    }
     match raw.split_once(':') {
         Some((name, value)) if !name.trim().is_empty() && !name.trim().contains(' ') => {
             Ok((name.trim().to_owned(), value.trim().to_owned()))
@@ -300,7 +311,7 @@ impl Request {
             writeln!(err, "{line}")?;
         }
         // Attachments' payloads are shown by their size, not dumped (nor copied first).
-        let shown = self.json().map_refs(&crate::attach::shortened);
+        let shown = self.json().shown();
         serde_json::to_writer_pretty(&mut *out, &shown)?;
         out.write_all(b"\n")?;
         out.flush()?;
@@ -579,6 +590,10 @@ mod tests {
             ("X-Empty".into(), "".into())
         );
         assert!(parse_header("nocolon").is_err());
+        for framing in ["Transfer-Encoding: chunked", "content-length: 5"] {
+            let err = parse_header(framing).unwrap_err().0;
+            assert!(err.contains("is set by gptstream"), "{err}");
+        }
         assert!(parse_header(": v").is_err());
     }
 }

@@ -53,20 +53,54 @@ fn json_schema(text: &str, source: &str) -> Result<Value, UsageError> {
     Ok(schema)
 }
 
-/// The first `$ref` in `value` that does not point into `root`.
-fn unresolved_ref<'a>(root: &Value, value: &'a Value) -> Option<&'a str> {
-    match value {
-        Value::Object(fields) => fields.iter().find_map(|(key, field)| match field {
-            Value::String(reference) if key == "$ref" => reference
-                .strip_prefix('#')
-                .and_then(|p| root.pointer(p))
-                .is_none()
-                .then_some(reference.as_str()),
-            other => unresolved_ref(root, other),
-        }),
-        Value::Array(items) => items.iter().find_map(|item| unresolved_ref(root, item)),
-        _ => None,
+/// The first `$ref` of `schema` (and the schemas inside it) that does not point into `root`.
+/// Only places that hold schemas are searched: a `const`, an `enum` or an example may hold an
+/// object with a `$ref` key that is data, not a reference.
+fn unresolved_ref<'a>(root: &Value, schema: &'a Value) -> Option<&'a str> {
+    let Value::Object(fields) = schema else {
+        return None;
+    };
+    if let Some(Value::String(reference)) = fields.get("$ref")
+        && reference
+            .strip_prefix('#')
+            .and_then(|p| root.pointer(p))
+            .is_none()
+    {
+        return Some(reference);
     }
+    fields
+        .iter()
+        .find_map(|(keyword, value)| match (keyword.as_str(), value) {
+            // Maps of names to schemas.
+            (
+                "properties" | "patternProperties" | "$defs" | "definitions" | "dependentSchemas",
+                Value::Object(named),
+            ) => named
+                .values()
+                .find_map(|schema| unresolved_ref(root, schema)),
+            // Lists of schemas.
+            ("anyOf" | "allOf" | "oneOf" | "prefixItems" | "items", Value::Array(schemas)) => {
+                schemas
+                    .iter()
+                    .find_map(|schema| unresolved_ref(root, schema))
+            }
+            // One schema.
+            (
+                "items"
+                | "additionalProperties"
+                | "not"
+                | "if"
+                | "then"
+                | "else"
+                | "contains"
+                | "propertyNames"
+                | "additionalItems"
+                | "unevaluatedProperties"
+                | "unevaluatedItems",
+                schema,
+            ) => unresolved_ref(root, schema),
+            _ => None,
+        })
 }
 
 /// Equality as JSON Schema has it for `enum` and `const`: numbers by their value (`1` is

@@ -102,6 +102,8 @@ impl<O: Write, E: Write> TextSink<O, E> {
         if choice == self.options.choice && self.options.hold_until_answer {
             self.held_bytes += delta.len();
             if self.held_bytes > MAX_HELD {
+                // Not released by the error that follows: the run ends without an answer.
+                self.unsure = String::new();
                 return Err(io::Error::other(format!(
                     "more than {} MiB of text before the answer; use --json",
                     MAX_HELD >> 20

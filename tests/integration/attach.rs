@@ -356,6 +356,7 @@ fn a_large_attachment_is_held_once_not_copied_per_stage() {
             .args(["--api", api, "-q", "-a", &image, "look"])
             .spawn();
         let (out, peak_kib) = crate::util::finish_measuring(child);
+        assert!(peak_kib > 0, "the peak is read from /proc");
         assert_eq!(
             out.render(),
             "status: 0\n--- stdout\nSeen.\n--- stderr\n",
@@ -371,5 +372,25 @@ fn a_large_attachment_is_held_once_not_copied_per_stage() {
             base64_kib,
             "{api}"
         );
+    }
+}
+
+#[test]
+fn dry_run_shortens_a_long_attached_text_under_either_api() {
+    let scratch = Scratch::new("attach-dry-text");
+    let notes = scratch.file("notes.txt", &"line of notes\n".repeat(400));
+    for (api, pointer) in [
+        ("chat", "/messages/0/content/1/text"),
+        ("responses", "/input/0/content/1/text"),
+    ] {
+        let out = gptstream()
+            .args(["--dry-run", "--api", api, "-a", &notes, "hi"])
+            .run();
+        assert_eq!(out.code, 0, "{}", out.render());
+        let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let shown = body.pointer(pointer).and_then(Value::as_str).unwrap();
+        assert!(shown.starts_with("notes.txt\nline of notes\n"), "{api}");
+        assert!(shown.ends_with("…(5610 bytes)"), "{api}: {shown:?}");
+        assert!(out.stdout.len() < 3000, "{api}: {} bytes", out.stdout.len());
     }
 }
