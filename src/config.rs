@@ -63,7 +63,7 @@ pub enum KeySource {
 }
 
 /// What the config file decided, for the layers below the flags.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Applied {
     /// The file read, if there was one.
     pub path: Option<PathBuf>,
@@ -72,6 +72,20 @@ pub struct Applied {
     pub key: KeySource,
     /// With `--profiles`: each profile as `-p NAME` would resolve it here, with no flags.
     pub listing: Vec<ProfileRow>,
+    /// Where an explicit proxy came from, for its errors: `--proxy` or the config file.
+    pub proxy_origin: &'static str,
+}
+
+impl Default for Applied {
+    fn default() -> Self {
+        Applied {
+            path: None,
+            profile: None,
+            key: KeySource::default(),
+            listing: Vec::new(),
+            proxy_origin: "--proxy",
+        }
+    }
 }
 
 impl Applied {
@@ -336,6 +350,9 @@ impl Config {
             args.proxy = profile
                 .and_then(|p| p.proxy.clone())
                 .or_else(|| top.proxy.clone().filter(|_| !from_environment));
+            if args.proxy.is_some() {
+                args.config.proxy_origin = "proxy of the config file";
+            }
         }
         // Headers: the top level's, then the profile's, then `-H`, a later one of a name
         // replacing an earlier one.
@@ -488,7 +505,12 @@ impl File<'_> {
                 "first_byte_timeout" => layer.first_byte_timeout = Some(seconds()?),
                 "idle_timeout" => layer.idle_timeout = Some(seconds()?),
                 "timeout" => layer.timeout = Some(seconds()?),
-                "proxy" => layer.proxy = Some(string()?),
+                "proxy" => {
+                    let proxy = string()?;
+                    crate::proxy::parse(&proxy, "proxy")
+                        .map_err(|err| fail(&format!("{err:#}")))?;
+                    layer.proxy = Some(proxy);
+                }
                 "cacert" => layer.cacert = Some(expand_home(&string()?)),
                 "reasoning_effort" => layer.reasoning_effort = Some(string()?),
                 "no_usage" => match value.get_ref() {

@@ -548,7 +548,7 @@ fn transport(args: &Args) -> anyhow::Result<Transport> {
         first_byte: seconds("--first-byte-timeout", args.first_byte_timeout)?,
         idle: seconds("--idle-timeout", args.idle_timeout)?,
         total: args.timeout.map(|t| seconds("--timeout", t)).transpose()?,
-        proxy: crate::proxy::resolve(args.proxy.as_deref())?,
+        proxy: crate::proxy::resolve(args.proxy.as_deref(), args.config.proxy_origin)?,
         roots: args
             .cacert
             .as_deref()

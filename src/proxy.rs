@@ -39,7 +39,9 @@ pub struct ProxyInfo {
 
 /// The proxy for this run: `--proxy`, else the environment (with NO_PROXY); `None` for a
 /// direct connection. A value that does not parse is a usage error naming where it was set.
-pub fn resolve(flag: Option<&str>) -> anyhow::Result<Option<ProxyInfo>> {
+///
+/// `flag_origin` says where an explicit value came from: `--proxy`, or the config file.
+pub fn resolve(flag: Option<&str>, flag_origin: &'static str) -> anyhow::Result<Option<ProxyInfo>> {
     let Some((origin, value)) = choose(flag, std::env::var_os) else {
         return Ok(None);
     };
@@ -47,6 +49,7 @@ pub fn resolve(flag: Option<&str>) -> anyhow::Result<Option<ProxyInfo>> {
         let shown = redacted(&value.to_string_lossy());
         UsageError(format!("bad {origin} {shown}: not UTF-8"))
     })?;
+    let origin = if flag.is_some() { flag_origin } else { origin };
     let proxy = parse(&value, origin)?;
     if flag.is_some() {
         return Ok(Some(ProxyInfo { proxy, origin }));
@@ -85,7 +88,7 @@ fn choose(
     })
 }
 
-fn parse(value: &str, origin: &str) -> anyhow::Result<ureq::Proxy> {
+pub(crate) fn parse(value: &str, origin: &str) -> anyhow::Result<ureq::Proxy> {
     ureq::Proxy::new(value).map_err(|err| {
         UsageError(format!(
             "bad {origin} {}: {err} ({EXPECTED})",

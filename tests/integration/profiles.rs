@@ -291,3 +291,85 @@ fn dry_run_says_which_config_and_profile() {
     let out = gptstream().args(["--dry-run", "hi"]).run();
     assert!(out.stderr.starts_with("POST "), "{}", out.stderr);
 }
+
+#[test]
+fn a_profile_s_proxy_beats_the_variables_and_the_top_level_s_does_not() {
+    use crate::socks::SocksProxy;
+    let server = Server::start(vec![ok(), ok()]);
+    let socks = SocksProxy::start();
+    let dead = format!("socks5://127.0.0.1:{}", crate::server::unused_port());
+    let config = format!(
+        "proxy = \"{dead}\"\n[profiles.via]\nbase_url = \"{}\"\nproxy = \"{}\"\n",
+        server.base_url(),
+        socks.url("socks5")
+    );
+    let setup = Setup::new("profiles-proxy", &config);
+    // The profile's proxy over ALL_PROXY (which points nowhere).
+    let out = setup
+        .gptstream()
+        .env("ALL_PROXY", &dead)
+        .args(["-q", "-p", "via", "--retries", "0", "hi"])
+        .run();
+    assert_eq!(out.render(), "status: 0\n--- stdout\nok\n--- stderr\n");
+    assert_eq!(socks.connects().len(), 1);
+    // Without a profile, ALL_PROXY (the working one now) beats the top level's dead proxy.
+    let out = setup
+        .gptstream()
+        .server(&server)
+        .env("ALL_PROXY", &socks.url("socks5"))
+        .args(["-q", "--retries", "0", "hi"])
+        .run();
+    assert_eq!(out.render(), "status: 0\n--- stdout\nok\n--- stderr\n");
+    assert_eq!(socks.connects().len(), 2);
+    // Alone, the top level's proxy is used, and its failure names where it was set.
+    let out = setup
+        .gptstream()
+        .server(&server)
+        .args(["-q", "--retries", "0", "hi"])
+        .run();
+    assert_eq!(out.code, 4, "{}", out.render());
+    assert!(
+        out.stderr.contains("proxy of the config file"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn the_color_key_and_a_flag_over_it() {
+    let setup = Setup::new("profiles-color", "color = \"always\"\n");
+    let reasoning = || {
+        Server::one(sse(&[
+            crate::server::delta(json!({"reasoning_content":"hmm"}), None),
+            content("ok"),
+            finish("stop"),
+            DONE.to_owned(),
+        ]))
+    };
+    let server = reasoning();
+    let out = setup.gptstream().server(&server).arg("hi").run();
+    assert!(
+        out.stderr.contains('\x1b'),
+        "color = always colours a pipe: {:?}",
+        out.stderr
+    );
+    let server = reasoning();
+    let out = setup
+        .gptstream()
+        .server(&server)
+        .args(["--color", "never", "hi"])
+        .run();
+    assert!(!out.stderr.contains('\x1b'), "{:?}", out.stderr);
+    let bad = Setup::new(
+        "profiles-color-bad",
+        "[profiles.x]\nproxy = \"ftp://h:1\"\n",
+    );
+    let out = bad.gptstream().arg("hi").run();
+    assert_eq!(out.code, 2, "{}", out.render());
+    assert!(
+        out.stderr
+            .contains(":2: profiles.x.proxy: bad proxy ftp://h:1"),
+        "{}",
+        out.stderr
+    );
+}
