@@ -145,30 +145,8 @@ impl<'a> Wire<'a> {
         match json {
             Json::Ref(value) => self.value(value),
             Json::Owned(value) => self.value(value),
-            Json::List(items) => {
-                self.out().push(b'[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        self.out().push(b',');
-                    }
-                    self.json(item)?;
-                }
-                self.out().push(b']');
-                Ok(())
-            }
-            Json::Object(fields) => {
-                self.out().push(b'{');
-                for (i, (key, value)) in fields.iter().enumerate() {
-                    if i > 0 {
-                        self.out().push(b',');
-                    }
-                    serde_json::to_writer(self.out(), key)?;
-                    self.out().push(b':');
-                    self.json(value)?;
-                }
-                self.out().push(b'}');
-                Ok(())
-            }
+            Json::List(items) => self.list(items, Self::json),
+            Json::Object(fields) => self.object(fields.iter().map(|(k, v)| (*k, v)), Self::json),
         }
     }
 
@@ -184,31 +162,49 @@ impl<'a> Wire<'a> {
                     Piece::Escaped { text, len }
                 });
                 self.out().push(b'"');
+                Ok(())
             }
-            Value::Array(items) => {
-                self.out().push(b'[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        self.out().push(b',');
-                    }
-                    self.value(item)?;
-                }
-                self.out().push(b']');
-            }
+            Value::Array(items) => self.list(items, Self::value),
             Value::Object(fields) => {
-                self.out().push(b'{');
-                for (i, (key, value)) in fields.iter().enumerate() {
-                    if i > 0 {
-                        self.out().push(b',');
-                    }
-                    serde_json::to_writer(self.out(), key)?;
-                    self.out().push(b':');
-                    self.value(value)?;
-                }
-                self.out().push(b'}');
+                self.object(fields.iter().map(|(k, v)| (k.as_str(), v)), Self::value)
             }
-            scalar => serde_json::to_writer(self.out(), scalar)?,
+            scalar => Ok(serde_json::to_writer(self.out(), scalar)?),
         }
+    }
+
+    /// `[a,b]`, each item written by `each`.
+    fn list<T>(
+        &mut self,
+        items: impl IntoIterator<Item = T>,
+        mut each: impl FnMut(&mut Self, T) -> io::Result<()>,
+    ) -> io::Result<()> {
+        self.out().push(b'[');
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                self.out().push(b',');
+            }
+            each(self, item)?;
+        }
+        self.out().push(b']');
+        Ok(())
+    }
+
+    /// `{"k":v,...}`, each value written by `each`.
+    fn object<'k, T>(
+        &mut self,
+        fields: impl IntoIterator<Item = (&'k str, T)>,
+        mut each: impl FnMut(&mut Self, T) -> io::Result<()>,
+    ) -> io::Result<()> {
+        self.out().push(b'{');
+        for (i, (key, value)) in fields.into_iter().enumerate() {
+            if i > 0 {
+                self.out().push(b',');
+            }
+            serde_json::to_writer(self.out(), key)?;
+            self.out().push(b':');
+            each(self, value)?;
+        }
+        self.out().push(b'}');
         Ok(())
     }
 }

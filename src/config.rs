@@ -303,46 +303,22 @@ impl Config {
         };
         let top = &self.defaults;
         let origins = args.origins.clone();
+        // Each setting from the layer that wins, set as the flag's field is (`Some` for an
+        // optional flag).
         macro_rules! fold {
-            ($($field:ident),*) => {$(
+            ($set:expr; $($field:ident),*) => {$(
                 if let Some(value) = pick(
                     origins.of(stringify!($field)),
                     profile.and_then(|p| p.$field.clone()),
                     top.$field.clone(),
                 ) {
-                    args.$field = value;
+                    args.$field = $set(value);
                 }
             )*};
         }
-        fold!(
-            base_url,
-            api,
-            model,
-            retries,
-            connect_timeout,
-            first_byte_timeout,
-            idle_timeout
-        );
-        fold!(no_usage, color);
-        macro_rules! fold_optional {
-            ($($field:ident),*) => {$(
-                if let Some(value) = pick(
-                    origins.of(stringify!($field)),
-                    profile.and_then(|p| p.$field.clone()),
-                    top.$field.clone(),
-                ) {
-                    args.$field = Some(value);
-                }
-            )*};
-        }
-        fold_optional!(
-            system,
-            max_tokens,
-            temperature,
-            timeout,
-            cacert,
-            reasoning_effort
-        );
+        fold!(std::convert::identity; base_url, api, model, retries, no_usage, color);
+        fold!(std::convert::identity; connect_timeout, first_byte_timeout, idle_timeout);
+        fold!(Some; system, max_tokens, temperature, timeout, cacert, reasoning_effort);
         // The proxy's environment is read later, by `proxy::resolve`: a profile beats it, the
         // top level does not.
         if args.proxy.is_none() {

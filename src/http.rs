@@ -132,14 +132,7 @@ pub(crate) fn send(
 
     let (response, content_type) = successful(response, request)?;
     if content_type.starts_with("application/json") {
-        let bytes = response
-            .into_body()
-            .into_with_config()
-            .limit(JSON_BODY_LIMIT)
-            .read_to_vec()
-            .map_err(|err| describe_failure(err, &request.url, transport, None))?;
-        let value = serde_json::from_slice(&bytes)
-            .map_err(|err| StreamError(format!("the JSON response does not parse: {err}")))?;
+        let (value, bytes) = json_body(response, request, transport)?;
         return Ok(Reply::Json(value, bytes));
     }
     Ok(Reply::EventStream(Box::new(
@@ -209,14 +202,24 @@ pub(crate) fn get_json(
         show_response_head(&response);
     }
     let (response, _) = successful(response, request)?;
+    Ok(json_body(response, request, transport)?.0)
+}
+
+/// A JSON body read whole (up to [`JSON_BODY_LIMIT`]): the value, and its bytes as received.
+fn json_body(
+    response: ureq::http::Response<ureq::Body>,
+    request: &Request,
+    transport: &Transport,
+) -> anyhow::Result<(Value, Vec<u8>)> {
     let bytes = response
         .into_body()
         .into_with_config()
         .limit(JSON_BODY_LIMIT)
         .read_to_vec()
         .map_err(|err| describe_failure(err, &request.url, transport, None))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|err| StreamError(format!("the response is not JSON: {err}")).into())
+    let value = serde_json::from_slice(&bytes)
+        .map_err(|err| StreamError(format!("the JSON response does not parse: {err}")))?;
+    Ok((value, bytes))
 }
 
 /// Reads at most `limit` bytes of an error body; a body that fails midway is as good as cut.
