@@ -647,26 +647,16 @@ fn json(value: &DeValue<'_>) -> Result<Value, String> {
 }
 
 /// A file that holds a key must be its owner's alone, as `--api-key-file` must.
-#[cfg(unix)]
 fn refuse_shared(path: &Path) -> Result<(), UsageError> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path)
-        .map_err(|err| UsageError(format!("cannot read config file {}: {err}", path.display())))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        return Err(UsageError(format!(
-            "config file {} holds an api_key but other users can access it (mode {:o}); run chmod 600 on it, or use api_key_env or api_key_file",
+    let mode = crate::request::shared_mode(path)
+        .map_err(|err| UsageError(format!("cannot read config file {}: {err}", path.display())))?;
+    match mode {
+        Some(mode) => Err(UsageError(format!(
+            "config file {} holds an api_key but other users can access it (mode {mode:o}); run chmod 600 on it, or use api_key_env or api_key_file",
             path.display(),
-            mode & 0o777
-        )));
+        ))),
+        None => Ok(()),
     }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn refuse_shared(_path: &Path) -> Result<(), UsageError> {
-    Ok(())
 }
 
 #[cfg(test)]

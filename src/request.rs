@@ -155,27 +155,33 @@ pub(crate) fn load_api_key(source: &KeySource) -> anyhow::Result<Option<ApiKey>>
 }
 
 /// Refuses a key file that other users can read or write, as ssh does with private keys.
-#[cfg(unix)]
 fn refuse_shared_key_file(path: &std::path::Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = fs::metadata(path)
-        .with_context(|| format!("cannot read --api-key-file {}", path.display()))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
+    let mode = shared_mode(path)
+        .with_context(|| format!("cannot read --api-key-file {}", path.display()))?;
+    if let Some(mode) = mode {
         return Err(UsageError(format!(
-            "--api-key-file {} is accessible by other users (mode {:o}); run chmod 600 on it, or pass --insecure-key-file",
+            "--api-key-file {} is accessible by other users (mode {mode:o}); run chmod 600 on it, or pass --insecure-key-file",
             path.display(),
-            mode & 0o777
         ))
         .into());
     }
     Ok(())
 }
 
-#[cfg(not(unix))]
-fn refuse_shared_key_file(_path: &std::path::Path) -> anyhow::Result<()> {
-    Ok(())
+/// The permission bits of a file that others than its owner may read or write (`None` when
+/// only its owner may, and always off Unix): a file holding a key must be its owner's alone.
+pub(crate) fn shared_mode(path: &std::path::Path) -> std::io::Result<Option<u32>> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(path)?.permissions().mode();
+        Ok((mode & 0o077 != 0).then_some(mode & 0o777))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(None)
+    }
 }
 
 pub(crate) fn parse_header(raw: &str) -> Result<(String, String), UsageError> {
