@@ -52,7 +52,7 @@ set edit:completion:arg-completer[gptstream] = {|@words|
             cand --tool-timeout 'Seconds a --tool-exec command may run before it is killed'
             cand --tool-result 'Answer a tool call from --messages: ID=TEXT, or ID=@FILE to read the result from a file (repeatable)'
             cand --retries 'Retries after a refused or reset connection, 408, 409, 429 or 5xx, before any output (exponential backoff with jitter, honouring Retry-After); 0 turns them off'
-            cand --proxy 'Proxy for the request (http://, socks5://...); overrides HTTPS_PROXY, HTTP_PROXY, ALL_PROXY'
+            cand --proxy 'Proxy for the request (http://, socks5://...); overrides HTTPS_PROXY, HTTP_PROXY, ALL_PROXY; '''' connects directly'
             cand --cacert 'Trust the CA certificates in this PEM file instead of the built-in roots (a TLS-intercepting proxy''s CA)'
             cand --connect-timeout 'Seconds allowed to connect (TCP and TLS)'
             cand --first-byte-timeout 'Seconds allowed from sending the request to receiving the response headers'

@@ -31,7 +31,7 @@ complete -c gptstream -l max-tool-output -d 'Bytes of a tool\'s output sent back
 complete -c gptstream -l tool-timeout -d 'Seconds a --tool-exec command may run before it is killed' -r
 complete -c gptstream -l tool-result -d 'Answer a tool call from --messages: ID=TEXT, or ID=@FILE to read the result from a file (repeatable)' -r
 complete -c gptstream -l retries -d 'Retries after a refused or reset connection, 408, 409, 429 or 5xx, before any output (exponential backoff with jitter, honouring Retry-After); 0 turns them off' -r
-complete -c gptstream -l proxy -d 'Proxy for the request (http://, socks5://...); overrides HTTPS_PROXY, HTTP_PROXY, ALL_PROXY' -r
+complete -c gptstream -l proxy -d 'Proxy for the request (http://, socks5://...); overrides HTTPS_PROXY, HTTP_PROXY, ALL_PROXY; \'\' connects directly' -r
 complete -c gptstream -l cacert -d 'Trust the CA certificates in this PEM file instead of the built-in roots (a TLS-intercepting proxy\'s CA)' -r -F
 complete -c gptstream -l connect-timeout -d 'Seconds allowed to connect (TCP and TLS)' -r
 complete -c gptstream -l first-byte-timeout -d 'Seconds allowed from sending the request to receiving the response headers' -r

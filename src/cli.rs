@@ -238,7 +238,8 @@ pub struct Args {
     #[arg(long = "retries", value_name = "N", default_value_t = 2)]
     pub retries: u32,
 
-    /// Proxy for the request (http://, socks5://...); overrides HTTPS_PROXY, HTTP_PROXY, ALL_PROXY
+    /// Proxy for the request (http://, socks5://...); overrides HTTPS_PROXY, HTTP_PROXY, ALL_PROXY;
+    /// '' connects directly
     #[arg(long = "proxy", value_name = "URL")]
     pub proxy: Option<String>,
 
@@ -314,7 +315,18 @@ impl Args {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let matches = Args::command().try_get_matches_from(arguments)?;
+        let arguments: Vec<T> = arguments.into_iter().collect();
+        let command = Args::command()
+            .color(clap_color(&arguments))
+            // A variable set to nothing is not set: `GPTSTREAM_PROFILE=` is no profile, and
+            // `GPTSTREAM_MODEL=` the default model, not an empty one.
+            .mut_args(|arg| match arg.get_env() {
+                Some(var) if std::env::var_os(var).is_some_and(|value| value.is_empty()) => {
+                    arg.env(None)
+                }
+                _ => arg,
+            });
+        let matches = command.try_get_matches_from(arguments)?;
         let mut args = Args::from_arg_matches(&matches)?;
         args.origins = Origins(
             matches
@@ -324,6 +336,28 @@ impl Args {
         );
         Ok(args)
     }
+}
+
+/// What `--color` asks of clap's own output (help, usage errors), read before clap parses;
+/// `auto` leaves it to clap, which honours NO_COLOR and the terminal.
+fn clap_color<T: Into<std::ffi::OsString> + Clone>(arguments: &[T]) -> clap::ColorChoice {
+    let words: Vec<std::ffi::OsString> = arguments.iter().cloned().map(Into::into).collect();
+    let mut choice = clap::ColorChoice::Auto;
+    for (i, word) in words.iter().enumerate() {
+        let value = match word.to_str() {
+            Some("--") => break,
+            Some("--color") => words.get(i + 1).and_then(|v| v.to_str()),
+            Some(word) => word.strip_prefix("--color="),
+            None => None,
+        };
+        choice = match value {
+            Some("never") => clap::ColorChoice::Never,
+            Some("always") => clap::ColorChoice::Always,
+            Some("auto") => clap::ColorChoice::Auto,
+            _ => continue,
+        };
+    }
+    choice
 }
 
 /// The source of each flag that has a value.

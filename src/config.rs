@@ -54,10 +54,16 @@ pub enum KeySource {
     #[default]
     OpenAiEnv,
     /// A file (`--api-key-file` or `api_key_file`): refused when others can read it, unless
-    /// `allow_shared` (`--insecure-key-file`).
-    File { path: PathBuf, allow_shared: bool },
-    /// The variable `api_key_env` names; unset is an error, not "no key".
-    Env { var: String, profile: String },
+    /// `allow_shared` (`--insecure-key-file`, for the flag's file only). `setting` names where
+    /// it was set, for errors: `--api-key-file`, or `api_key_file` and its place in the file.
+    File {
+        path: PathBuf,
+        allow_shared: bool,
+        setting: String,
+    },
+    /// The variable `api_key_env` names; unset is an error, not "no key". `setting` names
+    /// where it was set.
+    Env { var: String, setting: String },
     /// `api_key` in the file itself (which only its owner may read).
     Inline(String),
 }
@@ -158,11 +164,14 @@ pub fn apply(args: &mut Args) -> anyhow::Result<()> {
     };
     let config = Config::read(&path)?;
     if args.profiles {
+        // Each profile as `-p NAME` alone would resolve: the variables count, the other flags
+        // (and a stale GPTSTREAM_PROFILE) do not.
+        let plain = Args::parse_with_origins(["gptstream"]).unwrap_or_else(|_| args.clone());
         args.config.listing = config
             .profiles
             .iter()
             .map(|(name, _)| {
-                let mut resolved = args.clone();
+                let mut resolved = plain.clone();
                 resolved.profile = Some(name.clone());
                 config.fold(&mut resolved)?;
                 Ok(ProfileRow {
@@ -173,6 +182,8 @@ pub fn apply(args: &mut Args) -> anyhow::Result<()> {
                 })
             })
             .collect::<anyhow::Result<_>>()?;
+        args.config.path = Some(path);
+        return Ok(());
     }
     config.fold(args)
 }
@@ -182,6 +193,7 @@ fn flag_key(args: &Args) -> Option<KeySource> {
     args.api_key_file.as_ref().map(|path| KeySource::File {
         path: path.clone(),
         allow_shared: args.insecure_key_file,
+        setting: "--api-key-file".into(),
     })
 }
 
@@ -286,8 +298,11 @@ impl Config {
                     .find(|(n, _)| n == name)
                     .map(|(_, layer)| layer)
                     .ok_or_else(|| {
-                        let names: Vec<&str> =
-                            self.profiles.iter().map(|(n, _)| n.as_str()).collect();
+                        let names: Vec<String> = self
+                            .profiles
+                            .iter()
+                            .map(|(n, _)| crate::error::scrub(n))
+                            .collect();
                         UsageError(format!(
                             "unknown profile {name:?} (in {}: {})",
                             self.path.display(),
@@ -326,7 +341,7 @@ impl Config {
             args.proxy = profile
                 .and_then(|p| p.proxy.clone())
                 .or_else(|| top.proxy.clone().filter(|_| !from_environment));
-            if args.proxy.is_some() {
+            if args.proxy.as_ref().is_some_and(|proxy| !proxy.is_empty()) {
                 args.config.proxy_origin = "proxy of the config file";
             }
         }
@@ -371,14 +386,23 @@ impl Config {
         }
         // The key: the flag's file, else the profile's own source (never OPENAI_API_KEY), else
         // OPENAI_API_KEY, else the top level's source.
-        args.config.key = match (flag_key(args), profile.and_then(|p| p.key.clone())) {
-            (Some(flag), _) => flag,
-            (None, Some(source)) => source,
-            (None, None) if std::env::var_os("OPENAI_API_KEY").is_some_and(|v| !v.is_empty()) => {
-                KeySource::OpenAiEnv
-            }
-            (None, None) => top.key.clone().unwrap_or_default(),
-        };
+        // The key: the flag's file; else the profile's own source (never OPENAI_API_KEY); else,
+        // when the top level set the server, the top level's source; else OPENAI_API_KEY; else
+        // the top level's source. A server the file names gets the key the file names for it.
+        let server_from_top = !matches!(
+            origins.of("base_url"),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        ) && profile.is_none_or(|p| p.base_url.is_none())
+            && top.base_url.is_some();
+        let openai_key_set = std::env::var_os("OPENAI_API_KEY").is_some_and(|v| !v.is_empty());
+        args.config.key = flag_key(args)
+            .or_else(|| profile.and_then(|p| p.key.clone()))
+            .or_else(|| {
+                top.key
+                    .clone()
+                    .filter(|_| server_from_top || !openai_key_set)
+            })
+            .unwrap_or_default();
         args.config.path = Some(self.path.clone());
         args.config.profile = args.profile.clone();
         Ok(())
@@ -402,6 +426,28 @@ struct File<'a> {
 }
 
 impl File<'_> {
+    /// `api_key_env of profile p in PATH`: a setting named for an error.
+    fn setting(&self, place: &str) -> String {
+        let (profile, key) = match place
+            .strip_prefix("profiles.")
+            .and_then(|rest| rest.rsplit_once('.'))
+        {
+            Some((profile, key)) => (format!(" of profile {profile}"), key),
+            None => (String::new(), place),
+        };
+        format!("{key}{profile} in {}", self.path.display())
+    }
+
+    /// A path from the file: `~/` is the home directory, and a relative path is relative to
+    /// the file's own directory, wherever gptstream runs.
+    fn path_of(&self, path: &str) -> PathBuf {
+        let path = expand_home(path);
+        match self.path.parent() {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path,
+        }
+    }
+
     fn line(&self, offset: usize) -> usize {
         let offset = offset.min(self.text.len());
         self.text.as_bytes()[..offset]
@@ -413,9 +459,10 @@ impl File<'_> {
 
     fn error<T>(&self, at: &Spanned<T>, key: &str, why: &str) -> UsageError {
         UsageError(format!(
-            "{}:{}: {key}: {why}",
+            "{}:{}: {}: {why}",
             self.path.display(),
-            self.line(at.span().start)
+            self.line(at.span().start),
+            crate::error::scrub(key)
         ))
     }
 
@@ -453,14 +500,19 @@ impl File<'_> {
             };
             let seconds = || {
                 let secs = number()?;
-                if secs > 0.0 {
-                    Ok(secs)
-                } else {
-                    Err(fail("expected a positive number of seconds"))
+                match std::time::Duration::try_from_secs_f64(secs) {
+                    Ok(duration) if !duration.is_zero() => Ok(secs),
+                    _ => Err(fail("expected a positive number of seconds")),
                 }
             };
             match name {
-                "base_url" => layer.base_url = Some(string()?),
+                "base_url" => {
+                    let url = string()?;
+                    if !url.starts_with("http://") && !url.starts_with("https://") {
+                        return Err(fail("expected an http:// or https:// URL"));
+                    }
+                    layer.base_url = Some(url);
+                }
                 "api" => {
                     layer.api = Some(match string()?.as_str() {
                         "chat" => Api::Chat,
@@ -482,12 +534,15 @@ impl File<'_> {
                 "idle_timeout" => layer.idle_timeout = Some(seconds()?),
                 "timeout" => layer.timeout = Some(seconds()?),
                 "proxy" => {
+                    // "" is a direct connection, whatever the proxy variables say.
                     let proxy = string()?;
-                    crate::proxy::parse(&proxy, "proxy")
-                        .map_err(|err| fail(&format!("{err:#}")))?;
+                    if !proxy.is_empty() {
+                        crate::proxy::parse(&proxy, "proxy")
+                            .map_err(|err| fail(&format!("{err:#}")))?;
+                    }
                     layer.proxy = Some(proxy);
                 }
-                "cacert" => layer.cacert = Some(expand_home(&string()?)),
+                "cacert" => layer.cacert = Some(self.path_of(&string()?)),
                 "reasoning_effort" => layer.reasoning_effort = Some(string()?),
                 "no_usage" => match value.get_ref() {
                     DeValue::Boolean(b) => layer.no_usage = Some(*b),
@@ -519,12 +574,11 @@ impl File<'_> {
                         let DeValue::String(text) = text.get_ref() else {
                             return Err(self.error(text, &header_place, "expected a string"));
                         };
-                        let (name, text) =
-                            crate::request::parse_header(&format!("{}: {text}", header.get_ref()))
-                                .map_err(|_| {
-                                    self.error(header, &header_place, "not a header name")
-                                })?;
-                        layer.headers.push((name, text));
+                        crate::request::check_header(header.get_ref(), text)
+                            .map_err(|why| self.error(header, &header_place, &why))?;
+                        layer
+                            .headers
+                            .push((header.get_ref().to_string(), text.to_string()));
                     }
                     crate::request::register_header_secrets(&layer.headers);
                 }
@@ -538,16 +592,25 @@ impl File<'_> {
                     if var.is_empty() || var.contains(['=', '\0']) {
                         return Err(fail("expected the name of an environment variable"));
                     }
-                    key_sources.push(KeySource::Env {
-                        var,
-                        profile: profile.unwrap_or("(top level)").to_owned(),
-                    });
+                    key_sources.push((
+                        key,
+                        KeySource::Env {
+                            var,
+                            setting: self.setting(&place),
+                        },
+                    ));
                 }
-                "api_key_file" => key_sources.push(KeySource::File {
-                    path: expand_home(&string()?),
-                    allow_shared: false,
-                }),
-                "api_key" => key_sources.push(KeySource::Inline(string()?.trim().to_owned())),
+                "api_key_file" => key_sources.push((
+                    key,
+                    KeySource::File {
+                        path: self.path_of(&string()?),
+                        allow_shared: false,
+                        setting: self.setting(&place),
+                    },
+                )),
+                "api_key" => {
+                    key_sources.push((key, KeySource::Inline(string()?.trim().to_owned())))
+                }
                 "profiles" if profile.is_some() => {
                     return Err(self.error(key, &place, "profiles do not nest"));
                 }
@@ -558,14 +621,15 @@ impl File<'_> {
                 }
             }
         }
-        if key_sources.len() > 1 {
+        if let [_, (second, _), ..] = &key_sources[..] {
             let place = profile.map_or("the top level".to_owned(), |p| format!("profile {p:?}"));
-            return Err(UsageError(format!(
-                "{}: {place} sets more than one of api_key_env, api_key_file, api_key",
-                self.path.display()
-            )));
+            return Err(self.error(
+                second,
+                second.get_ref(),
+                &format!("{place} sets more than one of api_key_env, api_key_file, api_key"),
+            ));
         }
-        layer.key = key_sources.pop();
+        layer.key = key_sources.pop().map(|(_, source)| source);
         Ok(layer)
     }
 }
@@ -705,7 +769,7 @@ api_key_env = "LOCAL_KEY"
             local.key,
             Some(KeySource::Env {
                 var: "LOCAL_KEY".into(),
-                profile: "local".into()
+                setting: "api_key_env of profile local in /c/config.toml".into()
             })
         );
     }
@@ -735,7 +799,31 @@ api_key_env = "LOCAL_KEY"
             ),
             (
                 "headers = { \"Bad Name\" = \"v\" }\n",
-                "/c/config.toml:1: headers.Bad Name: not a header name",
+                "/c/config.toml:1: headers.Bad Name: expected 'Name: value', the name of letters, digits and !#$%&'*+-.^_`|~",
+            ),
+            (
+                "headers = { \"X:Y\" = \"v\" }\n",
+                "/c/config.toml:1: headers.X:Y: expected 'Name: value', the name of letters, digits and !#$%&'*+-.^_`|~",
+            ),
+            (
+                "headers = { \"Content-Length\" = \"5\" }\n",
+                "/c/config.toml:1: headers.Content-Length: Content-Length is set by gptstream, which sends the body with its exact length",
+            ),
+            (
+                "headers = { \"X-A\" = \"a\\nb\" }\n",
+                "/c/config.toml:1: headers.X-A: the value holds a control character",
+            ),
+            (
+                "base_url = \"ftp://x\"\n",
+                "/c/config.toml:1: base_url: expected an http:// or https:// URL",
+            ),
+            (
+                "timeout = 1e300\n",
+                "/c/config.toml:1: timeout: expected a positive number of seconds",
+            ),
+            (
+                "[profiles.\"\\u001b[31mred\"]\nmodle = 1\n",
+                "/c/config.toml:2: profiles. [31mred.modle: unknown key (did you mean \"model\"?)",
             ),
             (
                 "profiles = 3\n",
@@ -743,7 +831,7 @@ api_key_env = "LOCAL_KEY"
             ),
             (
                 "[profiles.a]\napi_key_env = \"A\"\napi_key_file = \"/k\"\n",
-                "/c/config.toml: profile \"a\" sets more than one of api_key_env, api_key_file, api_key",
+                "/c/config.toml:3: api_key_file: profile \"a\" sets more than one of api_key_env, api_key_file, api_key",
             ),
             (
                 "[profiles.a]\ncolour = \"never\"\n",

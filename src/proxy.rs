@@ -51,7 +51,16 @@ pub fn resolve(flag: Option<&str>, flag_origin: &'static str) -> anyhow::Result<
     })?;
     let origin = if flag.is_some() { flag_origin } else { origin };
     let proxy = parse(&value, origin)?;
+    if flag.is_some() && flag_origin == "--proxy" {
+        return Ok(Some(ProxyInfo { proxy, origin }));
+    }
     if flag.is_some() {
+        // The config file's proxy is a setting like the variables, so NO_PROXY applies to it.
+        let proxy = match std::env::var("NO_PROXY").or_else(|_| std::env::var("no_proxy")) {
+            Ok(hosts) => with_no_proxy(&proxy, &hosts)
+                .map_err(|err| UsageError(format!("bad {origin} {}: {err}", redacted(&value))))?,
+            Err(_) => proxy,
+        };
         return Ok(Some(ProxyInfo { proxy, origin }));
     }
     // ureq's reading adds NO_PROXY, as ureq matches it. It takes the first variable that
@@ -67,6 +76,24 @@ pub fn resolve(flag: Option<&str>, flag_origin: &'static str) -> anyhow::Result<
     }
 }
 
+/// `proxy`, bypassed for the hosts of a NO_PROXY list.
+fn with_no_proxy(proxy: &ureq::Proxy, hosts: &str) -> Result<ureq::Proxy, ureq::Error> {
+    let mut builder = ureq::Proxy::builder(proxy.protocol())
+        .host(proxy.host())
+        .port(proxy.port())
+        .resolve_target(proxy.resolve_target());
+    if let Some(username) = proxy.username() {
+        builder = builder.username(username);
+    }
+    if let Some(password) = proxy.password() {
+        builder = builder.password(password);
+    }
+    for host in hosts.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+        builder = builder.no_proxy(host);
+    }
+    builder.build()
+}
+
 /// The proxy value in force, unparsed: `--proxy`, else the first proxy variable set and not
 /// empty. For decisions made before the proxy is resolved (whether TLS will be needed).
 pub fn setting(flag: Option<&str>) -> Option<String> {
@@ -79,7 +106,8 @@ fn choose(
     var: impl Fn(&'static str) -> Option<OsString>,
 ) -> Option<(&'static str, OsString)> {
     if let Some(flag) = flag {
-        return Some(("--proxy", flag.into()));
+        // An empty one means no proxy at all, as curl's `--proxy ''` does.
+        return (!flag.is_empty()).then(|| ("--proxy", flag.into()));
     }
     ENV_VARS.into_iter().find_map(|name| {
         var(name)

@@ -122,12 +122,16 @@ pub(crate) fn is_openai(url: &str) -> bool {
 /// when there is none. A key source that was named but is empty or unset is an error.
 pub(crate) fn load_api_key(source: &KeySource) -> anyhow::Result<Option<ApiKey>> {
     let key = match source {
-        KeySource::File { path, allow_shared } => {
+        KeySource::File {
+            path,
+            allow_shared,
+            setting,
+        } => {
             if !allow_shared {
-                refuse_shared_key_file(path)?;
+                refuse_shared_key_file(path, setting)?;
             }
             fs::read_to_string(path)
-                .with_context(|| format!("cannot read --api-key-file {}", path.display()))?
+                .with_context(|| format!("cannot read {}", key_file(setting, path)))?
                 .trim()
                 .to_owned()
         }
@@ -135,11 +139,11 @@ pub(crate) fn load_api_key(source: &KeySource) -> anyhow::Result<Option<ApiKey>>
             .unwrap_or_default()
             .trim()
             .to_owned(),
-        KeySource::Env { var, profile } => {
+        KeySource::Env { var, setting } => {
             let key = std::env::var(var).unwrap_or_default().trim().to_owned();
             if key.is_empty() {
                 return Err(UsageError(format!(
-                    "{var} is not set: profile {profile} takes its API key from it (api_key_env)"
+                    "{var} is not set ({setting} names it for the API key)"
                 ))
                 .into());
             }
@@ -155,17 +159,32 @@ pub(crate) fn load_api_key(source: &KeySource) -> anyhow::Result<Option<ApiKey>>
 }
 
 /// Refuses a key file that other users can read or write, as ssh does with private keys.
-fn refuse_shared_key_file(path: &std::path::Path) -> anyhow::Result<()> {
-    let mode = shared_mode(path)
-        .with_context(|| format!("cannot read --api-key-file {}", path.display()))?;
+fn refuse_shared_key_file(path: &std::path::Path, setting: &str) -> anyhow::Result<()> {
+    let mode =
+        shared_mode(path).with_context(|| format!("cannot read {setting} {}", path.display()))?;
     if let Some(mode) = mode {
+        // Only the flag's file may be used anyway: `--insecure-key-file` goes with it.
+        let or_else = if setting == "--api-key-file" {
+            ", or pass --insecure-key-file"
+        } else {
+            ""
+        };
         return Err(UsageError(format!(
-            "--api-key-file {} is accessible by other users (mode {mode:o}); run chmod 600 on it, or pass --insecure-key-file",
-            path.display(),
+            "{} is accessible by other users (mode {mode:o}); run chmod 600 on it{or_else}",
+            key_file(setting, path),
         ))
         .into());
     }
     Ok(())
+}
+
+/// `--api-key-file PATH`, or `PATH (api_key_file of profile p in CONFIG)`.
+fn key_file(setting: &str, path: &std::path::Path) -> String {
+    if setting.starts_with("--") {
+        format!("{setting} {}", path.display())
+    } else {
+        format!("{} ({setting})", path.display())
+    }
 }
 
 /// The permission bits of a file that others than its owner may read or write (`None` when
@@ -185,25 +204,45 @@ pub(crate) fn shared_mode(path: &std::path::Path) -> std::io::Result<Option<u32>
 }
 
 pub(crate) fn parse_header(raw: &str) -> Result<(String, String), UsageError> {
-    // The body is written with its exact length: another framing would send it wrong.
-    if let Some((name, _)) = raw.split_once(':')
-        && ["content-length", "transfer-encoding"]
-            .iter()
-            .any(|framing| name.trim().eq_ignore_ascii_case(framing))
-    {
+    let Some((name, value)) = raw.split_once(':') else {
         return Err(UsageError(format!(
-            "bad --header {raw:?}: {} is set by gptstream, which sends the body with its exact length",
-            name.trim()
+            "bad --header {:?}: expected 'Name: value'",
+            crate::error::scrub(raw)
         )));
+    };
+    let (name, value) = (name.trim(), value.trim());
+    // The value is not shown: it may be a secret.
+    check_header(name, value).map_err(|why| {
+        UsageError(format!(
+            "bad --header {:?}: {why}",
+            crate::error::scrub(name)
+        ))
+    })?;
+    Ok((name.to_owned(), value.to_owned()))
+}
+
+/// Why a header cannot be sent as given, if it cannot: a name that is not an HTTP token, a
+/// header that frames the body (sent with its exact length by us), a control character in the
+/// value (a line break would end the header early).
+pub(crate) fn check_header(name: &str, value: &str) -> Result<(), String> {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(token) {
+        return Err(
+            "expected 'Name: value', the name of letters, digits and !#$%&'*+-.^_`|~".into(),
+        );
     }
-    match raw.split_once(':') {
-        Some((name, value)) if !name.trim().is_empty() && !name.trim().contains(' ') => {
-            Ok((name.trim().to_owned(), value.trim().to_owned()))
-        }
-        _ => Err(UsageError(format!(
-            "bad --header {raw:?}: expected 'Name: value'"
-        ))),
+    if ["content-length", "transfer-encoding"]
+        .iter()
+        .any(|framing| name.eq_ignore_ascii_case(framing))
+    {
+        return Err(format!(
+            "{name} is set by gptstream, which sends the body with its exact length"
+        ));
     }
+    if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err("the value holds a control character".into());
+    }
+    Ok(())
 }
 
 pub fn is_secret_header(name: &str) -> bool {

@@ -22,10 +22,16 @@ pub fn run(mut args: Args) -> anyhow::Result<()> {
     install_panic_hook();
     // The config file is one more source of the flags' values; a bad one is reported as any
     // usage error is, through the sink.
-    let configured = crate::config::apply(&mut args);
+    // Not for `--completions` and `--man`, which must work whatever state the file is in.
+    let configured = if args.completions.is_some() || args.man {
+        Ok(())
+    } else {
+        crate::config::apply(&mut args)
+    };
     let chat = plan::is_chat(&args);
     let mut sink = plan::sink(&args, chat);
     if args.verbose
+        && !args.dry_run
         && let Some(config) = args.config.describe()
     {
         eprintln!("* {config}");
@@ -203,7 +209,7 @@ fn list_profiles(config: &crate::config::Applied, json: bool) -> anyhow::Result<
         .iter()
         .map(|row| {
             [
-                row.name.clone(),
+                crate::error::scrub(&row.name),
                 crate::redact::redact_url(&row.base_url),
                 row.model.clone(),
                 match row.api {

@@ -73,7 +73,8 @@ fn unresolved_ref<'a>(root: &Value, schema: &'a Value) -> Option<&'a str> {
         .find_map(|(keyword, value)| match (keyword.as_str(), value) {
             // Maps of names to schemas.
             (
-                "properties" | "patternProperties" | "$defs" | "definitions" | "dependentSchemas",
+                "properties" | "patternProperties" | "$defs" | "definitions" | "dependentSchemas"
+                | "dependencies",
                 Value::Object(named),
             ) => named
                 .values()

@@ -19,6 +19,43 @@ fn thinking_then_answer() -> Server {
     ]))
 }
 
+/// What a terminal shows of `gptstream ARGS` (stdout and stderr together), and its status.
+fn terminal_shows(args: &str) -> (bool, Vec<u8>) {
+    let command = format!("exec {} {args}", crate::util::binary());
+    let out = Command::new("script")
+        .args(["-q", "-f", "-e", "-c", &command, "/dev/null"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TERM", "xterm")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run util-linux script (bsdutils)");
+    (out.status.success(), out.stdout)
+}
+
+#[test]
+fn color_never_reaches_clap_s_own_errors_and_help() {
+    let (ok, auto) = terminal_shows("--bogus");
+    assert!(!ok);
+    assert!(String::from_utf8_lossy(&auto).contains("unexpected argument"));
+    assert!(
+        auto.contains(&ESC),
+        "clap colours its errors on a terminal: {auto:?}"
+    );
+    for args in [
+        "--color never --bogus",
+        "--color=never --bogus",
+        "--color never --help",
+    ] {
+        let (_, shown) = terminal_shows(args);
+        assert!(
+            !shown.contains(&ESC),
+            "{args}: {:?}",
+            String::from_utf8_lossy(&shown)
+        );
+    }
+}
+
 /// Everything the terminal shows (stdout and stderr) of a run on a pseudo-terminal.
 fn on_a_terminal(flags: &str, no_color: Option<&str>) -> Vec<u8> {
     let server = thinking_then_answer();

@@ -151,7 +151,10 @@ base_url = "{base}"
     let out = run("router", &[]);
     assert_eq!(
         out.render(),
-        "status: 2\n--- stdout\n\n--- stderr\ngptstream: ROUTER_KEY is not set: profile router takes its API key from it (api_key_env)\n"
+        format!(
+            "status: 2\n--- stdout\n\n--- stderr\ngptstream: ROUTER_KEY is not set (api_key_env of profile router in {} names it for the API key)\n",
+            setup.path
+        )
     );
     // A profile without a key source of its own gets OPENAI_API_KEY.
     let out = run("local", &[]);
@@ -282,10 +285,16 @@ fn dry_run_says_which_config_and_profile() {
         "{}",
         out.stderr
     );
-    let out = setup.gptstream().args(["--dry-run", "hi"]).run();
+    let out = setup.gptstream().args(["--dry-run", "-v", "hi"]).run();
     assert!(
         out.stderr
             .starts_with(&format!("* config {}, no profile\n", setup.path))
+    );
+    assert_eq!(
+        out.stderr.matches("* config").count(),
+        1,
+        "said once: {}",
+        out.stderr
     );
     // No file, no line.
     let out = gptstream().args(["--dry-run", "hi"]).run();
@@ -371,5 +380,148 @@ fn the_color_key_and_a_flag_over_it() {
             .contains(":2: profiles.x.proxy: bad proxy ftp://h:1"),
         "{}",
         out.stderr
+    );
+}
+
+#[test]
+fn review_a_server_set_at_the_top_level_gets_the_top_level_s_key_not_openai_s() {
+    let server = Server::start(vec![ok(), ok()]);
+    let setup = Setup::new(
+        "profiles-top-key",
+        &format!(
+            "base_url = \"{}\"\napi_key_env = \"OTHER_KEY\"\n[profiles.x]\nmodel = \"xm\"\n",
+            server.base_url()
+        ),
+    );
+    for args in [&["-q", "hi"][..], &["-q", "-p", "x", "hi"]] {
+        let out = setup
+            .gptstream()
+            .env("OPENAI_API_KEY", "sk-openai-canary")
+            .env("OTHER_KEY", "sk-other")
+            .args(args)
+            .run();
+        assert_eq!(out.code, 0, "{args:?}: {}", out.render());
+        assert_eq!(
+            server.request().header("authorization"),
+            Some("Bearer sk-other"),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn review_no_proxy_bypasses_a_config_proxy_and_an_empty_one_is_direct() {
+    let server = Server::start(vec![ok(), ok(), ok()]);
+    let dead = format!("http://127.0.0.1:{}", crate::server::unused_port());
+    let setup = Setup::new(
+        "profiles-no-proxy",
+        &format!(
+            "proxy = \"{dead}\"\n[profiles.local]\nbase_url = \"{}\"\n[profiles.direct]\nbase_url = \"{}\"\nproxy = \"\"\n",
+            server.base_url(),
+            server.base_url()
+        ),
+    );
+    let run = |profile: &str, env: &[(&str, &str)]| {
+        let mut command = setup
+            .gptstream()
+            .args(["-q", "--retries", "0", "-p", profile, "hi"]);
+        for (key, value) in env {
+            command = command.env(key, value);
+        }
+        command.run()
+    };
+    // The top level's proxy, bypassed for 127.0.0.1 as NO_PROXY says.
+    let out = run("local", &[("NO_PROXY", "127.0.0.1")]);
+    assert_eq!(out.render(), "status: 0\n--- stdout\nok\n--- stderr\n");
+    let out = run("local", &[]);
+    assert_eq!(
+        out.code,
+        4,
+        "without NO_PROXY the dead proxy is used: {}",
+        out.render()
+    );
+    // `proxy = ""`: a direct connection, over the top level's and over ALL_PROXY.
+    let out = run("direct", &[("ALL_PROXY", &dead)]);
+    assert_eq!(out.render(), "status: 0\n--- stdout\nok\n--- stderr\n");
+    // And `--proxy ''` on the command line, as curl has it.
+    let out = setup
+        .gptstream()
+        .env("ALL_PROXY", &dead)
+        .args(["-q", "--retries", "0", "-p", "local", "--proxy", "", "hi"])
+        .run();
+    assert_eq!(out.render(), "status: 0\n--- stdout\nok\n--- stderr\n");
+}
+
+#[test]
+fn review_man_completions_and_profiles_work_whatever_the_file_s_state() {
+    let bad = Setup::new("profiles-bad-man", "modle = 1\n");
+    for args in [&["--man"][..], &["--completions", "bash"]] {
+        let out = bad.gptstream().args(args).run();
+        assert_eq!(out.code, 0, "{args:?}: {}", out.render());
+    }
+    let setup = Setup::new("profiles-stale", "[profiles.a]\n[profiles.b]\n");
+    let out = setup
+        .gptstream()
+        .env("GPTSTREAM_PROFILE", "gone")
+        .arg("--profiles")
+        .run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert_eq!(out.stdout().lines().count(), 2);
+    // The listing is what `-p NAME` alone resolves: other flags do not leak into it.
+    let out = setup
+        .gptstream()
+        .args(["--profiles", "-m", "flag-model"])
+        .run();
+    assert!(!out.stdout().contains("flag-model"), "{}", out.stdout());
+}
+
+#[test]
+fn review_a_variable_set_to_nothing_is_not_set() {
+    let setup = Setup::new("profiles-empty-vars", "model = \"top-model\"\n");
+    let body = setup.body(&[], &[("GPTSTREAM_PROFILE", ""), ("GPTSTREAM_MODEL", "")]);
+    assert_eq!(body["model"], "top-model");
+    let out = gptstream()
+        .env("GPTSTREAM_PROFILE", "")
+        .env("GPTSTREAM_MODEL", "")
+        .args(["--dry-run", "hi"])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["model"], "gpt-4o-mini");
+}
+
+#[cfg(unix)]
+#[test]
+fn review_a_config_key_file_is_named_as_the_config_s_and_relative_to_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = Server::one(ok());
+    let setup = Setup::new(
+        "profiles-key-file",
+        &format!(
+            "[profiles.f]\nbase_url = \"{}\"\napi_key_file = \"key.txt\"\n",
+            server.base_url()
+        ),
+    );
+    let key = setup.scratch.file("key.txt", "sk-from-file\n");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // Run from elsewhere: the path is the config file's neighbour, not the working directory's.
+    let out = setup
+        .gptstream()
+        .args(["-q", "-p", "f", "hi"])
+        .current_dir("/")
+        .run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert_eq!(
+        server.request().header("authorization"),
+        Some("Bearer sk-from-file")
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = setup.gptstream().args(["-p", "f", "hi"]).run();
+    assert_eq!(
+        out.stderr,
+        format!(
+            "gptstream: {key} (api_key_file of profile f in {}) is accessible by other users (mode 644); run chmod 600 on it\n",
+            setup.path
+        )
     );
 }

@@ -101,6 +101,11 @@ impl Gptstream {
         self
     }
 
+    pub fn current_dir(mut self, dir: &str) -> Self {
+        self.command.current_dir(dir);
+        self
+    }
+
     /// Points the binary at a test server.
     pub fn server(self, server: &crate::server::Server) -> Self {
         self.env("OPENAI_BASE_URL", &server.base_url())
