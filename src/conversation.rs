@@ -52,53 +52,36 @@ impl Conversation {
         }
     }
 
-    /// Loads a transcript: a JSON array of messages, or one message per line. Read as it is
-    /// parsed, not into a copy first: a transcript carries its attachments.
+    /// Loads a transcript: a JSON array of messages, or one message per line.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let file = fs::File::open(path)
+        let text = fs::read_to_string(path)
             .with_context(|| format!("cannot read --messages {}", path.display()))?;
-        Self::parse(io::BufReader::new(file)).map_err(|why| match why {
-            Unreadable::Io(err) => anyhow::Error::new(err)
-                .context(format!("cannot read --messages {}", path.display())),
-            Unreadable::Invalid(why) => {
-                UsageError(format!("--messages {}: {why}", path.display())).into()
-            }
-        })
+        Self::parse(&text)
+            .map_err(|why| UsageError(format!("--messages {}: {why}", path.display())).into())
     }
 
-    fn parse(mut reader: impl io::BufRead) -> Result<Self, Unreadable> {
-        let (array, skipped_lines) = starts_with(&mut reader, b'[')?;
-        let (messages, format) = if array {
-            let messages: Vec<Value> =
-                serde_json::from_reader(reader).map_err(|e| match e.classify() {
-                    serde_json::error::Category::Io => Unreadable::Io(e.into()),
-                    _ => Unreadable::Invalid(format!("not a JSON array of messages: {e}")),
-                })?;
+    fn parse(text: &str) -> Result<Self, String> {
+        let trimmed = text.trim_start();
+        let (messages, format) = if trimmed.starts_with('[') {
+            let messages: Vec<Value> = serde_json::from_str(trimmed)
+                .map_err(|e| format!("not a JSON array of messages: {e}"))?;
             (messages, Format::Array)
         } else {
             let mut messages = Vec::new();
-            let mut line = String::new();
-            for number in skipped_lines + 1.. {
-                line.clear();
-                if reader.read_line(&mut line)? == 0 {
-                    break;
-                }
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let message = serde_json::from_str(&line).map_err(|e| {
-                    Unreadable::Invalid(format!("line {number}: not a JSON message: {e}"))
-                })?;
+            for (number, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                let message = serde_json::from_str(line)
+                    .map_err(|e| format!("line {}: not a JSON message: {e}", number + 1))?;
                 messages.push(message);
             }
             (messages, Format::Lines)
         };
         for (i, message) in messages.iter().enumerate() {
             if message.get("role").and_then(Value::as_str).is_none() {
-                return Err(Unreadable::Invalid(format!(
-                    "message {} has no \"role\"",
-                    i + 1
-                )));
+                return Err(format!("message {} has no \"role\"", i + 1));
             }
         }
         Ok(Conversation {
@@ -270,44 +253,6 @@ impl Conversation {
         };
         replace_file(path, write)
             .with_context(|| format!("cannot save the conversation to {}", path.display()))
-    }
-}
-
-/// Why a transcript could not be loaded: it could not be read, or it is not a transcript.
-enum Unreadable {
-    Io(io::Error),
-    Invalid(String),
-}
-
-impl From<io::Error> for Unreadable {
-    fn from(err: io::Error) -> Self {
-        Unreadable::Io(err)
-    }
-}
-
-/// Skips leading white space and says whether `byte` comes next, and how many line feeds were
-/// skipped (so that line numbers still count from the top).
-fn starts_with(reader: &mut impl io::BufRead, byte: u8) -> io::Result<(bool, usize)> {
-    let mut newlines = 0;
-    loop {
-        let buffer = reader.fill_buf()?;
-        if buffer.is_empty() {
-            return Ok((false, newlines));
-        }
-        let at = buffer.iter().position(|b| !b.is_ascii_whitespace());
-        let skipped = &buffer[..at.unwrap_or(buffer.len())];
-        newlines += skipped.iter().filter(|&&b| b == b'\n').count();
-        match at {
-            Some(at) => {
-                let found = buffer[at] == byte;
-                reader.consume(at);
-                return Ok((found, newlines));
-            }
-            None => {
-                let all = buffer.len();
-                reader.consume(all);
-            }
-        }
     }
 }
 
@@ -493,42 +438,27 @@ fn sync_directory(_target: &Path) {}
 mod tests {
     use super::*;
 
-    impl Conversation {
-        fn parse_text(text: &str) -> Result<Self, String> {
-            Self::parse(text.as_bytes()).map_err(|why| match why {
-                Unreadable::Io(err) => err.to_string(),
-                Unreadable::Invalid(why) => why,
-            })
-        }
-    }
-
     #[test]
     fn loads_an_array_or_json_lines() {
-        let array = Conversation::parse_text(r#"[{"role":"user","content":"a"}]"#).unwrap();
+        let array = Conversation::parse(r#"[{"role":"user","content":"a"}]"#).unwrap();
         assert_eq!(array.format, Some(Format::Array));
-        let lines = Conversation::parse_text(
+        let lines = Conversation::parse(
             "{\"role\":\"system\",\"content\":\"s\"}\n\n{\"role\":\"user\",\"content\":\"a\"}\n",
         )
         .unwrap();
         assert_eq!(lines.format, Some(Format::Lines));
         assert_eq!(lines.messages.len(), 2);
-        // Lines are counted from the first, blank ones too; CRLF ends a line as LF does.
-        let err = Conversation::parse_text("\r\n\n{\"role\":\"user\"}\r\n{oops\r\n").unwrap_err();
-        assert!(err.starts_with("line 4: "), "{err}");
-        let array = Conversation::parse_text("  \n [{\"role\":\"user\"}] \n").unwrap();
-        assert_eq!(array.format, Some(Format::Array));
-        assert!(Conversation::parse_text("[] trailing").is_err());
     }
 
     #[test]
     fn rejects_what_is_not_a_transcript() {
         assert!(
-            Conversation::parse_text("[1]")
+            Conversation::parse("[1]")
                 .unwrap_err()
                 .contains("no \"role\"")
         );
         assert!(
-            Conversation::parse_text("{oops\n")
+            Conversation::parse("{oops\n")
                 .unwrap_err()
                 .starts_with("line 1")
         );
@@ -536,7 +466,7 @@ mod tests {
 
     #[test]
     fn system_replaces_or_goes_first() {
-        let mut c = Conversation::parse_text(r#"[{"role":"user","content":"a"}]"#).unwrap();
+        let mut c = Conversation::parse(r#"[{"role":"user","content":"a"}]"#).unwrap();
         c.set_system("one");
         c.set_system("two");
         assert_eq!(*c.messages[0], json!({"role":"system","content":"two"}));
