@@ -99,7 +99,11 @@ impl Applied {
     pub fn describe(&self) -> Option<String> {
         let path = self.path.as_ref()?;
         Some(match &self.profile {
-            Some(profile) => format!("config {}, profile {profile}", path.display()),
+            Some(profile) => format!(
+                "config {}, profile {}",
+                path.display(),
+                crate::error::scrub(profile)
+            ),
             None => format!("config {}, no profile", path.display()),
         })
     }
@@ -384,11 +388,10 @@ impl Config {
                 None => args.extra = Some(Value::Object(extra).to_string()),
             }
         }
-        // The key: the flag's file, else the profile's own source (never OPENAI_API_KEY), else
-        // OPENAI_API_KEY, else the top level's source.
         // The key: the flag's file; else the profile's own source (never OPENAI_API_KEY); else,
         // when the top level set the server, the top level's source; else OPENAI_API_KEY; else
-        // the top level's source. A server the file names gets the key the file names for it.
+        // the top level's source if the top level names no server. A server the file names gets
+        // the key the file names for it, and no other server gets that key.
         let server_from_top = !matches!(
             origins.of("base_url"),
             Some(ValueSource::CommandLine | ValueSource::EnvVariable)
@@ -400,7 +403,7 @@ impl Config {
             .or_else(|| {
                 top.key
                     .clone()
-                    .filter(|_| server_from_top || !openai_key_set)
+                    .filter(|_| server_from_top || (top.base_url.is_none() && !openai_key_set))
             })
             .unwrap_or_default();
         args.config.path = Some(self.path.clone());
@@ -432,7 +435,7 @@ impl File<'_> {
             .strip_prefix("profiles.")
             .and_then(|rest| rest.rsplit_once('.'))
         {
-            Some((profile, key)) => (format!(" of profile {profile}"), key),
+            Some((profile, key)) => (format!(" of profile {}", crate::error::scrub(profile)), key),
             None => (String::new(), place),
         };
         format!("{key}{profile} in {}", self.path.display())
@@ -500,16 +503,22 @@ impl File<'_> {
             };
             let seconds = || {
                 let secs = number()?;
-                match std::time::Duration::try_from_secs_f64(secs) {
-                    Ok(duration) if !duration.is_zero() => Ok(secs),
-                    _ => Err(fail("expected a positive number of seconds")),
+                match crate::plan::valid_seconds(secs) {
+                    Some(_) => Ok(secs),
+                    None => Err(fail(&format!(
+                        "expected a positive number of seconds, at most {:e}",
+                        crate::plan::MAX_SECONDS
+                    ))),
                 }
             };
             match name {
                 "base_url" => {
                     let url = string()?;
-                    if !url.starts_with("http://") && !url.starts_with("https://") {
-                        return Err(fail("expected an http:// or https:// URL"));
+                    let host = url
+                        .strip_prefix("http://")
+                        .or_else(|| url.strip_prefix("https://"));
+                    if host.is_none_or(|rest| rest.is_empty() || rest.starts_with('/')) {
+                        return Err(fail("expected an http:// or https:// URL with a host"));
                     }
                     layer.base_url = Some(url);
                 }
@@ -795,7 +804,7 @@ api_key_env = "LOCAL_KEY"
             ),
             (
                 "idle_timeout = 0\n",
-                "/c/config.toml:1: idle_timeout: expected a positive number of seconds",
+                "/c/config.toml:1: idle_timeout: expected a positive number of seconds, at most 1e9",
             ),
             (
                 "headers = { \"Bad Name\" = \"v\" }\n",
@@ -815,11 +824,19 @@ api_key_env = "LOCAL_KEY"
             ),
             (
                 "base_url = \"ftp://x\"\n",
-                "/c/config.toml:1: base_url: expected an http:// or https:// URL",
+                "/c/config.toml:1: base_url: expected an http:// or https:// URL with a host",
+            ),
+            (
+                "[profiles.a]\nbase_url = \"http://\"\n",
+                "/c/config.toml:2: profiles.a.base_url: expected an http:// or https:// URL with a host",
+            ),
+            (
+                "timeout = 1.8e19\n",
+                "/c/config.toml:1: timeout: expected a positive number of seconds, at most 1e9",
             ),
             (
                 "timeout = 1e300\n",
-                "/c/config.toml:1: timeout: expected a positive number of seconds",
+                "/c/config.toml:1: timeout: expected a positive number of seconds, at most 1e9",
             ),
             (
                 "[profiles.\"\\u001b[31mred\"]\nmodle = 1\n",

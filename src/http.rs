@@ -132,7 +132,12 @@ pub(crate) fn send(
 
     let (response, content_type) = successful(response, request)?;
     if content_type.starts_with("application/json") {
-        let (value, bytes) = json_body(response, request, transport)?;
+        let (value, bytes) = json_body(
+            response,
+            request,
+            transport,
+            "the JSON response does not parse",
+        )?;
         return Ok(Reply::Json(value, bytes));
     }
     Ok(Reply::EventStream(Box::new(
@@ -202,7 +207,7 @@ pub(crate) fn get_json(
         show_response_head(&response);
     }
     let (response, _) = successful(response, request)?;
-    Ok(json_body(response, request, transport)?.0)
+    Ok(json_body(response, request, transport, "the response is not JSON")?.0)
 }
 
 /// A JSON body read whole (up to [`JSON_BODY_LIMIT`]): the value, and its bytes as received.
@@ -210,6 +215,7 @@ fn json_body(
     response: ureq::http::Response<ureq::Body>,
     request: &Request,
     transport: &Transport,
+    not_json: &str,
 ) -> anyhow::Result<(Value, Vec<u8>)> {
     let bytes = response
         .into_body()
@@ -217,8 +223,8 @@ fn json_body(
         .limit(JSON_BODY_LIMIT)
         .read_to_vec()
         .map_err(|err| describe_failure(err, &request.url, transport, None))?;
-    let value = serde_json::from_slice(&bytes)
-        .map_err(|err| StreamError(format!("the JSON response does not parse: {err}")))?;
+    let value =
+        serde_json::from_slice(&bytes).map_err(|err| StreamError(format!("{not_json}: {err}")))?;
     Ok((value, bytes))
 }
 

@@ -519,15 +519,22 @@ fn merge_extra(args: &Args, body: &mut Value) -> anyhow::Result<()> {
 }
 
 fn seconds(flag: &str, secs: f64) -> anyhow::Result<Duration> {
+    valid_seconds(secs).ok_or_else(|| {
+        UsageError(format!(
+            "{flag} must be a positive number of seconds, at most {MAX_SECONDS:e}, got {secs}"
+        ))
+        .into()
+    })
+}
+
+/// The longest time limit: about 31 years, far from where a deadline would overflow.
+pub(crate) const MAX_SECONDS: f64 = 1e9;
+
+/// A time limit in seconds as a duration, if it is one: positive, finite and not absurd.
+pub(crate) fn valid_seconds(secs: f64) -> Option<Duration> {
     Duration::try_from_secs_f64(secs)
         .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| {
-            UsageError(format!(
-                "{flag} must be a positive number of seconds, got {secs}"
-            ))
-            .into()
-        })
+        .filter(|d| !d.is_zero() && secs <= MAX_SECONDS)
 }
 
 /// Whether the connection will need TLS: an https:// server, or a proxy reached over https.

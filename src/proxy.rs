@@ -88,7 +88,8 @@ fn with_no_proxy(proxy: &ureq::Proxy, hosts: &str) -> Result<ureq::Proxy, ureq::
     if let Some(password) = proxy.password() {
         builder = builder.password(password);
     }
-    for host in hosts.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+    // Split as ureq splits the variable for the variables' proxies, so both read it alike.
+    for host in hosts.split(',').filter(|h| !h.is_empty()) {
         builder = builder.no_proxy(host);
     }
     builder.build()
@@ -243,7 +244,13 @@ impl ProxyInfo {
 /// `socks5h://127.0.0.1:1080 (set by ALL_PROXY)`; a user and password show as `***`.
 impl fmt::Display for ProxyInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = self.proxy.uri().scheme_str().unwrap_or("http");
+        // Lowercase, as written: a proxy rebuilt for NO_PROXY has its scheme in capitals.
+        let scheme = self
+            .proxy
+            .uri()
+            .scheme_str()
+            .unwrap_or("http")
+            .to_ascii_lowercase();
         let credentials = if self.proxy.username().is_some() || self.proxy.password().is_some() {
             "***@"
         } else {
@@ -326,7 +333,8 @@ mod tests {
         for (value, shown) in [
             ("socks5h://127.0.0.1:1080", "socks5h://127.0.0.1:1080"),
             ("socks4a://u:hunter2@proxy", "socks4a://***@proxy:1080"),
-            ("SOCKS5://[::1]:9", "SOCKS5://[::1]:9"),
+            // Schemes are shown in lowercase, however they were written.
+            ("SOCKS5://[::1]:9", "socks5://[::1]:9"),
             ("proxy:3128", "http://proxy:3128"),
         ] {
             let info = ProxyInfo {

@@ -143,7 +143,8 @@ pub(crate) fn load_api_key(source: &KeySource) -> anyhow::Result<Option<ApiKey>>
             let key = std::env::var(var).unwrap_or_default().trim().to_owned();
             if key.is_empty() {
                 return Err(UsageError(format!(
-                    "{var} is not set ({setting} names it for the API key)"
+                    "{} is not set ({setting} names it for the API key)",
+                    crate::error::scrub(var)
                 ))
                 .into());
             }
@@ -161,7 +162,7 @@ pub(crate) fn load_api_key(source: &KeySource) -> anyhow::Result<Option<ApiKey>>
 /// Refuses a key file that other users can read or write, as ssh does with private keys.
 fn refuse_shared_key_file(path: &std::path::Path, setting: &str) -> anyhow::Result<()> {
     let mode =
-        shared_mode(path).with_context(|| format!("cannot read {setting} {}", path.display()))?;
+        shared_mode(path).with_context(|| format!("cannot read {}", key_file(setting, path)))?;
     if let Some(mode) = mode {
         // Only the flag's file may be used anyway: `--insecure-key-file` goes with it.
         let or_else = if setting == "--api-key-file" {
@@ -205,10 +206,10 @@ pub(crate) fn shared_mode(path: &std::path::Path) -> std::io::Result<Option<u32>
 
 pub(crate) fn parse_header(raw: &str) -> Result<(String, String), UsageError> {
     let Some((name, value)) = raw.split_once(':') else {
-        return Err(UsageError(format!(
-            "bad --header {:?}: expected 'Name: value'",
-            crate::error::scrub(raw)
-        )));
+        // Not shown: without its colon, a header may be a name and a secret run together.
+        return Err(UsageError(
+            "bad --header: expected 'Name: value', and this one has no colon".into(),
+        ));
     };
     let (name, value) = (name.trim(), value.trim());
     // The value is not shown: it may be a secret.

@@ -89,3 +89,16 @@ fn errors_and_retries_as_for_a_completion() {
         .run();
     assert_eq!(out.code, 4, "{}", out.render());
 }
+
+#[test]
+fn a_listing_that_is_not_json_says_so() {
+    let server = Server::one(full(200, "text/html", "<html>hi</html>"));
+    let out = gptstream().server(&server).arg("--list-models").run();
+    assert_eq!(out.code, 5, "{}", out.render());
+    assert!(
+        out.stderr
+            .starts_with("gptstream: the response is not JSON"),
+        "{}",
+        out.stderr
+    );
+}

@@ -525,3 +525,69 @@ fn review_a_config_key_file_is_named_as_the_config_s_and_relative_to_it() {
         )
     );
 }
+
+#[test]
+fn review_the_top_level_s_key_never_goes_to_a_server_it_did_not_name() {
+    let server = Server::start(vec![ok(), ok()]);
+    let setup = Setup::new(
+        "profiles-top-key-elsewhere",
+        &format!(
+            "base_url = \"{base}/top\"\napi_key_env = \"LOCAL_KEY\"\n[profiles.other]\nbase_url = \"{base}\"\n",
+            base = server.base_url()
+        ),
+    );
+    // A profile's own server, and a server from OPENAI_BASE_URL: neither gets LOCAL_KEY.
+    let out = setup
+        .gptstream()
+        .env("LOCAL_KEY", "sk-local-canary")
+        .args(["-q", "-p", "other", "hi"])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert_eq!(server.request().header("authorization"), None);
+    let out = setup
+        .gptstream()
+        .server(&server)
+        .env("LOCAL_KEY", "sk-local-canary")
+        .args(["-q", "hi"])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert_eq!(server.request().header("authorization"), None);
+}
+
+#[test]
+fn review_absurd_timeouts_escape_sequences_and_a_header_without_colon() {
+    for flag in [
+        "--timeout",
+        "--connect-timeout",
+        "--first-byte-timeout",
+        "--idle-timeout",
+    ] {
+        let out = gptstream()
+            .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+            .args([flag, "1.8e19", "hi"])
+            .run();
+        assert_eq!(out.code, 2, "{flag}: {}", out.render());
+        assert!(out.stderr.contains("at most 1e9"), "{flag}: {}", out.stderr);
+    }
+    let setup = Setup::new(
+        "profiles-escapes",
+        "[profiles.\"\\u001b[31mred\"]\napi_key_env = \"NOPE\\u001b[2J\"\n",
+    );
+    let out = setup
+        .gptstream()
+        .args(["-p", "\x1b[31mred", "-v", "hi"])
+        .run();
+    assert_eq!(out.code, 2, "{}", out.render());
+    assert!(out.stderr.contains("is not set"), "{}", out.stderr);
+    assert!(!out.stderr.contains('\x1b'), "{:?}", out.stderr);
+    let out = gptstream()
+        .args([
+            "-H",
+            "Authorization Bearer sk-typed-canary",
+            "--dry-run",
+            "hi",
+        ])
+        .run();
+    assert_eq!(out.code, 2, "{}", out.render());
+    assert!(!out.stderr.contains("sk-typed-canary"), "{}", out.stderr);
+}
