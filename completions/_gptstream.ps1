@@ -69,6 +69,7 @@ Register-ArgumentCompleter -Native -CommandName 'gptstream' -ScriptBlock {
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Show the request URL and headers, the response status and headers on stderr (secrets as ***)')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Show the request URL and headers, the response status and headers on stderr (secrets as ***)')
             [CompletionResult]::new('--no-usage', '--no-usage', [CompletionResultType]::ParameterName, 'Do not ask for token usage (leaves out stream_options, for servers that reject it)')
+            [CompletionResult]::new('--usage', '--usage', [CompletionResultType]::ParameterName, 'Ask for token usage even when the config file says no_usage (the default)')
             [CompletionResult]::new('--no-stdin', '--no-stdin', [CompletionResultType]::ParameterName, 'Do not read stdin even when it is not a terminal')
             [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Print the request (body on stdout, method, URL and headers on stderr) and send nothing')
             [CompletionResult]::new('--chat', '--chat', [CompletionResultType]::ParameterName, 'Chat: read one message per line (a `you>` prompt on a terminal), keep the history; the default with no prompt when stdin and stdout are terminals')

@@ -66,6 +66,7 @@ set edit:completion:arg-completer[gptstream] = {|@words|
             cand -v 'Show the request URL and headers, the response status and headers on stderr (secrets as ***)'
             cand --verbose 'Show the request URL and headers, the response status and headers on stderr (secrets as ***)'
             cand --no-usage 'Do not ask for token usage (leaves out stream_options, for servers that reject it)'
+            cand --usage 'Ask for token usage even when the config file says no_usage (the default)'
             cand --no-stdin 'Do not read stdin even when it is not a terminal'
             cand --dry-run 'Print the request (body on stdout, method, URL and headers on stderr) and send nothing'
             cand --chat 'Chat: read one message per line (a `you>` prompt on a terminal), keep the history; the default with no prompt when stdin and stdout are terminals'

@@ -47,6 +47,7 @@ complete -c gptstream -l insecure-key-file -d 'Use --api-key-file even when othe
 complete -c gptstream -l no-stream -d 'Ask for the whole answer at once (stream: false), for servers whose streaming is broken'
 complete -c gptstream -s v -l verbose -d 'Show the request URL and headers, the response status and headers on stderr (secrets as ***)'
 complete -c gptstream -l no-usage -d 'Do not ask for token usage (leaves out stream_options, for servers that reject it)'
+complete -c gptstream -l usage -d 'Ask for token usage even when the config file says no_usage (the default)'
 complete -c gptstream -l no-stdin -d 'Do not read stdin even when it is not a terminal'
 complete -c gptstream -l dry-run -d 'Print the request (body on stdout, method, URL and headers on stderr) and send nothing'
 complete -c gptstream -l chat -d 'Chat: read one message per line (a `you>` prompt on a terminal), keep the history; the default with no prompt when stdin and stdout are terminals'

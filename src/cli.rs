@@ -137,8 +137,12 @@ pub struct Args {
     pub verbose: bool,
 
     /// Do not ask for token usage (leaves out stream_options, for servers that reject it)
-    #[arg(long = "no-usage")]
+    #[arg(long = "no-usage", overrides_with = "usage")]
     pub no_usage: bool,
+
+    /// Ask for token usage even when the config file says no_usage (the default)
+    #[arg(long = "usage", overrides_with = "no_usage")]
+    pub usage: bool,
 
     /// Do not read stdin even when it is not a terminal
     #[arg(long = "no-stdin")]

@@ -336,6 +336,10 @@ impl Config {
             )*};
         }
         fold!(std::convert::identity; base_url, api, model, retries, no_usage, color);
+        // `--usage` is the flag that says no to `no_usage = true`.
+        if args.usage {
+            args.no_usage = false;
+        }
         fold!(std::convert::identity; connect_timeout, first_byte_timeout, idle_timeout);
         fold!(Some; system, max_tokens, temperature, timeout, cacert, reasoning_effort);
         // The proxy's environment is read later, by `proxy::resolve`: a profile beats it, the

@@ -591,3 +591,26 @@ fn review_absurd_timeouts_escape_sequences_and_a_header_without_colon() {
     assert_eq!(out.code, 2, "{}", out.render());
     assert!(!out.stderr.contains("sk-typed-canary"), "{}", out.stderr);
 }
+
+#[test]
+fn usage_flag_says_no_to_the_config_s_no_usage() {
+    let setup = Setup::new("profiles-usage", "no_usage = true\n");
+    assert!(setup.body(&[], &[]).get("stream_options").is_none());
+    assert_eq!(
+        setup.body(&["--usage"], &[])["stream_options"],
+        json!({"include_usage": true})
+    );
+    // The last of --usage and --no-usage wins.
+    assert!(
+        setup
+            .body(&["--usage", "--no-usage"], &[])
+            .get("stream_options")
+            .is_none()
+    );
+    assert!(
+        setup
+            .body(&["--no-usage", "--usage"], &[])
+            .get("stream_options")
+            .is_some()
+    );
+}
