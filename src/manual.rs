@@ -148,7 +148,7 @@ mod generate {
                 std::fs::write(path, &made).unwrap();
             }
             panic!(
-                "doc/gptstream.1 differs from the flags; rerun with GPTSTREAM_BLESS=1, rebuild and commit"
+                "doc/gptstream.1 differs from the flags; run GPTSTREAM_BLESS=1 cargo test --no-fail-fast, then cargo test, and commit"
             );
         }
     }
