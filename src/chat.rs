@@ -11,7 +11,7 @@
 //! exit code, and `--save` keeps the turns that succeeded.
 
 use std::collections::VecDeque;
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
 use std::thread;
@@ -62,7 +62,8 @@ pub(crate) fn run(
     sink: &mut (dyn Sink + Send),
 ) -> anyhow::Result<()> {
     let control = Control::start()?;
-    read_lines(control.sender())?;
+    // Stopped and joined when this function returns, however it returns.
+    let _lines = LineReader::start(control.sender())?;
     let mut chat = Chat {
         session: Session::new(settings)?,
         conversation,
@@ -75,32 +76,129 @@ pub(crate) fn run(
     chat.talk(&control, start.first)
 }
 
-/// Reads stdin line by line on a thread of its own; invalid UTF-8 is replaced, not fatal. It
-/// ends with stdin; a chat that ends first leaves it blocked in its read until the process
-/// exits, as nothing can wake a read of a terminal.
-fn read_lines(notices: Sender<Notice>) -> anyhow::Result<()> {
-    thread::Builder::new()
-        .name("stdin".into())
-        .spawn(move || {
-            let mut stdin = io::stdin().lock();
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                match stdin.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let text = String::from_utf8_lossy(&line);
-                        let text = text.trim_end_matches(['\n', '\r']).to_owned();
-                        if notices.send(Notice::Line(text)).is_err() {
-                            return;
+/// The thread that reads stdin line by line and posts each line (then the end) as a notice.
+/// Invalid UTF-8 is replaced, not fatal. When the chat ends first, it is told to stop and
+/// joined: on Unix it waits in `poll(2)` on stdin and on a pipe of its own, whose closing wakes
+/// it; elsewhere nothing can wake a read of a terminal, and it is left to the process's exit.
+struct LineReader {
+    /// Dropped to wake the thread (its end of the pipe hangs up).
+    #[cfg(unix)]
+    wake: Option<io::PipeWriter>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl LineReader {
+    #[cfg(unix)]
+    fn start(notices: Sender<Notice>) -> anyhow::Result<LineReader> {
+        use std::os::fd::AsFd;
+        let input = io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("cannot read stdin")?;
+        Self::start_on(input.into(), notices)
+    }
+
+    /// Reads lines from `input` (stdin, or a pipe in tests).
+    #[cfg(unix)]
+    fn start_on(input: std::fs::File, notices: Sender<Notice>) -> anyhow::Result<LineReader> {
+        let (woken, wake) = io::pipe().context("cannot make a pipe")?;
+        let thread = thread::Builder::new()
+            .name("stdin".into())
+            .spawn(move || read_lines(input, &woken, &notices))
+            .context("cannot start the stdin thread")?;
+        Ok(LineReader {
+            wake: Some(wake),
+            thread: Some(thread),
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn start(notices: Sender<Notice>) -> anyhow::Result<LineReader> {
+        let thread = thread::Builder::new()
+            .name("stdin".into())
+            .spawn(move || {
+                let mut stdin = io::stdin().lock();
+                let mut line = Vec::new();
+                loop {
+                    line.clear();
+                    match io::BufRead::read_until(&mut stdin, b'\n', &mut line) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {
+                            if notices.send(Notice::Line(line_text(&line))).is_err() {
+                                return;
+                            }
                         }
                     }
                 }
+                let _ = notices.send(Notice::Eof);
+            })
+            .context("cannot start the stdin thread")?;
+        // Not joined: nothing wakes its read (see above).
+        drop(thread);
+        Ok(LineReader { thread: None })
+    }
+}
+
+impl Drop for LineReader {
+    /// Tells the thread to stop, and joins it.
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        drop(self.wake.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A line as the chat takes it: without its line ending, invalid UTF-8 replaced.
+fn line_text(line: &[u8]) -> String {
+    String::from_utf8_lossy(line)
+        .trim_end_matches(['\n', '\r'])
+        .to_owned()
+}
+
+/// The reading thread: waits until `input` has bytes or `woken` hangs up, reads what is there,
+/// and posts each whole line; at the end of the input, the last part line, then the end.
+#[cfg(unix)]
+fn read_lines(mut input: std::fs::File, woken: &io::PipeReader, notices: &Sender<Notice>) {
+    use rustix::event::{PollFd, PollFlags, poll};
+    use std::io::Read;
+    let mut pending = Vec::new();
+    let mut buffer = [0u8; 8192];
+    loop {
+        let mut fds = [
+            PollFd::new(&input, PollFlags::IN),
+            PollFd::new(woken, PollFlags::IN),
+        ];
+        match poll(&mut fds, None) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            // Cannot wait: read, which says what is wrong (or blocks, as before).
+            Err(_) => {}
+        }
+        if !fds[1].revents().is_empty() {
+            return;
+        }
+        let read = match input.read(&mut buffer) {
+            Ok(read) => read,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => 0,
+        };
+        if read == 0 {
+            if !pending.is_empty() {
+                let _ = notices.send(Notice::Line(line_text(&pending)));
             }
             let _ = notices.send(Notice::Eof);
-        })
-        .context("cannot start the stdin thread")?;
-    Ok(())
+            return;
+        }
+        pending.extend_from_slice(&buffer[..read]);
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            if notices.send(Notice::Line(line_text(&line))).is_err() {
+                return;
+            }
+        }
+    }
 }
 
 impl Chat<'_> {
@@ -348,5 +446,66 @@ impl Chat<'_> {
             Some(path) => self.conversation.save(path),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    fn line(notice: Notice) -> Option<String> {
+        match notice {
+            Notice::Line(line) => Some(line),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn lines_are_posted_whole_and_the_last_part_line_at_the_end() {
+        let (input, mut output) = io::pipe().unwrap();
+        let (notices, inbox) = mpsc::channel();
+        let _reader =
+            LineReader::start_on(std::os::fd::OwnedFd::from(input).into(), notices).unwrap();
+        output.write_all(b"one\r\ntw").unwrap();
+        let wait = Duration::from_secs(20);
+        assert_eq!(
+            line(inbox.recv_timeout(wait).unwrap()).as_deref(),
+            Some("one")
+        );
+        output.write_all(b"o\n\xffthree").unwrap();
+        assert_eq!(
+            line(inbox.recv_timeout(wait).unwrap()).as_deref(),
+            Some("two")
+        );
+        drop(output);
+        assert_eq!(
+            line(inbox.recv_timeout(wait).unwrap()).as_deref(),
+            Some("\u{fffd}three")
+        );
+        assert!(matches!(inbox.recv_timeout(wait).unwrap(), Notice::Eof));
+    }
+
+    #[test]
+    fn a_reader_waiting_on_open_input_is_stopped_and_joined() {
+        let (input, mut output) = io::pipe().unwrap();
+        let (notices, inbox) = mpsc::channel();
+        let reader =
+            LineReader::start_on(std::os::fd::OwnedFd::from(input).into(), notices).unwrap();
+        output.write_all(b"hi\n").unwrap();
+        assert!(inbox.recv_timeout(Duration::from_secs(20)).is_ok());
+        // The input stays open and silent: only the stop can end the thread's wait.
+        let (joined, done) = mpsc::channel();
+        let stopper = thread::spawn(move || {
+            drop(reader);
+            let _ = joined.send(());
+        });
+        assert!(
+            done.recv_timeout(Duration::from_secs(20)).is_ok(),
+            "the reader was not joined"
+        );
+        stopper.join().unwrap();
+        drop(output);
     }
 }
