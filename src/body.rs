@@ -263,31 +263,22 @@ const ESCAPE_STRETCH: usize = 16 * 1024;
 impl Read for WireReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while let Some(piece) = self.pieces.get(self.at) {
-            let bytes = match piece {
-                Piece::Bytes(bytes) => bytes.as_slice(),
-                Piece::Borrowed(bytes) => bytes,
+            let escaped = matches!(piece, Piece::Escaped { .. });
+            let rest = match piece {
+                Piece::Bytes(bytes) => &bytes[self.offset..],
+                Piece::Borrowed(bytes) => &bytes[self.offset..],
                 Piece::Escaped { text, .. } => {
                     if self.escaped_at == self.escaped.len() {
-                        let stretch =
-                            &text[self.offset..text.len().min(self.offset + ESCAPE_STRETCH)];
-                        self.offset += stretch.len();
+                        let end = text.len().min(self.offset + ESCAPE_STRETCH);
+                        let stretch = &text[self.offset..end];
+                        self.offset = end;
                         self.escaped.clear();
                         self.escaped_at = 0;
                         escape(stretch, &mut self.escaped);
                     }
-                    let rest = &self.escaped[self.escaped_at..];
-                    if rest.is_empty() {
-                        self.at += 1;
-                        self.offset = 0;
-                        continue;
-                    }
-                    let n = rest.len().min(buf.len());
-                    buf[..n].copy_from_slice(&rest[..n]);
-                    self.escaped_at += n;
-                    return Ok(n);
+                    &self.escaped[self.escaped_at..]
                 }
             };
-            let rest = &bytes[self.offset..];
             if rest.is_empty() {
                 self.at += 1;
                 self.offset = 0;
@@ -295,7 +286,11 @@ impl Read for WireReader<'_> {
             }
             let n = rest.len().min(buf.len());
             buf[..n].copy_from_slice(&rest[..n]);
-            self.offset += n;
+            if escaped {
+                self.escaped_at += n;
+            } else {
+                self.offset += n;
+            }
             return Ok(n);
         }
         Ok(0)
