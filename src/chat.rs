@@ -14,6 +14,8 @@ use std::collections::VecDeque;
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
+#[cfg(unix)]
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Instant;
 
@@ -84,6 +86,10 @@ struct LineReader {
     /// Dropped to wake the thread (its end of the pipe hangs up).
     #[cfg(unix)]
     wake: Option<io::PipeWriter>,
+    /// Agreed on under one lock, so a thread about to block in a read it cannot be woken from
+    /// is never joined.
+    #[cfg(unix)]
+    ending: Arc<Mutex<Ending>>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
@@ -102,12 +108,15 @@ impl LineReader {
     #[cfg(unix)]
     fn start_on(input: std::fs::File, notices: Sender<Notice>) -> anyhow::Result<LineReader> {
         let (woken, wake) = io::pipe().context("cannot make a pipe")?;
+        let ending = Arc::new(Mutex::new(Ending::default()));
+        let shared = Arc::clone(&ending);
         let thread = thread::Builder::new()
             .name("stdin".into())
-            .spawn(move || read_lines(input, &woken, &notices))
+            .spawn(move || read_lines(input, &woken, &notices, &shared))
             .context("cannot start the stdin thread")?;
         Ok(LineReader {
             wake: Some(wake),
+            ending,
             thread: Some(thread),
         })
     }
@@ -143,11 +152,29 @@ impl Drop for LineReader {
     /// Tells the thread to stop, and joins it.
     fn drop(&mut self) {
         #[cfg(unix)]
-        drop(self.wake.take());
+        {
+            let mut ending = self.ending.lock().unwrap_or_else(PoisonError::into_inner);
+            ending.stop = true;
+            if ending.unwakeable {
+                // Blocked in a read nothing wakes: left to the process's exit.
+                self.thread = None;
+            }
+            drop(ending);
+            drop(self.wake.take());
+        }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
+}
+
+/// How the reading thread ends: the chat asked it to `stop`, or it is `unwakeable`, blocked in
+/// a read of input that poll(2) cannot wait on.
+#[cfg(unix)]
+#[derive(Debug, Default)]
+struct Ending {
+    stop: bool,
+    unwakeable: bool,
 }
 
 /// A line as the chat takes it: without its line ending, invalid UTF-8 replaced.
@@ -160,10 +187,16 @@ fn line_text(line: &[u8]) -> String {
 /// The reading thread: waits until `input` has bytes or `woken` hangs up, reads what is there,
 /// and posts each whole line; at the end of the input, the last part line, then the end.
 #[cfg(unix)]
-fn read_lines(mut input: std::fs::File, woken: &io::PipeReader, notices: &Sender<Notice>) {
+fn read_lines(
+    mut input: std::fs::File,
+    woken: &io::PipeReader,
+    notices: &Sender<Notice>,
+    ending: &Mutex<Ending>,
+) {
     use rustix::event::{PollFd, PollFlags, poll};
     use std::io::Read;
     let mut pending = Vec::new();
+    let mut scanned = 0;
     let mut buffer = [0u8; 8192];
     loop {
         let mut fds = [
@@ -173,11 +206,23 @@ fn read_lines(mut input: std::fs::File, woken: &io::PipeReader, notices: &Sender
         match poll(&mut fds, None) {
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,
-            // Cannot wait: read, which says what is wrong (or blocks, as before).
-            Err(_) => {}
+            // Never fall into a read nothing can wake: try again shortly.
+            Err(_) => {
+                thread::sleep(std::time::Duration::from_millis(20));
+                continue;
+            }
         }
         if !fds[1].revents().is_empty() {
             return;
+        }
+        if fds[0].revents().contains(PollFlags::NVAL) {
+            // Input poll(2) cannot wait on (macOS says so of devices, ttys among them): the read
+            // below blocks, and nothing wakes it, so the chat must not wait to join this thread.
+            let mut ending = ending.lock().unwrap_or_else(PoisonError::into_inner);
+            if ending.stop {
+                return;
+            }
+            ending.unwakeable = true;
         }
         let read = match input.read(&mut buffer) {
             Ok(read) => read,
@@ -192,12 +237,21 @@ fn read_lines(mut input: std::fs::File, woken: &io::PipeReader, notices: &Sender
             return;
         }
         pending.extend_from_slice(&buffer[..read]);
-        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=end).collect();
-            if notices.send(Notice::Line(line_text(&line))).is_err() {
+        // Only the new bytes are searched: a long line read in pieces costs linear time.
+        let mut start = 0;
+        while let Some(at) = pending[scanned..].iter().position(|&b| b == b'\n') {
+            let end = scanned + at;
+            if notices
+                .send(Notice::Line(line_text(&pending[start..=end])))
+                .is_err()
+            {
                 return;
             }
+            start = end + 1;
+            scanned = start;
         }
+        pending.drain(..start);
+        scanned = pending.len();
     }
 }
 
@@ -483,6 +537,36 @@ mod tests {
         assert_eq!(
             line(inbox.recv_timeout(wait).unwrap()).as_deref(),
             Some("\u{fffd}three")
+        );
+        assert!(matches!(inbox.recv_timeout(wait).unwrap(), Notice::Eof));
+    }
+
+    #[test]
+    fn a_long_line_read_in_pieces_arrives_whole_with_the_lines_after_it() {
+        let (input, mut output) = io::pipe().unwrap();
+        let (notices, inbox) = mpsc::channel();
+        let _reader =
+            LineReader::start_on(std::os::fd::OwnedFd::from(input).into(), notices).unwrap();
+        let long = "x".repeat(100_000);
+        let writer = thread::spawn(move || {
+            for piece in long.as_bytes().chunks(7_000) {
+                output.write_all(piece).unwrap();
+            }
+            output.write_all(b"\nnext\nlast").unwrap();
+        });
+        let wait = Duration::from_secs(20);
+        assert_eq!(
+            line(inbox.recv_timeout(wait).unwrap()),
+            Some("x".repeat(100_000))
+        );
+        assert_eq!(
+            line(inbox.recv_timeout(wait).unwrap()).as_deref(),
+            Some("next")
+        );
+        writer.join().unwrap();
+        assert_eq!(
+            line(inbox.recv_timeout(wait).unwrap()).as_deref(),
+            Some("last")
         );
         assert!(matches!(inbox.recv_timeout(wait).unwrap(), Notice::Eof));
     }
