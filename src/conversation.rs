@@ -85,7 +85,11 @@ impl Conversation {
             }
         }
         Ok(Conversation {
-            messages: messages.into_iter().map(Arc::new).collect(),
+            messages: messages
+                .into_iter()
+                .map(without_null_content)
+                .map(Arc::new)
+                .collect(),
             format: Some(format),
         })
     }
@@ -120,12 +124,14 @@ impl Conversation {
         self.messages.push(Arc::new(message));
     }
 
-    /// The assistant's turn: its text (or `null`) and the tool calls it made.
+    /// The assistant's turn: its text and the tool calls it made. A turn of calls alone has no
+    /// `content` at all: strict servers (pydantic models) refuse `"content": null`, and the API
+    /// makes the field optional when there are `tool_calls`.
     pub fn push_assistant(&mut self, content: &str, tool_calls: &[ToolCall]) {
-        let mut message = json!({
-            "role": "assistant",
-            "content": if content.is_empty() && !tool_calls.is_empty() { Value::Null } else { Value::from(content) },
-        });
+        let mut message = json!({"role": "assistant"});
+        if !content.is_empty() || tool_calls.is_empty() {
+            message["content"] = Value::from(content);
+        }
         if !tool_calls.is_empty() {
             message["tool_calls"] = tool_calls
                 .iter()
@@ -254,6 +260,20 @@ impl Conversation {
         replace_file(path, write)
             .with_context(|| format!("cannot save the conversation to {}", path.display()))
     }
+}
+
+/// An assistant message of tool calls saved by an older version as `"content": null`, as it is
+/// written now: without `content`, which strict servers refuse as `null`.
+fn without_null_content(mut message: Value) -> Value {
+    if let Value::Object(fields) = &mut message
+        && fields.get("content").is_some_and(Value::is_null)
+        && fields
+            .get("tool_calls")
+            .is_some_and(|calls| !calls.is_null())
+    {
+        fields.shift_remove("content");
+    }
+    message
 }
 
 /// The key under which an assistant message keeps the Responses API's output items as
@@ -484,7 +504,7 @@ mod tests {
             c.messages,
             [
                 Arc::new(
-                    json!({"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{}"}}]})
+                    json!({"role":"assistant","tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{}"}}]})
                 ),
                 Arc::new(json!({"role":"tool","tool_call_id":"call_1","content":"42"})),
             ]

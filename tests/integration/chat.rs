@@ -140,7 +140,7 @@ fn defect5_calls_to_tools_nobody_runs_are_answered_so_the_next_turn_is_accepted(
             sse(&[call, finish("tool_calls"), DONE.to_owned()]),
             answer("Sorry, no weather."),
         ],
-        server::rejects_unanswered_tool_calls,
+        server::rejects_null_content,
     );
     let out = gptstream()
         .server(&server)

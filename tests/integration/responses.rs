@@ -160,7 +160,7 @@ fn a_tool_loop_sends_the_output_items_back_as_received_with_each_output() {
         on_disk,
         json!([
             {"role":"user","content":"Paris?"},
-            {"role":"assistant","content":null,"tool_calls":[{"id":"call_1AbCdEf","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]},
+            {"role":"assistant","tool_calls":[{"id":"call_1AbCdEf","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]},
             {"role":"tool","tool_call_id":"call_1AbCdEf","content":"18C\n"},
             {"role":"assistant","content":"Sunny."}
         ])

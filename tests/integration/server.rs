@@ -370,6 +370,24 @@ pub fn rejects_unanswered_tool_calls(body: &serde_json::Value) -> Result<(), Str
     Ok(())
 }
 
+/// As a server that validates requests with pydantic does (a Python server on llama.cpp,
+/// `transformers serve`): a message's `content`, when present, must be text or parts, never
+/// `null`, and every tool call must be answered.
+pub fn rejects_null_content(body: &serde_json::Value) -> Result<(), String> {
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    for (i, message) in messages.iter().enumerate() {
+        if message
+            .get("content")
+            .is_some_and(serde_json::Value::is_null)
+        {
+            return Err(format!(
+                "1 validation error for ChatCompletionRequest\nmessages.{i}.content\n  Input should be a valid string [type=string_type, input_value=None]"
+            ));
+        }
+    }
+    rejects_unanswered_tool_calls(body)
+}
+
 pub const DONE: &str = "data: [DONE]\n\n";
 
 /// The usual happy stream for "Hello, world!" with usage, as separate chunk strings.

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::server::{DONE, Server, content, delta, finish, sse};
+use crate::server::{self, DONE, Server, content, delta, finish, sse};
 use crate::util::{Scratch, gptstream};
 
 const WEATHER: &str = r#"{"name":"get_weather","description":"Weather for a city","parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}"#;
@@ -76,7 +76,7 @@ fn the_tool_loop_runs_the_command_and_sends_the_result_back() {
         second["messages"],
         json!([
             {"role":"user","content":"Weather in Paris?"},
-            {"role":"assistant","content":null,"tool_calls":[
+            {"role":"assistant","tool_calls":[
                 {"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]},
             {"role":"tool","tool_call_id":"call_1","content":"get_weather|call_1|{\"city\":\"Paris\"} -> 18C"}
         ])
@@ -644,4 +644,58 @@ fn defect7_the_tool_timeout_covers_a_background_child_that_keeps_the_output_open
         tool_message["content"],
         "error: the tool timed out after 1s and was killed\nhi\n"
     );
+}
+
+#[test]
+fn compat1_a_strict_server_accepts_the_loop_the_saved_transcript_and_an_old_one_replayed() {
+    let scratch = Scratch::new("strict-null");
+    let tools = scratch.file("tools.json", WEATHER);
+    let chat = scratch.path("chat.json");
+    // The live loop: the follow-up's assistant message has no `content` at all.
+    let server = Server::strict(
+        vec![
+            sse(&weather_call_turn()),
+            sse(&[content("Sunny."), finish("stop"), DONE.to_owned()]),
+        ],
+        server::rejects_null_content,
+    );
+    let out = gptstream()
+        .server(&server)
+        .args([
+            "-q",
+            "--tools",
+            &tools,
+            "--tool-exec",
+            "get_weather=echo 18C",
+        ])
+        .args(["--save", &chat, "Weather in Paris?"])
+        .run();
+    assert_eq!(out.render(), "status: 0\n--- stdout\nSunny.\n--- stderr\n");
+    server.request();
+    let assistant = json!({"role":"assistant","tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]});
+    assert_eq!(server.request().json()["messages"][1], assistant);
+    // The transcript keeps the same shape.
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&chat).unwrap()).unwrap();
+    assert_eq!(saved[1], assistant);
+
+    // A transcript saved by an older version, with `"content": null`, is sent without it, and
+    // saved again without it.
+    let old = scratch.file(
+        "old.jsonl",
+        "{\"role\":\"user\",\"content\":\"Weather in Paris?\"}\n\
+         {\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"{\\\"city\\\":\\\"Paris\\\"}\"}}]}\n\
+         {\"role\":\"tool\",\"tool_call_id\":\"call_1\",\"content\":\"18C\"}\n",
+    );
+    let server = Server::strict(
+        vec![sse(&[content("Warm."), finish("stop"), DONE.to_owned()])],
+        server::rejects_null_content,
+    );
+    let out = gptstream()
+        .server(&server)
+        .args(["-q", "--tools", &tools, "--messages", &old, "--save", &old])
+        .run();
+    assert_eq!(out.render(), "status: 0\n--- stdout\nWarm.\n--- stderr\n");
+    assert_eq!(server.request().json()["messages"][1], assistant);
+    let saved = std::fs::read_to_string(&old).unwrap();
+    assert!(!saved.contains("null"), "{saved}");
 }
