@@ -18,7 +18,7 @@ use plain::PlainChunk;
 
 use crate::error::{ApiError, StreamError, scrub};
 pub use crate::event::Turn;
-use crate::event::{Event, Sink};
+use crate::event::{Event, Sink, unix_seconds};
 use crate::sse;
 use crate::tool_calls::{ToolCall, ToolCalls};
 
@@ -58,7 +58,7 @@ impl<'a> Header<'a> {
         Header {
             id: non_empty_str(chunk, "id"),
             model: non_empty_str(chunk, "model"),
-            created: chunk.get("created").and_then(Value::as_i64),
+            created: unix_seconds(chunk.get("created")),
         }
     }
 }
@@ -225,7 +225,7 @@ impl Interpreter {
         sink.emit(&Event::Start {
             id: header.id,
             model: header.model,
-            created: header.created.filter(|&c| c != 0),
+            created: header.created.filter(|&c| c > 0),
         })?;
         Ok(())
     }

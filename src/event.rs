@@ -13,6 +13,22 @@ use crate::signals::Signal;
 use crate::tool_calls::{Fragment, ToolCall};
 use crate::toolbox::ToolOutcome;
 
+/// A server's creation time (`created`, `created_at`) as whole seconds since the epoch: any JSON
+/// number is accepted, since some servers send a float (`1761002000.75`); a fraction is dropped,
+/// and zero, a negative, or a time past the year 292 billion is none.
+pub(crate) fn unix_seconds(value: Option<&Value>) -> Option<i64> {
+    let number = value?.as_number()?;
+    let seconds = match number.as_i64() {
+        Some(seconds) => seconds,
+        None => {
+            let float = number.as_f64()?.trunc();
+            // `as` saturates; the range check keeps a saturated value out.
+            (float.is_finite() && float > 0.0 && float < i64::MAX as f64).then_some(float as i64)?
+        }
+    };
+    (seconds > 0).then_some(seconds)
+}
+
 /// One thing that happened in the stream.
 #[derive(Debug)]
 pub enum Event<'a> {
@@ -20,6 +36,7 @@ pub enum Event<'a> {
     Start {
         id: Option<&'a str>,
         model: Option<&'a str>,
+        /// Whole seconds since the epoch ([`unix_seconds`]).
         created: Option<i64>,
     },
     Content {
@@ -171,5 +188,30 @@ pub trait Sink {
     /// blocks for the next: deltas that arrived together leave in one `write`, and none waits.
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unix_seconds;
+    use serde_json::json;
+
+    #[test]
+    fn creation_times_are_whole_seconds_of_any_number() {
+        for (value, seconds) in [
+            (json!(1761002000), Some(1761002000)),
+            (json!(1761002000.75), Some(1761002000)),
+            (json!(1e300), None),
+            (json!(u64::MAX), None),
+            (json!(-5), None),
+            (json!(-5.5), None),
+            (json!(0), None),
+            (json!(0.4), None),
+            (json!("1761002000"), None),
+            (json!(null), None),
+        ] {
+            assert_eq!(unix_seconds(Some(&value)), seconds, "{value}");
+        }
+        assert_eq!(unix_seconds(None), None);
     }
 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 use crate::error::{ApiError, StreamError, scrub};
-use crate::event::{Event, Sink, Turn};
+use crate::event::{Event, Sink, Turn, unix_seconds};
 use crate::sse;
 use crate::tool_calls::{Fragment, MAX_ARGUMENTS_BYTES, MAX_CALLS, ToolCall};
 
@@ -368,10 +368,7 @@ impl Interpreter {
         sink.emit(&Event::Start {
             id: non_empty(response, "id"),
             model: non_empty(response, "model"),
-            created: response
-                .get("created_at")
-                .and_then(Value::as_i64)
-                .filter(|&c| c != 0),
+            created: unix_seconds(response.get("created_at")),
         })?;
         Ok(())
     }

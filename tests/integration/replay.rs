@@ -53,3 +53,23 @@ fn a_missing_replay_file_is_a_clear_error() {
         out.stderr
     );
 }
+
+#[test]
+fn compat2_a_created_time_sent_as_a_float_is_its_whole_seconds() {
+    let responses = "data: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"model\":\"m\",\"created_at\":1761002000.75}}\n\n\
+        data: {\"type\":\"response.output_text.delta\",\"delta\":\"hi\"}\n\n\
+        data: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"status\":\"completed\",\"output\":[]}}\n\n";
+    let chat = "data: {\"id\":\"c\",\"model\":\"m\",\"created\":1761002000.75,\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+    for body in [responses, chat] {
+        let out = gptstream()
+            .args(["--replay", "-", "--json"])
+            .stdin(body)
+            .run();
+        assert_eq!(out.code, 0, "{}", out.render());
+        assert_eq!(
+            out.json_lines()[0],
+            serde_json::json!({"type":"start","id":if body == chat {"c"} else {"resp_1"},"model":"m","created":1761002000}),
+            "{body}"
+        );
+    }
+}
