@@ -61,6 +61,12 @@ pub enum Event<'a> {
         choice: u64,
         call: &'a ToolCall,
     },
+    /// A call that `--tool-exec` would run, left unrun because `--max-tool-rounds` was reached:
+    /// text mode prints it as a call nobody runs is printed (JSON mode had its `tool_call`).
+    ToolCallNotRun {
+        choice: u64,
+        call: &'a ToolCall,
+    },
     /// gptstream ran a tool call for the user (`--tool-exec`).
     ToolResult {
         choice: u64,

@@ -186,9 +186,17 @@ impl Session {
             let rounds = turns.len() - 1;
             let max = self.settings.max_tool_rounds;
             if rounds >= max as usize {
+                // What the model wanted, shown as a call nobody runs is shown.
+                for call in &runnable {
+                    sink.emit(&Event::ToolCallNotRun {
+                        choice: self.settings.choice,
+                        call,
+                    })?;
+                }
                 let names: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
+                let plural = if rounds == 1 { "" } else { "s" };
                 return Err(ToolRoundsError(format!(
-                    "the model still calls tools ({}) after {rounds} rounds (--max-tool-rounds {max})",
+                    "the model still calls tools ({}) after {rounds} round{plural} (--max-tool-rounds {max})",
                     crate::error::scrub(&names.join(", "))
                 ))
                 .into());

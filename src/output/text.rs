@@ -397,7 +397,9 @@ impl<O: Write, E: Write> TextSink<O, E> {
                     outcome.output_bytes
                 )
             }
-            Event::ToolCall { choice, call } if choice == self.options.choice => {
+            Event::ToolCall { choice, call } | Event::ToolCallNotRun { choice, call }
+                if choice == self.options.choice =>
+            {
                 self.release_unsure()?;
                 let arguments = call.parsed_arguments();
                 if arguments.is_none() {

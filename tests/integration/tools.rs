@@ -250,11 +250,12 @@ fn the_loop_stops_at_max_tool_rounds_with_exit_6() {
             "hi",
         ])
         .run();
-    assert_eq!(out.code, 6, "{}", out.render());
-    assert!(
-        out.stderr.ends_with("gptstream: the model still calls tools (get_weather) after 1 rounds (--max-tool-rounds 1)\n"),
-        "{}",
-        out.stderr
+    // What the model still wanted is on stdout, as a call nobody runs would be.
+    assert_eq!(
+        out.render(),
+        "status: 6\n--- stdout\n{\"id\":\"call_1\",\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\"}}\n\n\
+         --- stderr\ngptstream: ran tool get_weather (call_1): exit 0, 2 bytes\n\
+         gptstream: the model still calls tools (get_weather) after 1 round (--max-tool-rounds 1)\n"
     );
 }
 
