@@ -113,6 +113,9 @@ pub struct Turn {
     pub tool_call_count: usize,
     /// The recorded choice's refusal text, when the text is kept.
     pub refusal: String,
+    /// The network reads that brought this request's generated tokens (none for a whole
+    /// answer or a replay): see [`Summary::tokens_per_second`].
+    pub token_reads: u32,
     /// The Responses API's output items as received (messages, function calls, reasoning), to
     /// send back as they are in a tool loop's next request.
     pub output_items: Option<Vec<Value>>,
@@ -136,14 +139,21 @@ pub struct Summary {
     pub tool_calls: usize,
     /// From the start of the first request to its first content, reasoning or tool-call delta.
     pub time_to_first_token: Option<Duration>,
+    /// The network reads that brought generated tokens, over every request.
+    pub token_reads: u32,
     pub duration: Duration,
     pub requests: usize,
 }
 
 impl Summary {
     /// Completion tokens per second of generation (from the first token to the end), when the
-    /// server reported usage.
+    /// server reported usage and the tokens streamed over two reads or more: tokens that came
+    /// in one piece (a `--no-stream` answer, a short stream, a replay) would give a rate of
+    /// how fast we parse, not how fast the model writes.
     pub fn tokens_per_second(&self) -> Option<f64> {
+        if self.token_reads < 2 {
+            return None;
+        }
         let usage = self.usage.as_ref()?;
         // Chat Completions names them completion tokens, the Responses API output tokens.
         let tokens = usage

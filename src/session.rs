@@ -239,11 +239,12 @@ impl Session {
             choice: self.settings.choice,
             keep_text: self.settings.keep_text,
         };
+        let mut token_reads = 0;
         match reply {
             Reply::EventStream(mut body) => {
                 let transport = &self.settings.transport;
                 let read_error = |err| http::stream_read_error(err, &request.url, transport);
-                let end = match &self.settings.record {
+                let pumped = match &self.settings.record {
                     // The recorder borrows the body: what is drained after `[DONE]` is not
                     // written to a file that the next request may have started again.
                     Some(path) => {
@@ -252,7 +253,8 @@ impl Session {
                     }
                     None => stream::pump(&mut body, &mut interpreter, &mut recording, &read_error)?,
                 };
-                if end == BodyEnd::Done {
+                token_reads = pumped.token_reads;
+                if pumped.end == BodyEnd::Done {
                     self.drains.push(drain(body));
                 }
             }
@@ -264,6 +266,7 @@ impl Session {
             }
         }
         let mut turn = interpreter.finish(&mut recording)?;
+        turn.token_reads = token_reads;
         turn.content = std::mem::take(&mut self.progress.text);
         turn.refusal = std::mem::take(&mut self.progress.refusal);
         Ok(turn)
@@ -530,6 +533,9 @@ pub(crate) fn summary(turns: &[Turn], started: Instant) -> Summary {
         usage,
         tool_calls: turns.iter().map(|t| t.tool_call_count).sum(),
         time_to_first_token: turns.first().and_then(|t| t.time_to_first_token),
+        token_reads: turns
+            .iter()
+            .fold(0, |sum, t| sum.saturating_add(t.token_reads)),
         duration: started.elapsed(),
         requests: turns.len(),
     }

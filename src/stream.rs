@@ -14,8 +14,7 @@ use anyhow::Context;
 
 use crate::dialect::Interpreter;
 use crate::error::StreamError;
-use crate::event::Sink;
-use crate::event::Turn;
+use crate::event::{Event, Sink, Turn};
 use crate::sse;
 
 /// One read from the network or a file: large enough to drain a fast stream in few syscalls.
@@ -30,6 +29,15 @@ pub(crate) enum BodyEnd {
     Done,
 }
 
+/// What pumping a body came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pumped {
+    pub end: BodyEnd,
+    /// The reads that brought generated tokens (text, reasoning, a refusal, tool-call
+    /// fragments): a rate is worth giving only for tokens that came over two or more.
+    pub token_reads: u32,
+}
+
 /// Reads the body as it arrives and pushes every byte through decoder and interpreter, until
 /// `[DONE]` (the connection may stay open after it) or the end of the body.
 pub(crate) fn pump(
@@ -37,21 +45,60 @@ pub(crate) fn pump(
     interpreter: &mut Interpreter,
     sink: &mut dyn Sink,
     read_error: &dyn Fn(io::Error) -> anyhow::Error,
-) -> anyhow::Result<BodyEnd> {
+) -> anyhow::Result<Pumped> {
     let mut decoder = sse::Decoder::default();
     let mut buffer = vec![0u8; READ_BUFFER];
+    let mut sink = TokenWatch {
+        sink,
+        saw_tokens: false,
+    };
+    let mut token_reads: u32 = 0;
     loop {
         let n = match body.read(&mut buffer) {
-            Ok(0) => return Ok(BodyEnd::Eof),
+            Ok(0) => {
+                return Ok(Pumped {
+                    end: BodyEnd::Eof,
+                    token_reads,
+                });
+            }
             Ok(n) => n,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             Err(err) => return Err(read_error(err)),
         };
-        let flow = decoder.feed(&buffer[..n], |event| interpreter.on_sse(event, sink))?;
+        let flow = decoder.feed(&buffer[..n], |event| interpreter.on_sse(event, &mut sink))?;
         sink.flush()?;
-        if flow == ControlFlow::Break(()) {
-            return Ok(BodyEnd::Done);
+        if std::mem::take(&mut sink.saw_tokens) {
+            token_reads = token_reads.saturating_add(1);
         }
+        if flow == ControlFlow::Break(()) {
+            return Ok(Pumped {
+                end: BodyEnd::Done,
+                token_reads,
+            });
+        }
+    }
+}
+
+/// Passes events on, noting whether one of them was a generated token.
+struct TokenWatch<'a> {
+    sink: &'a mut dyn Sink,
+    saw_tokens: bool,
+}
+
+impl Sink for TokenWatch<'_> {
+    fn emit(&mut self, event: &Event<'_>) -> io::Result<()> {
+        if let Event::Content { .. }
+        | Event::Reasoning { .. }
+        | Event::Refusal { .. }
+        | Event::ToolCallDelta { .. } = event
+        {
+            self.saw_tokens = true;
+        }
+        self.sink.emit(event)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.sink.flush()
     }
 }
 
@@ -82,6 +129,7 @@ pub(crate) fn replay(path: &Path, sink: &mut dyn Sink) -> anyhow::Result<Turn> {
         })?;
         interpreter.on_completion(&value, sink)?;
     } else {
+        // A replay's reads say nothing of how fast the tokens came: it counts none.
         pump(&mut body, &mut interpreter, sink, &read_error)?;
     }
     interpreter.finish(sink)

@@ -489,6 +489,7 @@ mod tests {
             usage: None,
             tool_calls: 0,
             time_to_first_token: None,
+            token_reads: 0,
             duration: Duration::ZERO,
             requests: 1,
         }
@@ -594,6 +595,7 @@ mod tests {
             usage: Some(usage),
             tool_calls: 2,
             time_to_first_token: Some(Duration::from_millis(120)),
+            token_reads: 2,
             duration: Duration::from_millis(2120),
             ..summary("x")
         };
@@ -601,5 +603,11 @@ mod tests {
             summary_line(&s),
             "finish_reason=tool_calls finish_reason[1]=stop tool_calls=2 prompt_tokens=12 completion_tokens=34 total_tokens=46 reasoning_tokens=8 ttft_ms=120 duration_ms=2120 tokens_per_second=17"
         );
+        // Tokens that came in one read give no rate.
+        let one_read = Summary {
+            token_reads: 1,
+            ..s
+        };
+        assert!(!summary_line(&one_read).contains("tokens_per_second"));
     }
 }

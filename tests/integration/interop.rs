@@ -475,7 +475,7 @@ fn llama_finish_reason_length() {
         out.render(),
         "status: 0\n--- stdout\nHello from\n--- stderr\n\
          gptstream: warning: the answer was cut off by the token limit (finish_reason=length); raise --max-tokens\n\
-         finish_reason=length prompt_tokens=59 completion_tokens=2 total_tokens=61 ttft_ms=* duration_ms=* tokens_per_second=*\n"
+         finish_reason=length prompt_tokens=59 completion_tokens=2 total_tokens=61 ttft_ms=* duration_ms=*\n"
     );
 
     let out = llama()

@@ -251,3 +251,79 @@ fn the_summary_times_the_first_token_and_the_rate() {
         "{rate} vs {expected}"
     );
 }
+
+/// The `end` event's `tokens_per_second`, and whether the text summary has the field.
+fn rates(server: &Server, flags: &[&str]) -> (Value, bool) {
+    let json = gptstream()
+        .server(server)
+        .args(flags)
+        .args(["--json", "hi"])
+        .run();
+    assert_eq!(json.code, 0, "{}", json.render());
+    let end = json.json_lines().pop().unwrap();
+    assert_eq!(end["type"], "end", "{end}");
+    let text = gptstream().server(server).args(flags).arg("hi").run();
+    assert_eq!(text.code, 0, "{}", text.render());
+    (
+        end["tokens_per_second"].clone(),
+        text.stderr.contains("tokens_per_second="),
+    )
+}
+
+#[test]
+fn compat5_a_rate_is_given_only_for_tokens_that_streamed_over_several_reads() {
+    // The whole stream in one read, a whole answer, a replay: no rate to speak of.
+    let body: String = hello_chunks().concat();
+    let one_read = Server::start(vec![
+        full(200, "text/event-stream", &body),
+        full(200, "text/event-stream", &body),
+    ]);
+    assert_eq!(rates(&one_read, &[]), (Value::Null, false));
+    let whole = Server::start(vec![
+        full(200, "application/json", &hello_completion()),
+        full(200, "application/json", &hello_completion()),
+    ]);
+    assert_eq!(rates(&whole, &["--no-stream"]), (Value::Null, false));
+    let replay = format!("{}/examples/hello.sse", env!("CARGO_MANIFEST_DIR"));
+    let out = gptstream().args(["--json", "--replay", &replay]).run();
+    assert_eq!(
+        out.json_lines().pop().unwrap()["tokens_per_second"],
+        Value::Null
+    );
+
+    // Tokens over two reads, the second sent once the first delta is out: a real stream.
+    let mut answers = Vec::new();
+    let mut releases = Vec::new();
+    for _ in 0..2 {
+        let (release, hold) = std::sync::mpsc::channel();
+        let chunks = hello_chunks();
+        let mut steps = sse(&chunks[..2]);
+        steps.pop();
+        steps.push(Step::WaitFor(hold));
+        steps.extend(
+            chunks[2..]
+                .iter()
+                .map(|c| Step::Chunk(c.clone().into_bytes())),
+        );
+        steps.push(Step::EndChunks);
+        answers.push(steps);
+        releases.push(release);
+    }
+    let streamed = Server::start(answers);
+    for (flags, needle) in [(&["--json"][..], "\"delta\":\"Hello\""), (&[][..], "Hello")] {
+        let mut child = gptstream().server(&streamed).args(flags).arg("hi").spawn();
+        let stdout = crate::util::drain(child.stdout.take().unwrap());
+        crate::util::wait_for(&stdout, needle);
+        drop(releases.remove(0));
+        let out = crate::util::finish(child);
+        assert_eq!(out.code, 0, "{}", out.render());
+        let rest: Vec<u8> = stdout.iter().flatten().collect();
+        let rest = String::from_utf8(rest).unwrap();
+        if flags.is_empty() {
+            assert!(out.stderr.contains("tokens_per_second="), "{}", out.stderr);
+        } else {
+            let end: Value = serde_json::from_str(rest.lines().last().unwrap()).unwrap();
+            assert!(end["tokens_per_second"].is_f64(), "{end}");
+        }
+    }
+}

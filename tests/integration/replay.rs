@@ -12,7 +12,7 @@ fn the_hello_example_replays_offline() {
     assert_eq!(
         out.render(),
         "status: 0\n--- stdout\nHello! SSE streams text as it is generated.\n--- stderr\n\
-         finish_reason=stop prompt_tokens=12 completion_tokens=10 total_tokens=22 ttft_ms=* duration_ms=* tokens_per_second=*\n"
+         finish_reason=stop prompt_tokens=12 completion_tokens=10 total_tokens=22 ttft_ms=* duration_ms=*\n"
     );
 }
 

@@ -49,7 +49,7 @@ fn the_answer_and_summary_are_as_for_chat_and_the_request_is_a_responses_request
     assert_eq!(
         out.render(),
         "status: 0\n--- stdout\nHello, world! Café — ok.\n--- stderr\n\
-         finish_reason=stop input_tokens=12 output_tokens=9 total_tokens=21 ttft_ms=* duration_ms=* tokens_per_second=*\n"
+         finish_reason=stop input_tokens=12 output_tokens=9 total_tokens=21 ttft_ms=* duration_ms=*\n"
     );
     let request = server.request();
     assert_eq!(request.path, "/v1/responses");
@@ -269,7 +269,7 @@ fn no_stream_shows_a_response_object_the_same_way() {
     assert_eq!(
         out.render(),
         "status: 0\n--- stdout\nHello!\n--- stderr\n\
-         finish_reason=stop input_tokens=3 output_tokens=2 total_tokens=5 ttft_ms=* duration_ms=* tokens_per_second=*\n"
+         finish_reason=stop input_tokens=3 output_tokens=2 total_tokens=5 ttft_ms=* duration_ms=*\n"
     );
     assert_eq!(server.request().json()["stream"], false);
 }

@@ -14,7 +14,7 @@ fn streams_the_answer_to_stdout_and_a_summary_to_stderr() {
     assert_eq!(
         out.render(),
         "status: 0\n--- stdout\nHello, world!\n--- stderr\n\
-         finish_reason=stop prompt_tokens=9 completion_tokens=4 total_tokens=13 ttft_ms=* duration_ms=* tokens_per_second=*\n"
+         finish_reason=stop prompt_tokens=9 completion_tokens=4 total_tokens=13 ttft_ms=* duration_ms=*\n"
     );
 }
 
@@ -179,7 +179,7 @@ fn a_server_that_ignores_stream_true_is_handled_as_one_completion() {
     assert_eq!(
         out.render(),
         "status: 0\n--- stdout\nWhole answer.\n--- stderr\n\
-         finish_reason=stop prompt_tokens=1 completion_tokens=2 total_tokens=3 ttft_ms=* duration_ms=* tokens_per_second=*\n"
+         finish_reason=stop prompt_tokens=1 completion_tokens=2 total_tokens=3 ttft_ms=* duration_ms=*\n"
     );
 }
 
