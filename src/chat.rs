@@ -397,9 +397,10 @@ impl Chat<'_> {
         control.settled();
         match (supervised.result, supervised.signal) {
             (Ok(turns), signal) => {
+                let summary = session::summary(&turns, started);
                 if let Some(schema) = &self.schema
                     && (signal.is_none() || (signal == Some(Signal::Interrupt) && self.terminal))
-                    && let Err(err) = crate::run::check_schema(schema, &turns, self.sink)
+                    && let Err(err) = crate::run::check_schema(schema, &turns, &summary, self.sink)
                 {
                     // The answer stays in the history, as answered; the check failed.
                     self.answer_calls_not_run();
@@ -413,8 +414,7 @@ impl Chat<'_> {
                     eprintln!("gptstream: {err:#}");
                     return Ok(());
                 }
-                self.sink
-                    .emit(&Event::End(&session::summary(&turns, started)))?;
+                self.sink.emit(&Event::End(&summary))?;
                 self.answer_calls_not_run();
                 match signal {
                     Some(signal) if signal == Signal::Terminate || !self.terminal => {

@@ -88,6 +88,9 @@ pub enum Event<'a> {
     Usage(&'a Map<String, Value>),
     /// The stream ended well.
     End(&'a Summary),
+    /// The stream ended well but the run fails after it (the answer does not match
+    /// `--schema`): text mode still gives the summary; the `error` event comes last in JSON.
+    Completed(&'a Summary),
     /// The run failed; what was already written stays written.
     Error(&'a ErrorReport),
     /// A signal stopped the answer; what was already written stays written.

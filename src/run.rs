@@ -75,10 +75,11 @@ fn carry_out(plan: Plan, sink: &mut (dyn Sink + Send)) -> anyhow::Result<()> {
             turn.content = progress.text;
             turn.refusal = progress.refusal;
             let turns = [turn];
+            let summary = session::summary(&turns, started);
             if let Some(schema) = &schema {
-                check_schema(schema, &turns, sink)?;
+                check_schema(schema, &turns, &summary, sink)?;
             }
-            sink.emit(&Event::End(&session::summary(&turns, started)))?;
+            sink.emit(&Event::End(&summary))?;
             Ok(())
         }
         Plan::Man => crate::manual::write(&mut io::stdout().lock()),
@@ -144,10 +145,11 @@ fn single(
             if let Some(path) = &save.path {
                 conversation.save(path)?;
             }
+            let summary = session::summary(&turns, started);
             if let Some(schema) = schema {
-                check_schema(schema, &turns, sink)?;
+                check_schema(schema, &turns, &summary, sink)?;
             }
-            sink.emit(&Event::End(&session::summary(&turns, started)))?;
+            sink.emit(&Event::End(&summary))?;
             return Ok(());
         }
         Err(err) => err,
@@ -180,10 +182,12 @@ fn single(
 }
 
 /// Checks the answer (the last turn) against `--schema`, says so in a `schema` event, and is
-/// exit 7 when it does not match.
+/// exit 7 when it does not match; the stream completed all the same, so its `summary` is
+/// still given (text mode's summary line).
 pub(crate) fn check_schema(
     schema: &serde_json::Value,
     turns: &[crate::event::Turn],
+    summary: &crate::event::Summary,
     sink: &mut (dyn Sink + Send),
 ) -> anyhow::Result<()> {
     let verdict = crate::schema::verdict(schema, turns.last());
@@ -191,6 +195,9 @@ pub(crate) fn check_schema(
         valid: verdict.is_ok(),
         error: verdict.as_ref().err().map(String::as_str),
     })?;
+    if verdict.is_err() {
+        sink.emit(&Event::Completed(summary))?;
+    }
     verdict.map_err(|why| crate::schema::mismatch(&why))
 }
 

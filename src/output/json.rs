@@ -106,7 +106,7 @@ impl<W: Write> JsonSink<W> {
                 .opt_str("name", fragment.name)?
                 .str("arguments_delta", fragment.arguments_delta)?
                 .end(),
-            Event::ToolCallNotRun { .. } => {}
+            Event::ToolCallNotRun { .. } | Event::Completed(_) => {}
             Event::ToolCall { choice, call } => {
                 let arguments = call.parsed_arguments();
                 let object = Object::new(line, "tool_call")
@@ -263,8 +263,12 @@ impl<W: Write> Sink for JsonSink<W> {
     /// Delta lines wait for [`Sink::flush`] at the end of their network read; any other event
     /// is written at once, with them.
     fn emit(&mut self, event: &Event<'_>) -> io::Result<()> {
-        if let Event::ToolCallNotRun { .. } = event {
-            return Ok(()); // its `tool_call` event was written when the call completed
+        match event {
+            // Its `tool_call` event was written when the call completed.
+            Event::ToolCallNotRun { .. } => return Ok(()),
+            // The `error` event that follows is the last word.
+            Event::Completed(_) => return Ok(()),
+            _ => {}
         }
         let start = self.line.len();
         if let Err(err) = Self::render(&mut self.line, event) {

@@ -427,7 +427,7 @@ impl<O: Write, E: Write> TextSink<O, E> {
                 self.write_out(&line)
             }
             Event::Schema { .. } => self.release_unsure(),
-            Event::End(summary) => {
+            Event::End(summary) | Event::Completed(summary) => {
                 self.release_unsure()?;
                 self.release_held()?;
                 self.summarize(summary)

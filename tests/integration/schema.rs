@@ -317,3 +317,45 @@ fn a_recorded_answer_is_checked_offline_with_replay() {
         "status: 2\n--- stdout\n\n--- stderr\ngptstream: -a cannot be used with --replay: nothing is sent\n"
     );
 }
+
+#[test]
+fn compat6_a_mismatch_still_gives_the_summary_line_of_the_completed_stream() {
+    let server = Server::one(sse(&answer(r#"{"name":"Ada","age":"36"}"#)));
+    let out = gptstream()
+        .server(&server)
+        .args(["--schema", "name, age int", "who?"])
+        .run();
+    assert_eq!(
+        out.render(),
+        "status: 7\n--- stdout\n{\"name\":\"Ada\",\"age\":\"36\"}\n--- stderr\n\
+         finish_reason=stop usage=none ttft_ms=* duration_ms=*\n\
+         gptstream: the answer does not match --schema: /age: expected integer, got string\n"
+    );
+    // The same from a replay of the answer, and in a piped chat that the mismatch ends.
+    let scratch = crate::util::Scratch::new("schema-summary");
+    let recorded = scratch.file(
+        "answer.sse",
+        &answer(r#"{"name":"Ada","age":"36"}"#).concat(),
+    );
+    let out = gptstream()
+        .args(["--schema", "name, age int", "--replay", &recorded])
+        .run();
+    assert_eq!(
+        out.render(),
+        "status: 7\n--- stdout\n{\"name\":\"Ada\",\"age\":\"36\"}\n--- stderr\n\
+         finish_reason=stop usage=none ttft_ms=* duration_ms=*\n\
+         gptstream: the answer does not match --schema: /age: expected integer, got string\n"
+    );
+    let server = Server::one(sse(&answer(r#"{"name":"Ada","age":"36"}"#)));
+    let out = gptstream()
+        .server(&server)
+        .args(["--chat", "--schema", "name, age int"])
+        .stdin("who?\n")
+        .run();
+    assert_eq!(
+        out.render(),
+        "status: 7\n--- stdout\n{\"name\":\"Ada\",\"age\":\"36\"}\n\n--- stderr\n\
+         finish_reason=stop usage=none ttft_ms=* duration_ms=*\n\
+         gptstream: the answer does not match --schema: /age: expected integer, got string\n"
+    );
+}
