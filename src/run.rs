@@ -266,6 +266,10 @@ fn list_models(settings: Settings, json: bool) -> anyhow::Result<()> {
     let listing = session.get_json()?;
     let mut models = crate::models::from_listing(&listing)?;
     models.sort_by(|a, b| a.0.cmp(&b.0));
+    if models.is_empty() {
+        // Not silence: a script's empty stdout and a person's empty screen both need a reason.
+        eprintln!("gptstream: the server listed no models");
+    }
     let mut out = io::stdout().lock();
     for (id, model) in &models {
         if json {

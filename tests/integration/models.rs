@@ -102,3 +102,21 @@ fn a_listing_that_is_not_json_says_so() {
         out.stderr
     );
 }
+
+#[test]
+fn compat7_an_empty_listing_says_so_on_stderr_and_exits_0() {
+    for flags in [&[][..], &["--json"][..]] {
+        for listing in [r#"{"object":"list","data":[]}"#, "[]"] {
+            let server = Server::one(full(200, "application/json", listing));
+            let out = gptstream()
+                .server(&server)
+                .arg("--list-models")
+                .args(flags)
+                .run();
+            assert_eq!(
+                out.render(),
+                "status: 0\n--- stdout\n\n--- stderr\ngptstream: the server listed no models\n"
+            );
+        }
+    }
+}
