@@ -44,6 +44,9 @@ pub struct Interpreter {
     /// Whether to try [`PlainChunk`] before the general `Value` path (off only in tests that
     /// prove the two agree).
     plain_path: bool,
+    /// How many choices the request asked for (`n`), when known (not in a replay): a choice
+    /// past them is a malformed stream, not text to hold or print.
+    choices_asked: Option<u64>,
 }
 
 /// The chunk fields that start the answer (`start` event).
@@ -89,7 +92,14 @@ impl Interpreter {
             turn: Turn::default(),
             recorded_choice: 0,
             plain_path: true,
+            choices_asked: None,
         }
+    }
+
+    /// Refuses a choice index of `n` or more: the request asked for `n` choices.
+    pub fn asking_choices(mut self, n: u64) -> Self {
+        self.choices_asked = Some(n);
+        self
     }
 
     /// Makes choice `choice` (of `-n`) the one whose tool calls the turn records.
@@ -262,6 +272,15 @@ impl Interpreter {
         header: &Header<'_>,
         sink: &mut dyn Sink,
     ) -> anyhow::Result<()> {
+        if let Some(n) = self.choices_asked
+            && index >= n
+        {
+            let choices = if n == 1 { "choice" } else { "choices" };
+            return Err(StreamError(format!(
+                "malformed chunk: the server sent choice {index}, but the request asked for {n} {choices}"
+            ))
+            .into());
+        }
         if !self.choices.contains_key(&index) && self.choices.len() == MAX_CHOICES {
             return Err(
                 StreamError(format!("more than {MAX_CHOICES} choices in one stream")).into(),

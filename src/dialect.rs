@@ -29,12 +29,20 @@ pub(crate) enum Interpreter {
 
 impl Interpreter {
     /// `keep`: keep what the next request needs to continue the conversation (the Responses
-    /// API's output items).
-    pub(crate) fn new(dialect: Dialect, request_started: Instant, choice: u64, keep: bool) -> Self {
+    /// API's output items). `choices`: how many the request asked for (`n`).
+    pub(crate) fn new(
+        dialect: Dialect,
+        request_started: Instant,
+        choice: u64,
+        keep: bool,
+        choices: u64,
+    ) -> Self {
         match dialect {
-            Dialect::Chat => {
-                Interpreter::Chat(chunk::Interpreter::new(request_started).recording_choice(choice))
-            }
+            Dialect::Chat => Interpreter::Chat(
+                chunk::Interpreter::new(request_started)
+                    .recording_choice(choice)
+                    .asking_choices(choices),
+            ),
             Dialect::Responses => Interpreter::Responses(
                 responses::Interpreter::new(request_started).keeping_items(keep),
             ),

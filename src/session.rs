@@ -232,7 +232,10 @@ impl Session {
         let reply = self.send_with_retries(request)?;
         // The text is kept once, by the recording sink below, and handed to the turn at the end.
         let keep = self.settings.keep_text;
-        let mut interpreter = Interpreter::new(request.dialect, sent, self.settings.choice, keep);
+        // `-n`, or an `n` set with `--extra`; a server's own default is one choice.
+        let choices = request.body.get("n").and_then(Value::as_u64).unwrap_or(1);
+        let mut interpreter =
+            Interpreter::new(request.dialect, sent, self.settings.choice, keep, choices);
         let mut recording = Recording {
             sink,
             progress: &mut self.progress,

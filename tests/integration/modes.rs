@@ -327,3 +327,65 @@ fn compat5_a_rate_is_given_only_for_tokens_that_streamed_over_several_reads() {
         }
     }
 }
+
+#[test]
+fn harden14_a_choice_the_request_did_not_ask_for_is_a_malformed_stream() {
+    // Choice 1 of a one-choice request, then a huge index: refused at the first, text kept.
+    let huge = choice_delta(u64::MAX, json!({"content": "x".repeat(1 << 20)}), None);
+    for (flags, stream) in [
+        (
+            &[][..],
+            vec![
+                crate::server::content("Hi"),
+                choice_delta(1, json!({"content": "hostile"}), None),
+            ],
+        ),
+        (&[][..], vec![crate::server::content("Hi"), huge.clone()]),
+        (
+            &["-n", "2"][..],
+            vec![
+                crate::server::content("Hi"),
+                choice_delta(2, json!({"content": "x"}), None),
+            ],
+        ),
+    ] {
+        let mut stream = stream;
+        stream.extend([crate::server::finish("stop"), DONE.to_owned()]);
+        let server = Server::one(sse(&stream));
+        let out = gptstream()
+            .server(&server)
+            .args(flags)
+            .args(["-q", "--retries", "0", "hi"])
+            .run();
+        let n = if flags.is_empty() {
+            "1 choice"
+        } else {
+            "2 choices"
+        };
+        let index = if flags.is_empty() && stream[1].contains("hostile") {
+            "1".to_owned()
+        } else if flags.is_empty() {
+            u64::MAX.to_string()
+        } else {
+            "2".to_owned()
+        };
+        assert_eq!(out.code, 5, "{}", out.render());
+        assert!(out.stdout().starts_with("Hi"), "{}", out.render());
+        assert!(
+            out.stderr.ends_with(&format!(
+                "gptstream: malformed chunk: the server sent choice {index}, but the request asked for {n}\n"
+            )),
+            "{}",
+            out.render()
+        );
+    }
+    // The same over the JSON sink.
+    let server = Server::one(sse(&[
+        crate::server::content("Hi"),
+        choice_delta(1, json!({"content": "x"}), None),
+        DONE.to_owned(),
+    ]));
+    let out = gptstream().server(&server).args(["--json", "hi"]).run();
+    assert_eq!(out.code, 5, "{}", out.render());
+    assert_eq!(out.json_lines().last().unwrap()["type"], "error");
+}
