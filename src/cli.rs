@@ -55,7 +55,7 @@ pub struct Args {
     pub prompt: Vec<String>,
 
     /// Model name sent to the server
-    #[arg(short = 'm', long = "model", env = "GPTSTREAM_MODEL", default_value = DEFAULT_MODEL)]
+    #[arg(short = 'm', long = "model", env = "GPTSTREAM_MODEL", hide_env_values = true, default_value = DEFAULT_MODEL)]
     pub model: String,
 
     /// System message placed before the prompt
@@ -72,7 +72,7 @@ pub struct Args {
 
     /// Which API to speak: chat (POST {base}/chat/completions) or responses (POST
     /// {base}/responses, OpenAI's newer API, needed by models such as o3-pro)
-    #[arg(long = "api", value_enum, env = "GPTSTREAM_API", default_value_t = Api::Chat, value_name = "API")]
+    #[arg(long = "api", value_enum, env = "GPTSTREAM_API", hide_env_values = true, default_value_t = Api::Chat, value_name = "API")]
     pub api: Api,
 
     /// Reasoning effort for reasoning models (e.g. minimal, low, medium, high); with --api
@@ -248,7 +248,12 @@ pub struct Args {
     pub proxy: Option<String>,
 
     /// Trust the CA certificates in this PEM file instead of the built-in roots (a TLS-intercepting proxy's CA)
-    #[arg(long = "cacert", value_name = "PATH", env = "SSL_CERT_FILE")]
+    #[arg(
+        long = "cacert",
+        value_name = "PATH",
+        env = "SSL_CERT_FILE",
+        hide_env_values = true
+    )]
     pub cacert: Option<PathBuf>,
 
     /// Seconds allowed to connect (TCP and TLS)
@@ -276,6 +281,7 @@ pub struct Args {
         short = 'p',
         long = "profile",
         env = "GPTSTREAM_PROFILE",
+        hide_env_values = true,
         value_name = "NAME"
     )]
     pub profile: Option<String>,
@@ -424,6 +430,19 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         Args::command().debug_assert();
+    }
+
+    /// `--help` and `--man` name a variable, never show its value: it may be a secret or a
+    /// private path.
+    #[test]
+    fn no_flag_shows_its_variable_s_value() {
+        let command = Args::command();
+        let shown: Vec<_> = command
+            .get_arguments()
+            .filter(|arg| arg.get_env().is_some() && !arg.is_hide_env_values_set())
+            .map(|arg| arg.get_id().to_string())
+            .collect();
+        assert!(shown.is_empty(), "{shown:?}");
     }
 
     #[test]

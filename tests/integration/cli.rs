@@ -113,3 +113,41 @@ fn completions_and_man_work_with_variables_set() {
         assert!(!out.stdout.is_empty());
     }
 }
+
+#[test]
+fn harden8_help_and_man_name_variables_but_never_show_their_values() {
+    let canary = "canary-Secret-9f3e";
+    let variables = [
+        "GPTSTREAM_MODEL",
+        "GPTSTREAM_API",
+        "OPENAI_BASE_URL",
+        "SSL_CERT_FILE",
+        "GPTSTREAM_PROFILE",
+    ];
+    for flags in [&["-h"][..], &["--help"][..], &["--man"][..]] {
+        let mut command = gptstream().args(flags);
+        for variable in variables {
+            // GPTSTREAM_API must parse for --help to be reached at all.
+            let value = if variable == "GPTSTREAM_API" {
+                "responses".to_owned()
+            } else {
+                format!("{canary}-{variable}")
+            };
+            command = command.env(variable, &value);
+        }
+        let out = command.run();
+        assert_eq!(out.code, 0, "{flags:?}: {}", out.render());
+        let text = out.stdout();
+        for variable in variables {
+            assert!(
+                text.contains(variable),
+                "{flags:?} does not name {variable}"
+            );
+        }
+        assert!(!text.contains(canary), "{flags:?} shows a value:\n{text}");
+        assert!(
+            !text.contains("GPTSTREAM_API=responses"),
+            "{flags:?}:\n{text}"
+        );
+    }
+}
