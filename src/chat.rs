@@ -335,13 +335,14 @@ impl Chat<'_> {
         let rest = rest.trim();
         match (name, rest.is_empty()) {
             ("exit" | "quit", _) => return Ok(false),
-            ("save", false) => {
-                self.conversation.save(Path::new(rest))?;
-                eprintln!(
+            // A save that fails is said, and the chat goes on: the conversation is still here.
+            ("save", false) => match self.conversation.save(Path::new(rest)) {
+                Ok(()) => eprintln!(
                     "gptstream: saved {} messages to {rest}",
                     self.conversation.messages.len()
-                );
-            }
+                ),
+                Err(err) => eprintln!("gptstream: {}", scrub(&format!("{err:#}"))),
+            },
             ("system", false) => {
                 self.conversation.set_system(rest);
                 eprintln!("gptstream: system message set");

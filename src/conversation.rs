@@ -257,9 +257,63 @@ impl Conversation {
                 }),
             }
         };
-        replace_file(path, write)
-            .with_context(|| format!("cannot save the conversation to {}", path.display()))
+        replace_file(path, write).with_context(|| save_failed(path))
     }
+
+    /// Refuses, before any request, a `--save` path that the save would refuse after it.
+    pub fn check_save_path(path: &Path) -> anyhow::Result<()> {
+        resolve_symlinks(path)
+            .and_then(|target| replaceable(&target).map(drop))
+            .with_context(|| save_failed(path))
+    }
+}
+
+fn save_failed(path: &Path) -> String {
+    format!("cannot save the conversation to {}", path.display())
+}
+
+/// The metadata of `target` when it is a regular file, none when it does not exist, an error
+/// for anything else: a rename over a FIFO, a device (`/dev/null`, as root) or a socket would
+/// put a regular file in its place, and one over a directory fails half-way.
+fn replaceable(target: &Path) -> io::Result<Option<fs::Metadata>> {
+    let metadata = match fs::metadata(target) {
+        Ok(metadata) => metadata,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    let kind = metadata.file_type();
+    if kind.is_file() {
+        return Ok(Some(metadata));
+    }
+    let what = if kind.is_dir() {
+        "a directory"
+    } else {
+        special_file_kind(&kind)
+    };
+    Err(io::Error::other(format!(
+        "it is {what}, and --save replaces only a regular file"
+    )))
+}
+
+#[cfg(unix)]
+fn special_file_kind(kind: &fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_file_kind(_: &fs::FileType) -> &'static str {
+    "not a regular file"
 }
 
 /// An assistant message of tool calls saved by an older version as `"content": null`, as it is
@@ -316,11 +370,7 @@ fn replace_file(
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> io::Result<()> {
     let target = resolve_symlinks(path)?;
-    let existing = match fs::metadata(&target) {
-        Ok(metadata) => Some(metadata),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => None,
-        Err(err) => return Err(err),
-    };
+    let existing = replaceable(&target)?;
     let (temporary, mut file) = create_temporary(&target, existing.is_some())?;
     let written = (|| {
         if let Some(metadata) = &existing {

@@ -194,6 +194,9 @@ impl Plan {
                 config: args.config.describe(),
             });
         }
+        if let Some(path) = &args.save {
+            Conversation::check_save_path(path)?;
+        }
         Ok(Plan::Run {
             settings: settings(args, template, toolbox, false)?,
             conversation,
@@ -225,6 +228,9 @@ fn resolve_chat(args: &Args) -> anyhow::Result<Plan> {
         conversation.set_system(system);
     }
     let template = template(args, &toolbox.definitions, api_key, true)?;
+    if let Some(path) = &args.save {
+        Conversation::check_save_path(path)?;
+    }
     Ok(Plan::Chat {
         settings: settings(args, template, toolbox, true)?,
         conversation,

@@ -41,3 +41,65 @@ fn defect8_save_keeps_a_private_transcript_private_and_a_symlink_a_symlink() {
     names.sort();
     assert_eq!(names, ["chat.json", "link.json"], "no temporary file left");
 }
+
+/// `--save` onto something that is not a regular file: a FIFO, a symlink to one, a directory.
+/// The atomic replace would turn it into a regular file (as root, `--save /dev/null` did), so it
+/// is refused, before any request, and the thing is left as it was.
+#[cfg(unix)]
+#[test]
+fn harden9_save_refuses_a_fifo_a_link_to_one_and_a_directory_before_any_request() {
+    use std::os::unix::fs::FileTypeExt;
+    let scratch = Scratch::new("save-fifo");
+    let fifo = scratch.path("pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let link = scratch.path("link.json");
+    std::os::unix::fs::symlink("pipe", &link).unwrap();
+    let dir = scratch.path("dir");
+    std::fs::create_dir(&dir).unwrap();
+    for (path, kind) in [(&fifo, "a FIFO"), (&link, "a FIFO"), (&dir, "a directory")] {
+        for flags in [&[][..], &["--chat"][..]] {
+            // Nothing listens: a request would be exit 4, not the refusal.
+            let out = gptstream()
+                .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+                .args(flags)
+                .args(["-q", "--save", path, "hi"])
+                .stdin("")
+                .run();
+            assert_eq!(
+                out.render(),
+                format!(
+                    "status: 1\n--- stdout\n\n--- stderr\ngptstream: cannot save the conversation to {path}: \
+                     it is {kind}, and --save replaces only a regular file\n"
+                ),
+                "{flags:?}"
+            );
+        }
+    }
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+
+    // A chat's `/save` onto the FIFO is refused as well, and the chat goes on.
+    let server = Server::one(sse(&[content("ok"), finish("stop"), DONE.to_owned()]));
+    let out = gptstream()
+        .server(&server)
+        .args(["--chat", "-q"])
+        .stdin(format!("/save {fifo}\nhi\n"))
+        .run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert!(
+        out.stderr
+            .contains("it is a FIFO, and --save replaces only a regular file"),
+        "{}",
+        out.render()
+    );
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+}
