@@ -130,7 +130,7 @@ pub(crate) fn send(
         show_response_head(&response);
     }
 
-    let (response, content_type) = successful(response, request)?;
+    let (response, content_type) = successful(response, request, "POST")?;
     if content_type.starts_with("application/json") {
         let (value, bytes) = json_body(
             response,
@@ -149,6 +149,7 @@ pub(crate) fn send(
 fn successful(
     response: ureq::http::Response<ureq::Body>,
     request: &Request,
+    method: &str,
 ) -> anyhow::Result<(ureq::http::Response<ureq::Body>, String)> {
     let status = response.status().as_u16();
     let content_type = response
@@ -178,6 +179,9 @@ fn successful(
             error
                 .message
                 .push_str(" (no API key was sent: set OPENAI_API_KEY)");
+        } else if status == 404 {
+            let hint = not_found_hint(method, &request.url, &error);
+            error.message.push_str(&hint);
         }
         return Err(error.into());
     }
@@ -206,7 +210,7 @@ pub(crate) fn get_json(
     if transport.verbose {
         show_response_head(&response);
     }
-    let (response, _) = successful(response, request)?;
+    let (response, _) = successful(response, request, "GET")?;
     Ok(json_body(response, request, transport, "the response is not JSON")?.0)
 }
 
@@ -257,6 +261,38 @@ pub fn status_error(status: u16, content_type: &str, body: &[u8]) -> ApiError {
         first_line.chars().take(200).collect()
     };
     ApiError::new(Some(status), None, &message)
+}
+
+/// What a 404 adds to the server's message: the URL that was requested (its secrets hidden), and
+/// what to try, unless the server said what was not found (a model). A base URL without a
+/// version in its path usually lacks `/v1`; a server that has no `/responses` may still speak
+/// Chat Completions.
+fn not_found_hint(method: &str, url: &str, error: &ApiError) -> String {
+    let shown = scrub(&redact_url(url));
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    let path = path.split_once("://").map_or(path, |(_, rest)| rest);
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let versioned = segments.iter().any(|segment| {
+        let mut chars = segment.chars();
+        chars.next() == Some('v') && chars.next().is_some_and(|c| c.is_ascii_digit())
+    });
+    // Azure's deployment URLs have no version in their path, and need none.
+    let azure = segments.contains(&"deployments");
+    let about_the_model = error.code.as_deref() == Some("model_not_found")
+        || error.message.to_ascii_lowercase().contains("model");
+    let hint = if about_the_model {
+        None
+    } else if !versioned && !azure {
+        Some("does the base URL need /v1?")
+    } else if method == "POST" && segments.last() == Some(&"responses") {
+        Some("this server may not serve the Responses API; try --api chat")
+    } else {
+        None
+    };
+    match hint {
+        Some(hint) => format!(" ({method} {shown}; {hint})"),
+        None => format!(" ({method} {shown})"),
+    }
 }
 
 fn html_title(html: &str) -> Option<&str> {
@@ -421,6 +457,62 @@ mod tests {
         );
         let err = status_error(503, "text/html", b"<p>down</p>");
         assert_eq!(err.message, "HTML error page (11 bytes)");
+    }
+
+    #[test]
+    fn a_404_names_the_url_and_what_to_try() {
+        let not_found = ApiError::new(Some(404), None, "Not Found");
+        let cases = [
+            (
+                "POST",
+                "http://h:8000/chat/completions",
+                " (POST http://h:8000/chat/completions; does the base URL need /v1?)",
+            ),
+            (
+                "GET",
+                "http://u:pw@h/api/models?key=k",
+                " (GET http://u:***@h/api/models?key=***; does the base URL need /v1?)",
+            ),
+            (
+                "POST",
+                "http://h/v1/responses",
+                " (POST http://h/v1/responses; this server may not serve the Responses API; try --api chat)",
+            ),
+            (
+                "POST",
+                "https://g/v1beta/openai/responses",
+                " (POST https://g/v1beta/openai/responses; this server may not serve the Responses API; try --api chat)",
+            ),
+            (
+                "POST",
+                "http://h/v1/chat/completions",
+                " (POST http://h/v1/chat/completions)",
+            ),
+            ("GET", "http://h/v1/models", " (GET http://h/v1/models)"),
+            (
+                "POST",
+                "https://r.openai.azure.com/openai/deployments/d/chat/completions?api-version=1",
+                " (POST https://r.openai.azure.com/openai/deployments/d/chat/completions?api-version=1)",
+            ),
+        ];
+        for (method, url, hint) in cases {
+            assert_eq!(not_found_hint(method, url, &not_found), hint, "{url}");
+        }
+        // The server said what is missing: the URL, and no guess.
+        let ollama = ApiError::new(
+            Some(404),
+            None,
+            "model \"llama9\" not found, try pulling it first",
+        );
+        assert_eq!(
+            not_found_hint("POST", "http://h:11434/responses", &ollama),
+            " (POST http://h:11434/responses)"
+        );
+        let openai = ApiError::new(Some(404), Some("model_not_found".into()), "no such thing");
+        assert_eq!(
+            not_found_hint("POST", "http://h/chat/completions", &openai),
+            " (POST http://h/chat/completions)"
+        );
     }
 
     #[test]

@@ -243,3 +243,66 @@ fn https_to_a_plain_http_server_is_a_tls_error_exit_4() {
     );
     assert_eq!(out.stderr.lines().count(), 1);
 }
+
+/// FastAPI's own 404, as a server answers a path it has no route for.
+fn not_found() -> Vec<Step> {
+    server::full(404, "application/json", r#"{"detail":"Not Found"}"#)
+}
+
+#[test]
+fn a_404_names_the_url_and_asks_whether_the_base_url_needs_v1() {
+    let server = Server::start(vec![not_found(), not_found()]);
+    // The server's routes are under /v1; the base URL leaves it out (and carries a secret).
+    let root = server.base_url().trim_end_matches("/v1").to_owned();
+    let base = format!("{root}?api-key=url-secret-4b1d");
+    let line = format!(
+        "HTTP 404 Not Found: Not Found (POST {root}/chat/completions?api-key=***; does the base URL need /v1?)"
+    );
+    let out = gptstream()
+        .env("OPENAI_BASE_URL", &base)
+        .arg_prompt("hi")
+        .run();
+    assert_eq!(
+        out.render(),
+        format!("status: 3\n--- stdout\n\n--- stderr\ngptstream: {line}\n")
+    );
+    // The --json error event carries the same text.
+    let out = gptstream()
+        .env("OPENAI_BASE_URL", &base)
+        .args(["--json", "hi"])
+        .run();
+    let event = serde_json::json!({"type": "error", "message": line, "status": 404, "code": null});
+    assert_eq!(
+        out.render(),
+        format!("status: 3\n--- stdout\n{event}\n\n--- stderr\ngptstream: {line}\n")
+    );
+}
+
+#[test]
+fn a_404_under_v1_names_the_url_without_a_guess_and_one_about_the_model_too() {
+    let model_not_found = server::full(
+        404,
+        "application/json",
+        r#"{"error":{"message":"The model `gpt-9` does not exist or you do not have access to it.","type":"invalid_request_error","param":null,"code":"model_not_found"}}"#,
+    );
+    let server = Server::start(vec![not_found(), model_not_found]);
+    let url = format!("{}/chat/completions", server.base_url());
+    let out = gptstream().server(&server).arg_prompt("hi").run();
+    assert_eq!(
+        out.render(),
+        format!(
+            "status: 3\n--- stdout\n\n--- stderr\ngptstream: HTTP 404 Not Found: Not Found (POST {url})\n"
+        )
+    );
+    let out = gptstream()
+        .server(&server)
+        .args(["-m", "gpt-9", "hi"])
+        .run();
+    assert_eq!(
+        out.render(),
+        format!(
+            "status: 3\n--- stdout\n\n--- stderr\ngptstream: HTTP 404 Not Found (model_not_found): \
+             The model `gpt-9` does not exist or you do not have access to it. (POST {url})\n"
+        )
+    );
+}

@@ -120,3 +120,20 @@ fn compat7_an_empty_listing_says_so_on_stderr_and_exits_0() {
         }
     }
 }
+
+#[test]
+fn a_404_names_the_url_and_asks_whether_the_base_url_needs_v1() {
+    let server = Server::one(full(404, "application/json", r#"{"detail":"Not Found"}"#));
+    let root = server.base_url().trim_end_matches("/v1").to_owned();
+    let out = gptstream()
+        .env("OPENAI_BASE_URL", &root)
+        .arg("--list-models")
+        .run();
+    assert_eq!(
+        out.render(),
+        format!(
+            "status: 3\n--- stdout\n\n--- stderr\n\
+             gptstream: HTTP 404 Not Found: Not Found (GET {root}/models; does the base URL need /v1?)\n"
+        )
+    );
+}

@@ -99,7 +99,11 @@ fn retries_zero_turns_them_off_and_4xx_is_never_retried() {
     let out = gptstream().server(&server).arg_prompt("hi").run();
     assert_eq!(
         out.render(),
-        "status: 3\n--- stdout\n\n--- stderr\ngptstream: HTTP 404 Not Found (x): no such model\n"
+        format!(
+            "status: 3\n--- stdout\n\n--- stderr\ngptstream: HTTP 404 Not Found (x): no such model \
+             (POST {}/chat/completions)\n",
+            server.base_url()
+        )
     );
 }
 

@@ -453,3 +453,31 @@ fn a_no_stream_recording_replays() {
     let replayed = gptstream().args(["--replay", &recorded, "-q"]).run();
     assert_eq!(replayed.render(), live.render());
 }
+
+#[test]
+fn a_404_on_responses_names_the_url_and_suggests_the_chat_api() {
+    let not_found = || server::full(404, "text/plain", "404 page not found");
+    let server = Server::start(vec![not_found(), not_found()]);
+    let line = format!(
+        "HTTP 404 Not Found: 404 page not found (POST {}/responses; \
+         this server may not serve the Responses API; try --api chat)",
+        server.base_url()
+    );
+    let out = gptstream()
+        .server(&server)
+        .args(["--api", "responses", "hi"])
+        .run();
+    assert_eq!(
+        out.render(),
+        format!("status: 3\n--- stdout\n\n--- stderr\ngptstream: {line}\n")
+    );
+    let out = gptstream()
+        .server(&server)
+        .args(["--api", "responses", "--json", "hi"])
+        .run();
+    let event = json!({"type": "error", "message": line, "status": 404, "code": null});
+    assert_eq!(
+        out.render(),
+        format!("status: 3\n--- stdout\n{event}\n\n--- stderr\ngptstream: {line}\n")
+    );
+}
