@@ -69,8 +69,13 @@ pub enum Reply {
     Json(Value, Vec<u8>),
 }
 
-/// ureq's buffer size each way, and the largest response head we accept.
+/// ureq's buffer size each way.
 const IO_BUFFER: usize = 32 * 1024;
+/// The largest response head we accept. ureq finds a head too large only once its input buffer
+/// holds more than this: with the limit at the buffer's size, a full buffer was "no progress",
+/// reported as the server closing the connection (and retried). So that buffer is one byte
+/// larger.
+const MAX_RESPONSE_HEAD: usize = IO_BUFFER;
 
 /// The agent for one run or chat: every request of it goes through this one, so a kept-alive
 /// connection is reused (tool-loop follow-ups, retries, chat turns), and shutting it down ends
@@ -88,9 +93,9 @@ pub(crate) fn agent(transport: &Transport) -> anyhow::Result<ureq::Agent> {
         // ureq's 128 KiB buffers each way are zero-filled when the connection opens, which is
         // 6% of our peak memory. A request head and a response head fit in far less, and the
         // body is read through our own buffer (pipeline::READ_BUFFER).
-        .input_buffer_size(IO_BUFFER)
+        .input_buffer_size(MAX_RESPONSE_HEAD + 1)
         .output_buffer_size(IO_BUFFER)
-        .max_response_header_size(IO_BUFFER)
+        .max_response_header_size(MAX_RESPONSE_HEAD)
         .max_redirects(0)
         .user_agent(concat!("gptstream/", env!("CARGO_PKG_VERSION")))
         .timeout_connect(Some(transport.connect))
@@ -337,7 +342,12 @@ fn describe_failure(
             "the response from {host} is larger than {limit} bytes"
         ))
         .into(),
-        ureq::Error::Protocol(_) | ureq::Error::LargeResponseHeader(..) => {
+        // Not transient: a server that sends such headers will send them again.
+        ureq::Error::LargeResponseHeader(_, limit) => NetworkError::new(format!(
+            "the response headers from {host} are larger than {limit} bytes"
+        ))
+        .into(),
+        ureq::Error::Protocol(_) => {
             NetworkError::new(format!("{host} did not answer with valid HTTP: {err}")).into()
         }
         other => NetworkError::new(format!("request to {host} failed: {other}")).into(),

@@ -122,3 +122,118 @@ fn a_content_length_that_lies_is_a_truncated_stream() {
     assert_eq!(out.code, 5, "{}", out.render());
     assert_eq!(out.stdout(), "cut");
 }
+
+/// A server that answers every request with `head`, then `mib` MiB of `unit` over and over, then
+/// `tail`, or less if the client hangs up first. Returns its base URL, and a function that stops
+/// it and says how many connections it accepted.
+fn huge_head(
+    head: &'static [u8],
+    unit: &'static [u8],
+    mib: usize,
+    tail: &'static [u8],
+) -> (String, impl FnOnce() -> usize) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    listener.set_nonblocking(true).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = Arc::clone(&stop);
+    let block: Vec<u8> = unit.iter().copied().cycle().take(MIB).collect();
+    let accepting = std::thread::spawn(move || {
+        let mut connections = 0;
+        while !stopped.load(Ordering::SeqCst) {
+            let Ok((stream, _)) = listener.accept() else {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                continue;
+            };
+            connections += 1;
+            let block = block.clone();
+            std::thread::spawn(move || {
+                stream.set_nonblocking(false).unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+                let _ = reader.read_exact(&mut vec![0; length]);
+                let mut stream = stream;
+                if stream.write_all(head).is_err() {
+                    return;
+                }
+                for _ in 0..mib {
+                    if stream.write_all(&block).is_err() {
+                        return;
+                    }
+                }
+                let _ = stream.write_all(tail);
+            });
+        }
+        connections
+    });
+    let stop_and_count = move || {
+        stop.store(true, Ordering::SeqCst);
+        accepting.join().unwrap()
+    };
+    (base, stop_and_count)
+}
+
+#[test]
+fn huge_response_headers_are_refused_within_bounded_memory_and_not_retried() {
+    let answer =
+        b"\r\nContent-Type: text/event-stream\r\nContent-Length: 14\r\n\r\ndata: [DONE]\n\n";
+    let cases: [(&str, &[u8], usize, &[u8]); 2] = [
+        // Bounded only by the client hanging up (a terabyte).
+        (
+            "an endless header",
+            b"HTTP/1.1 200 OK\r\nX-Endless: ",
+            1 << 20,
+            b"",
+        ),
+        (
+            "a 100 MB header value",
+            b"HTTP/1.1 200 OK\r\nX-Big: ",
+            100,
+            answer,
+        ),
+    ];
+    for (name, head, mib, tail) in cases {
+        let (base, stop) = huge_head(head, b"a", mib, tail);
+        // The default retries: a server that sends such headers will send them again.
+        let child = gptstream()
+            .env("OPENAI_BASE_URL", &base)
+            .args(["-q", "hi"])
+            .spawn();
+        let (out, peak_kib) = finish_measuring(child);
+        let connections = stop();
+        let host = base.trim_start_matches("http://").trim_end_matches("/v1");
+        assert_eq!(
+            out.render(),
+            format!(
+                "status: 4\n--- stdout\n\n--- stderr\n\
+                 gptstream: the response headers from {host} are larger than 32768 bytes\n"
+            ),
+            "{name}"
+        );
+        assert_eq!(connections, 1, "{name}: retried");
+        assert!(peak_kib < 24 * 1024, "{name}: peak RSS {peak_kib} KiB");
+    }
+    // Up to the limit, a large head is fine: the whole head here is 32768 bytes.
+    let answer = [content("ok"), finish("stop"), DONE.to_owned()].concat();
+    let fill =
+        32768 - "HTTP/1.1 200 OK\r\nX-Big: \r\nContent-Type: text/event-stream\r\n\r\n".len();
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nX-Big: {}\r\nContent-Type: text/event-stream\r\n\r\n{answer}",
+        "a".repeat(fill)
+    );
+    let server = Server::one(vec![Step::Raw(response.into_bytes()), Step::Close]);
+    let out = gptstream().server(&server).args(["-q", "hi"]).run();
+    assert_eq!(out.render(), "status: 0\n--- stdout\nok\n--- stderr\n");
+}
