@@ -277,7 +277,7 @@ impl Chat<'_> {
                             self.at_prompt(signal)?;
                             continue;
                         }
-                        Notice::Finished => continue,
+                        Notice::Finished | Notice::Deadline => continue,
                     }
                 }
             };
@@ -377,20 +377,22 @@ impl Chat<'_> {
         self.conversation.push_user_with(line, attachments);
         let started = Instant::now();
         let stopper = self.session.stopper();
+        let deadline = self.session.deadline().clone();
         let (session, conversation, sink) =
             (&mut self.session, &mut self.conversation, &mut *self.sink);
         let supervised = control.supervise(
             || stopper.stop(),
+            &deadline,
             || session.answer(conversation, sink),
             |notice| match notice {
                 Notice::Line(line) => typed_ahead.push_back(line),
                 // Ctrl-D while an answer streams: leave after it.
                 Notice::Eof => typed_ahead.push_back("/exit".into()),
-                Notice::Signal(_) | Notice::Finished => {}
+                Notice::Signal(_) | Notice::Finished | Notice::Deadline => {}
             },
         );
         let progress = self.session.progress().clone();
-        if supervised.signal.is_some() {
+        if supervised.signal.is_some() || supervised.timed_out {
             // The stop shut the agent down; the next turn needs a new one.
             self.session.reopen()?;
         }

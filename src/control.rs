@@ -12,6 +12,12 @@
 //! thread blocked on a stdout or stderr that nobody reads cannot do either, so then the
 //! watchdog leaves with the signal's exit code. A second signal before the first is settled
 //! leaves at once.
+//!
+//! `--timeout` has the same guarantee. ureq counts a request's time only while it reads, so a
+//! worker stuck writing to a blocked stdout would never time out: the worker sets a
+//! [`Deadline`] as each request is sent, and when it passes this thread stops the answer as a
+//! signal would; a worker that is not joined within [`STOP_PATIENCE`] after that is left
+//! behind by the watchdog, with the timeout's exit code.
 
 use std::io::Write;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -21,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::error::{Cancelled, Panicked};
+use crate::error::{Cancelled, NetworkError, Panicked, exit};
 use crate::signals::{Listener, Signal};
 
 /// What the controlling thread waits for.
@@ -33,6 +39,8 @@ pub(crate) enum Notice {
     Eof,
     /// The worker thread has returned (or panicked).
     Finished,
+    /// The worker sent a request: its [`Deadline`] is set.
+    Deadline,
 }
 
 /// How long a signal may stay unsettled before the watchdog ends the process.
@@ -75,6 +83,58 @@ impl Cancel {
     }
 }
 
+/// When the request in flight must be over (`--timeout`): set by the worker as each request is
+/// sent, cleared when its body has been read (a tool's run is not part of it), and watched by
+/// the controlling thread, which each setting wakes.
+#[derive(Clone, Default)]
+pub(crate) struct Deadline(Arc<Mutex<DeadlineState>>);
+
+#[derive(Default)]
+struct DeadlineState {
+    /// When, and the error that says it passed.
+    at: Option<(Instant, String)>,
+    /// Where the controlling thread waits.
+    watcher: Option<Sender<Notice>>,
+}
+
+impl Deadline {
+    fn lock(&self) -> std::sync::MutexGuard<'_, DeadlineState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The request being sent must be over by `at`; `message` is the error if it is not.
+    pub(crate) fn set(&self, at: Instant, message: String) {
+        let mut state = self.lock();
+        state.at = Some((at, message));
+        if let Some(watcher) = &state.watcher {
+            let _ = watcher.send(Notice::Deadline);
+        }
+    }
+
+    /// The request is over (or failed): no deadline until the next one.
+    pub(crate) fn clear(&self) {
+        self.lock().at = None;
+    }
+
+    fn watch(&self, notices: Sender<Notice>) {
+        self.lock().watcher = Some(notices);
+    }
+
+    fn at(&self) -> Option<Instant> {
+        self.lock().at.as_ref().map(|(at, _)| *at)
+    }
+
+    /// The error, once the deadline has passed (then it is cleared); `None` before, or when
+    /// the worker cleared it meanwhile.
+    fn expire(&self, now: Instant) -> Option<String> {
+        let mut state = self.lock();
+        match &state.at {
+            Some((at, _)) if *at <= now => state.at.take().map(|(_, message)| message),
+            _ => None,
+        }
+    }
+}
+
 /// The controlling thread's end of the control path: signals, chat input, worker endings.
 pub(crate) struct Control {
     notices: Sender<Notice>,
@@ -101,6 +161,8 @@ struct WatchState {
     last: Option<Signal>,
     /// When the oldest unsettled signal runs out of patience.
     deadline: Option<Instant>,
+    /// A `--timeout` that stopped the answer: when it runs out of patience, and its error.
+    timed_out: Option<(Instant, String)>,
     closing: bool,
 }
 
@@ -122,33 +184,63 @@ impl Watch {
         self.wake.notify_all();
     }
 
-    /// The watchdog thread: sleeps until a signal is unsettled past its deadline, or closing.
+    /// The controlling thread's part when `--timeout` stopped the answer: the worker has
+    /// [`STOP_PATIENCE`] to be joined.
+    fn timed_out(&self, message: String) {
+        let mut state = self.lock();
+        state.timed_out = Some((Instant::now() + STOP_PATIENCE, message));
+        self.wake.notify_all();
+    }
+
+    /// The watchdog thread: sleeps until a signal or a timeout is unsettled past its deadline,
+    /// or closing.
     fn watch(&self) {
         let mut state = self.lock();
         loop {
             if state.closing {
                 return;
             }
-            match (state.deadline, state.last) {
+            let now = Instant::now();
+            let signal = match (state.deadline, state.last) {
                 (Some(deadline), Some(signal)) if state.received > state.settled => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        drop(state);
-                        leave(signal, "it did not finish in time (is output blocked?)");
-                    }
-                    state = self
-                        .wake
-                        .wait_timeout(state, deadline - now)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
+                    Some((deadline, signal))
                 }
-                _ => {
-                    state = self
-                        .wake
-                        .wait(state)
-                        .unwrap_or_else(PoisonError::into_inner);
-                }
+                _ => None,
+            };
+            if let Some((deadline, signal)) = signal
+                && now >= deadline
+            {
+                drop(state);
+                leave(signal, "it did not finish in time (is output blocked?)");
             }
+            if let Some((deadline, message)) = &state.timed_out
+                && now >= *deadline
+            {
+                let line = format!(
+                    "gptstream: {message}; the answer could not be stopped in time (is output blocked?)\n"
+                );
+                drop(state);
+                last_word(line, exit::NETWORK);
+            }
+            let next = [
+                signal.map(|(deadline, _)| deadline),
+                state.timed_out.as_ref().map(|(deadline, _)| *deadline),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            state = match next {
+                Some(next) => {
+                    self.wake
+                        .wait_timeout(state, next - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+                None => self
+                    .wake
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner),
+            };
         }
     }
 }
@@ -158,6 +250,11 @@ impl Watch {
 /// exit code the signal stands for.
 fn leave(signal: Signal, why: &str) -> ! {
     let line = format!("gptstream: interrupted by {}; {why}\n", signal.name());
+    last_word(line, signal.exit_code())
+}
+
+/// Writes `line` to stderr if it can within a moment, and exits with `code`.
+fn last_word(line: String, code: u8) -> ! {
     let (written, done) = mpsc::channel();
     let _ = thread::Builder::new()
         .name("last-word".into())
@@ -168,7 +265,7 @@ fn leave(signal: Signal, why: &str) -> ! {
             let _ = written.send(());
         });
     let _ = done.recv_timeout(Duration::from_millis(200));
-    std::process::exit(i32::from(signal.exit_code()))
+    std::process::exit(i32::from(code))
 }
 
 /// How a supervised answer ended.
@@ -177,6 +274,9 @@ pub(crate) struct Supervised<T> {
     pub result: anyhow::Result<T>,
     /// The signal that stopped it, if one came while it ran.
     pub signal: Option<Signal>,
+    /// `--timeout` stopped it: its agent was shut down (and `result`, unless a success, a
+    /// signal's or a panic, is the timeout's error).
+    pub timed_out: bool,
 }
 
 /// Sends [`Notice::Finished`] when dropped, once armed: at the worker's return, and at its panic
@@ -235,10 +335,21 @@ impl Control {
         notice
     }
 
-    /// Says that every signal taken so far has been dealt with (its answer stopped and joined),
-    /// so the watchdog stands down for them.
+    /// The next notice, or `None` once `deadline` has come.
+    fn next_before(&self, deadline: Instant) -> Option<Notice> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let notice = self.inbox.recv_timeout(left).ok()?;
+        if let Notice::Signal(_) = notice {
+            self.taken.set(self.taken.get() + 1);
+        }
+        Some(notice)
+    }
+
+    /// Says that every signal taken so far, and a timeout, has been dealt with (its answer
+    /// stopped and joined), so the watchdog stands down for them.
     pub(crate) fn settled(&self) {
         let mut state = self.watch.lock();
+        state.timed_out = None;
         state.settled = self.taken.get();
         if state.settled >= state.received {
             state.deadline = None;
@@ -246,14 +357,17 @@ impl Control {
         self.watch.wake.notify_all();
     }
 
-    /// Runs `work` on a worker thread and waits for it. A signal calls `stop` (once) and still
-    /// waits for the worker to return; other notices (typed-ahead chat lines) go to `aside`.
+    /// Runs `work` on a worker thread and waits for it. A signal, or the `deadline` the worker
+    /// sets passing, calls `stop` (once) and still waits for the worker to return; other notices
+    /// (typed-ahead chat lines) go to `aside`.
     pub(crate) fn supervise<T: Send>(
         &self,
         stop: impl FnOnce(),
+        deadline: &Deadline,
         work: impl FnOnce() -> anyhow::Result<T> + Send,
         mut aside: impl FnMut(Notice),
     ) -> Supervised<T> {
+        deadline.watch(self.notices.clone());
         thread::scope(|scope| {
             let mut finished = FinishedOnDrop {
                 notices: self.notices.clone(),
@@ -277,13 +391,31 @@ impl Control {
                     return Supervised {
                         result: Err(anyhow::Error::new(err).context("cannot start a thread")),
                         signal: None,
+                        timed_out: false,
                     };
                 }
             };
             let mut stop = Some(stop);
             let mut signal = None;
+            let mut timed_out = None;
             loop {
-                match self.next() {
+                let notice = match deadline.at() {
+                    Some(at) => match self.next_before(at) {
+                        Some(notice) => notice,
+                        None => {
+                            if let Some(message) = deadline.expire(Instant::now()) {
+                                self.watch.timed_out(message.clone());
+                                timed_out.get_or_insert(message);
+                                if let Some(stop) = stop.take() {
+                                    stop();
+                                }
+                            }
+                            continue;
+                        }
+                    },
+                    None => self.next(),
+                };
+                match notice {
                     Notice::Finished => break,
                     Notice::Signal(first) => {
                         signal.get_or_insert(first);
@@ -291,11 +423,24 @@ impl Control {
                             stop();
                         }
                     }
+                    Notice::Deadline => {}
                     other => aside(other),
                 }
             }
-            let result = worker.join().unwrap_or_else(|_| Err(Panicked.into()));
-            Supervised { result, signal }
+            deadline.clear();
+            let mut result = worker.join().unwrap_or_else(|_| Err(Panicked.into()));
+            if let Some(message) = &timed_out
+                && signal.is_none()
+                && result.as_ref().is_err_and(|err| !err.is::<Panicked>())
+            {
+                // The stop made the worker fail however it was then failing: the time ran out.
+                result = Err(NetworkError::new(message.clone()).into());
+            }
+            Supervised {
+                result,
+                signal,
+                timed_out: timed_out.is_some(),
+            }
         })
     }
 }
@@ -332,9 +477,53 @@ mod tests {
     #[test]
     fn a_panicking_worker_is_joined_and_becomes_an_error() {
         let control = Control::start().unwrap();
-        let supervised: Supervised<()> = control.supervise(|| {}, || panic!("worker bug"), |_| {});
+        let supervised: Supervised<()> =
+            control.supervise(|| {}, &Deadline::default(), || panic!("worker bug"), |_| {});
         assert!(supervised.result.unwrap_err().is::<Panicked>());
         assert_eq!(supervised.signal, None);
+    }
+
+    #[test]
+    fn a_deadline_that_passes_stops_the_worker_and_its_error_is_the_timeout() {
+        let control = Control::start().unwrap();
+        let deadline = Deadline::default();
+        let (stop, stopped) = mpsc::channel::<()>();
+        let set = deadline.clone();
+        let supervised: Supervised<()> = control.supervise(
+            move || drop(stop),
+            &deadline,
+            move || {
+                set.set(Instant::now(), "timed out: too long (--timeout)".into());
+                // Blocked until the stop: what the worker fails with then does not matter.
+                let _ = stopped.recv();
+                Err(anyhow::anyhow!("the agent was shut down"))
+            },
+            |_| {},
+        );
+        control.settled();
+        assert!(supervised.timed_out);
+        let err = supervised.result.unwrap_err();
+        assert_eq!(crate::error::exit_code(&err), exit::NETWORK);
+        assert_eq!(err.to_string(), "timed out: too long (--timeout)");
+    }
+
+    #[test]
+    fn a_deadline_cleared_in_time_changes_nothing() {
+        let control = Control::start().unwrap();
+        let deadline = Deadline::default();
+        let set = deadline.clone();
+        let supervised = control.supervise(
+            || panic!("stopped"),
+            &deadline,
+            move || {
+                set.set(Instant::now() + Duration::from_secs(600), "late".into());
+                set.clear();
+                Ok(7)
+            },
+            |_| {},
+        );
+        assert!(!supervised.timed_out);
+        assert_eq!(supervised.result.unwrap(), 7);
     }
 
     #[test]
@@ -344,6 +533,7 @@ mod tests {
         let mut aside = Vec::new();
         let supervised = control.supervise(
             || {},
+            &Deadline::default(),
             move || {
                 sender.send(Notice::Line("typed ahead".into())).unwrap();
                 Ok(7)

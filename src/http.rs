@@ -400,6 +400,12 @@ fn io_error(io: &io::Error, url: &str, transport: &Transport) -> anyhow::Error {
     .into()
 }
 
+/// What `--timeout` running out says, whether ureq found it or the control path did.
+pub(crate) fn total_timeout(host: &str, transport: &Transport) -> String {
+    let total = transport.total.map_or(0.0, |d| d.as_secs_f64());
+    format!("timed out: the request to {host} took longer than {total}s (--timeout)")
+}
+
 fn timeout_error(which: Timeout, host: &str, transport: &Transport) -> anyhow::Error {
     let secs = |d: Duration| d.as_secs_f64();
     let message = match which {
@@ -417,10 +423,7 @@ fn timeout_error(which: Timeout, host: &str, transport: &Transport) -> anyhow::E
             "timed out: {host} sent nothing for {}s (--idle-timeout)",
             secs(transport.idle)
         ),
-        Timeout::Global | Timeout::PerCall | Timeout::RecvBody => {
-            let total = transport.total.map_or(0.0, secs);
-            format!("timed out: the request to {host} took longer than {total}s (--timeout)")
-        }
+        Timeout::Global | Timeout::PerCall | Timeout::RecvBody => total_timeout(host, transport),
         other => format!("timed out talking to {host} ({other})"),
     };
     NetworkError::new(message).into()

@@ -129,8 +129,10 @@ fn single(
     let mut session = Session::new(settings)?;
     let started = Instant::now();
     let stopper = session.stopper();
+    let deadline = session.deadline().clone();
     let supervised = control.supervise(
         || stopper.stop(),
+        &deadline,
         || session.answer(&mut conversation, sink),
         |_| {},
     );

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::{Map, Value};
 
-use crate::control::Cancel;
+use crate::control::{Cancel, Deadline};
 use crate::conversation::Conversation;
 use crate::dialect::Dialect;
 use crate::dialect::Interpreter;
@@ -88,6 +88,9 @@ pub(crate) struct Session {
     lingering: Vec<JoinHandle<()>>,
     /// Sending threads a stop left behind in a connection attempt (see [`Session::send`]).
     stuck_senders: Vec<JoinHandle<()>>,
+    /// `--timeout` of the request in flight, for the controlling thread to enforce when the
+    /// worker cannot (stuck writing, where ureq does not count).
+    deadline: Deadline,
 }
 
 /// The controlling thread's handle to stop the answer in flight.
@@ -116,7 +119,13 @@ impl Session {
             drains: Vec::new(),
             lingering: Vec::new(),
             stuck_senders: Vec::new(),
+            deadline: Deadline::default(),
         })
+    }
+
+    /// The deadline of each request of [`Session::answer`], for [`crate::control::Control::supervise`].
+    pub(crate) fn deadline(&self) -> &Deadline {
+        &self.deadline
     }
 
     /// A handle for another thread to stop the answer that is about to run.
@@ -164,7 +173,10 @@ impl Session {
             self.progress.in_flight = true;
             self.progress.text.clear();
             self.progress.refusal.clear();
-            let turn = self.exchange(&mut request, sink)?;
+            let turn = self.exchange(&mut request, sink);
+            // The request is over; what follows (its tools) has time limits of its own.
+            self.deadline.clear();
+            let turn = turn?;
             conversation.push_assistant(&turn.content, &turn.tool_calls);
             if let Some(items) = &turn.output_items {
                 // Item ids name stored items; unless the request is stored, they go back without.
@@ -288,6 +300,7 @@ impl Session {
                 Ok(reply) => return Ok(reply),
                 Err(err) => err,
             };
+            self.deadline.clear();
             self.cancel.check()?;
             if retry::rejects_stream_options(&err)
                 && let Some(body) = Arc::make_mut(request).body.as_object_mut()
@@ -345,6 +358,12 @@ impl Session {
     /// sending thread is left to end at `--connect-timeout` (it holds no output and no state;
     /// its connection, if it gets one, is refused by the shut-down agent).
     fn send(&mut self, request: &Arc<Request>) -> anyhow::Result<Reply> {
+        let transport = &self.settings.transport;
+        if let Some(total) = transport.total {
+            let host = crate::request::host_of(&request.url);
+            let message = http::total_timeout(host, transport);
+            self.deadline.set(Instant::now() + total, message);
+        }
         let (done, outcome) = mpsc::channel();
         let (agent, sending) = (self.agent.clone(), Arc::clone(request));
         let transport = self.settings.transport.clone();

@@ -198,6 +198,87 @@ fn the_total_timeout_stops_a_slow_stream_and_keeps_its_output() {
     );
 }
 
+/// A stream of 100 copies of `chunk` (far more than a pipe holds), then silence, and a run of it
+/// with `--timeout 2` whose `pipes` ("stdout", "stderr") nobody reads. Returns the exit and
+/// whatever stderr said, if it was read, and the server's host.
+fn timed_out_while_blocked(chunk: &str, pipes: &[&str]) -> (crate::util::Output, String) {
+    let (_release, hold) = mpsc::channel::<()>();
+    let mut steps = vec![server::chunked_head(200, "text/event-stream")];
+    for _ in 0..100 {
+        steps.push(Step::Chunk(chunk.as_bytes().to_vec()));
+    }
+    steps.push(Step::WaitFor(hold));
+    let server = Server::one(steps);
+    let mut child = gptstream()
+        .server(&server)
+        .args(["--timeout", "2", "hi"])
+        .spawn();
+    let stdout = pipes.contains(&"stdout").then(|| child.stdout.take());
+    let stderr = pipes.contains(&"stderr").then(|| child.stderr.take());
+    // The run must end by itself; if it does not, this fails after the test's patience.
+    let out = crate::util::finish(child);
+    drop((stdout, stderr));
+    let host = server.base_url();
+    let host = host.trim_start_matches("http://").trim_end_matches("/v1");
+    (out, host.to_owned())
+}
+
+#[test]
+fn the_total_timeout_ends_a_run_whose_stdout_nobody_reads() {
+    let (out, host) = timed_out_while_blocked(&content(&"words ".repeat(500)), &["stdout"]);
+    assert_eq!(
+        out.render(),
+        format!(
+            "status: 4\n--- stdout\n\n--- stderr\n\
+             gptstream: timed out: the request to {host} took longer than 2s (--timeout); \
+             the answer could not be stopped in time (is output blocked?)\n"
+        )
+    );
+}
+
+#[test]
+fn the_total_timeout_ends_a_run_whose_stdout_and_stderr_nobody_reads() {
+    // The reasoning fills stderr: the run must end without a word on it.
+    let reasoning = server::delta(
+        serde_json::json!({"reasoning_content": "thinking ".repeat(500)}),
+        None,
+    );
+    let (out, _) = timed_out_while_blocked(&reasoning, &["stdout", "stderr"]);
+    assert_eq!(out.code, 4, "{}", out.render());
+}
+
+#[test]
+fn the_total_timeout_is_per_request_and_does_not_count_a_tool_s_run() {
+    let scratch = crate::util::Scratch::new("timeout-tool");
+    let tools = scratch.file(
+        "tools.json",
+        r#"{"name":"slow","parameters":{"type":"object","properties":{}}}"#,
+    );
+    let call = server::delta(
+        serde_json::json!({"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"slow","arguments":"{}"}}]}),
+        None,
+    );
+    let server = Server::start(vec![
+        sse(&[call, finish("tool_calls"), DONE.to_owned()]),
+        sse(&[content("done"), finish("stop"), DONE.to_owned()]),
+    ]);
+    // Each request takes milliseconds; the tool between them takes longer than --timeout.
+    let out = gptstream()
+        .server(&server)
+        .args([
+            "--timeout",
+            "1",
+            "--tools",
+            &tools,
+            "--tool-exec",
+            "slow=sleep 1.5; echo ok",
+            "-q",
+            "go",
+        ])
+        .run();
+    assert_eq!(out.render(), "status: 0\n--- stdout\ndone\n--- stderr\n");
+}
+
 /// A CONNECT proxy on 127.0.0.1 for one connection; it reports the request line it got.
 fn connect_proxy() -> (String, std::sync::mpsc::Receiver<String>) {
     use std::io::{BufRead, BufReader, Write};
