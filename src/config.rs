@@ -140,6 +140,39 @@ struct Layer {
     no_usage: Option<bool>,
     color: Option<Color>,
     key: Option<KeySource>,
+    /// The settings that hold a secret, which only the file's owner may be able to read.
+    secrets: Vec<Held>,
+}
+
+/// A setting that holds a secret: an `api_key`, a header [`crate::request::is_secret_header`]
+/// names, a `base_url` with [`crate::redact::url_secrets`], a `proxy` with a password. Named
+/// with its line for the error a file others can read gets.
+#[derive(Debug, Clone)]
+struct Held {
+    line: usize,
+    /// `profiles.a.headers.x-api-key`, scrubbed.
+    place: String,
+    what: Secret,
+}
+
+/// What kind of secret a setting holds.
+#[derive(Debug, Clone, Copy)]
+enum Secret {
+    ApiKey,
+    Header,
+    Url,
+    ProxyPassword,
+}
+
+impl Secret {
+    fn described(self) -> &'static str {
+        match self {
+            Secret::ApiKey => "an API key",
+            Secret::Header => "a secret header",
+            Secret::Url => "a password or key in the URL",
+            Secret::ProxyPassword => "a proxy password",
+        }
+    }
 }
 
 /// The file, read and checked whole.
@@ -270,21 +303,18 @@ impl Config {
             }
         }
         let defaults = file.layer(&top, None)?;
-        let inline_keys = profiles
-            .iter()
-            .map(|(_, layer)| layer)
-            .chain([&defaults])
-            .filter_map(|layer| match &layer.key {
-                Some(KeySource::Inline(key)) => Some(key),
-                _ => None,
-            });
-        let mut has_inline_key = false;
-        for key in inline_keys {
-            register_secret(key);
-            has_inline_key = true;
+        let layers = || profiles.iter().map(|(_, layer)| layer).chain([&defaults]);
+        for layer in layers() {
+            if let Some(KeySource::Inline(key)) = &layer.key {
+                register_secret(key);
+            }
         }
-        if has_inline_key {
-            refuse_shared(path)?;
+        // The first secret in the file's order is the one named.
+        if let Some(held) = layers()
+            .flat_map(|layer| &layer.secrets)
+            .min_by_key(|held| held.line)
+        {
+            refuse_shared(path, held)?;
         }
         Ok(Config {
             path: path.to_owned(),
@@ -473,6 +503,14 @@ impl File<'_> {
         ))
     }
 
+    fn held<T>(&self, at: &Spanned<T>, place: &str, what: Secret) -> Held {
+        Held {
+            line: self.line(at.span().start),
+            place: crate::error::scrub(place),
+            what,
+        }
+    }
+
     /// One table's settings, every key checked.
     fn layer(&self, table: &DeTable<'_>, profile: Option<&str>) -> Result<Layer, UsageError> {
         let mut layer = Layer::default();
@@ -524,6 +562,10 @@ impl File<'_> {
                     if host.is_none_or(|rest| rest.is_empty() || rest.starts_with('/')) {
                         return Err(fail("expected an http:// or https:// URL with a host"));
                     }
+                    if !crate::redact::url_secrets(&url).is_empty() {
+                        let held = self.held(value, &place, Secret::Url);
+                        layer.secrets.push(held);
+                    }
                     layer.base_url = Some(url);
                 }
                 "api" => {
@@ -550,8 +592,16 @@ impl File<'_> {
                     // "" is a direct connection, whatever the proxy variables say.
                     let proxy = string()?;
                     if !proxy.is_empty() {
-                        crate::proxy::parse(&proxy, "proxy")
+                        let parsed = crate::proxy::parse(&proxy, "proxy")
                             .map_err(|err| fail(&format!("{err:#}")))?;
+                        if parsed
+                            .password()
+                            .is_some_and(|password| !password.is_empty())
+                        {
+                            layer
+                                .secrets
+                                .push(self.held(value, &place, Secret::ProxyPassword));
+                        }
                     }
                     layer.proxy = Some(proxy);
                 }
@@ -589,6 +639,10 @@ impl File<'_> {
                         };
                         crate::request::check_header(header.get_ref(), text)
                             .map_err(|why| self.error(header, &header_place, &why))?;
+                        if crate::request::is_secret_header(header.get_ref()) && !text.is_empty() {
+                            let held = self.held(header, &header_place, Secret::Header);
+                            layer.secrets.push(held);
+                        }
                         layer
                             .headers
                             .push((header.get_ref().to_string(), text.to_string()));
@@ -622,7 +676,11 @@ impl File<'_> {
                     },
                 )),
                 "api_key" => {
-                    key_sources.push((key, KeySource::Inline(string()?.trim().to_owned())))
+                    let key_text = string()?.trim().to_owned();
+                    if !key_text.is_empty() {
+                        layer.secrets.push(self.held(value, &place, Secret::ApiKey));
+                    }
+                    key_sources.push((key, KeySource::Inline(key_text)))
                 }
                 "profiles" if profile.is_some() => {
                     return Err(self.error(key, &place, "profiles do not nest"));
@@ -723,17 +781,25 @@ fn json(value: &DeValue<'_>) -> Result<Value, String> {
     })
 }
 
-/// A file that holds a key must be its owner's alone, as `--api-key-file` must.
-fn refuse_shared(path: &Path) -> Result<(), UsageError> {
+/// A file that holds a secret must be its owner's alone, as `--api-key-file` must: the error
+/// names the first one, with its line.
+fn refuse_shared(path: &Path, held: &Held) -> Result<(), UsageError> {
     let mode = crate::request::shared_mode(path)
         .map_err(|err| UsageError(format!("cannot read config file {}: {err}", path.display())))?;
-    match mode {
-        Some(mode) => Err(UsageError(format!(
-            "config file {} holds an api_key but other users can access it (mode {mode:o}); run chmod 600 on it, or use api_key_env or api_key_file",
-            path.display(),
-        ))),
-        None => Ok(()),
-    }
+    let Some(mode) = mode else {
+        return Ok(());
+    };
+    let or_else = match held.what {
+        Secret::ApiKey => ", or use api_key_env or api_key_file",
+        Secret::Header | Secret::Url | Secret::ProxyPassword => "",
+    };
+    Err(UsageError(format!(
+        "{}:{}: {}: {} in a file other users can access (mode {mode:o}); run chmod 600 on it{or_else}",
+        path.display(),
+        held.line,
+        held.place,
+        held.what.described(),
+    )))
 }
 
 #[cfg(test)]
@@ -890,7 +956,7 @@ api_key_env = "LOCAL_KEY"
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = Config::read(&path).unwrap_err().to_string();
         assert!(
-            err.contains("holds an api_key but other users can access it (mode 644)"),
+            err.ends_with(":2: profiles.a.api_key: an API key in a file other users can access (mode 644); run chmod 600 on it, or use api_key_env or api_key_file"),
             "{err}"
         );
         assert!(!err.contains("sk-in-file"));

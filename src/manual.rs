@@ -123,8 +123,10 @@ mod generate {
              long flags: base_url, api, model, system, max_tokens, temperature, headers (a table), \
              extra (a table), retries, connect_timeout, first_byte_timeout, idle_timeout, timeout, \
              proxy, cacert, reasoning_effort, no_usage, color, and one of api_key_env (the name of \
-             the variable that holds the key), api_key_file or api_key (only in a file no one else \
-             can read). Precedence, highest first: flag, selected profile, environment variable, \
+             the variable that holds the key), api_key_file or api_key. A file holding a secret \
+             (an api_key, a secret header such as Authorization or x-api-key, a password or key \
+             in base_url, a proxy password) must be readable by its owner only (chmod 600). \
+             Precedence, highest first: flag, selected profile, environment variable, \
              top-level default, built-in default. The whole file is checked when it is read.",
         )]);
     }

@@ -614,3 +614,73 @@ fn usage_flag_says_no_to_the_config_s_no_usage() {
             .is_some()
     );
 }
+
+/// #20.15: every secret a config file holds, not only `api_key`, needs a file only its owner can
+/// read: a secret header (the names `-v` shows as `***`), a password or key inside `base_url`
+/// (what `--dry-run` shows as `***`), a proxy's password. The error names the file, the line and
+/// the setting, never the secret; the same file at mode 600 is used, and settings that hold no
+/// secret are fine at any mode.
+#[cfg(unix)]
+#[test]
+fn issue20_15_every_secret_in_a_config_others_can_read_is_refused_with_its_line() {
+    use std::os::unix::fs::PermissionsExt;
+    let refused = [
+        (
+            "model = \"m\"\nheaders = { \"X-Title\" = \"t\", \"x-api-key\" = \"hdr-canary-15\" }\n",
+            "2: headers.x-api-key: a secret header",
+        ),
+        (
+            "[profiles.a]\nmodel = \"m\"\n\n[profiles.a.headers]\nAuthorization = \"Bearer hdr-canary-15\"\n",
+            "5: profiles.a.headers.Authorization: a secret header",
+        ),
+        (
+            "[profiles.g]\nbase_url = \"https://gw.example/v1?key=url-canary-15\"\n",
+            "2: profiles.g.base_url: a password or key in the URL",
+        ),
+        (
+            "base_url = \"http://me:url-canary-15@127.0.0.1:9/v1\"\n",
+            "1: base_url: a password or key in the URL",
+        ),
+        (
+            "[profiles.p]\nproxy = \"http://me:proxy-canary-15@127.0.0.1:9\"\n",
+            "2: profiles.p.proxy: a proxy password",
+        ),
+        (
+            "[profiles.k]\nmodel = \"m\"\napi_key = \"key-canary-15\"\n",
+            "3: profiles.k.api_key: an API key",
+        ),
+    ];
+    for (text, error) in refused {
+        let setup = Setup::new("profiles-secrets", text);
+        let out = setup.gptstream().args(["--dry-run", "hi"]).run();
+        assert_eq!(out.code, 0, "{text}: {}", out.render());
+        std::fs::set_permissions(&setup.path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = setup.gptstream().args(["--dry-run", "hi"]).run();
+        let hint = if error.ends_with("an API key") {
+            ", or use api_key_env or api_key_file"
+        } else {
+            ""
+        };
+        assert_eq!(
+            out.render(),
+            format!(
+                "status: 2\n--- stdout\n\n--- stderr\ngptstream: {}:{error} in a file other users can access (mode 644); run chmod 600 on it{hint}\n",
+                setup.path
+            ),
+            "{text}"
+        );
+        assert!(!out.render().contains("canary-15"));
+    }
+    let accepted = [
+        "headers = { \"X-Title\" = \"t\", \"x-api-key\" = \"\" }\n",
+        "base_url = \"https://gw.example/v1?api-version=2024-10-21\"\n",
+        "proxy = \"http://127.0.0.1:9\"\n",
+        "[profiles.e]\napi_key_env = \"SOME_KEY\"\n",
+    ];
+    for text in accepted {
+        let setup = Setup::new("profiles-no-secrets", text);
+        std::fs::set_permissions(&setup.path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = setup.gptstream().args(["--dry-run", "hi"]).run();
+        assert_eq!(out.code, 0, "{text}: {}", out.render());
+    }
+}
