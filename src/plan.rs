@@ -110,6 +110,7 @@ pub(crate) fn sink(args: &Args, chat: bool) -> Box<dyn Sink + Send> {
         choice: args.choice.map_or(0, u64::from),
         all_choices: args.choices > 1 && args.choice.is_none(),
         hold_until_answer: args.schema.is_some() && !args.tool_exec.is_empty(),
+        clean_answer: io::stdout().is_terminal(),
     };
     let executed = args
         .tool_exec

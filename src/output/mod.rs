@@ -3,6 +3,7 @@
 //! in the same network read share one `write` (see [`crate::event::Sink::flush`]).
 
 pub mod json;
+pub(crate) mod terminal;
 pub mod text;
 
 use std::io::Write;

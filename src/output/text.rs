@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use crate::cli::ReasoningDisplay;
 use crate::error::scrub;
 use crate::event::{Event, Interruption, Sink, Summary};
+use crate::output::terminal;
 
 const DIM: &str = "\x1b[2m";
 const RESET: &str = "\x1b[0m";
@@ -34,6 +35,9 @@ pub struct TextOptions {
     /// `--schema` with `--tool-exec`: a request's text waits until it is known to be the
     /// answer, so stdout holds the JSON alone; text said before running tools goes to stderr.
     pub hold_until_answer: bool,
+    /// Stdout is a terminal: the answer's control characters are shown, not obeyed (see
+    /// [`terminal::visible`]); a pipe gets its exact bytes.
+    pub clean_answer: bool,
 }
 
 /// The most text held back for the other choices of `-n`, all together.
@@ -97,6 +101,15 @@ impl<O: Write, E: Write> TextSink<O, E> {
         Ok(())
     }
 
+    /// Answer text for stdout, made safe first when stdout is a terminal.
+    fn write_answer(&mut self, text: &str) -> io::Result<()> {
+        if self.options.clean_answer {
+            self.write_out(terminal::visible(text).as_bytes())
+        } else {
+            self.write_out(text.as_bytes())
+        }
+    }
+
     /// A delta of choice `choice`: streamed if it is the shown one, held if all are shown.
     fn content(&mut self, choice: u64, delta: &str) -> io::Result<()> {
         if choice == self.options.choice && self.options.hold_until_answer {
@@ -117,7 +130,7 @@ impl<O: Write, E: Write> TextSink<O, E> {
                 self.header_written = true;
                 self.choice_header(choice)?;
             }
-            return self.write_out(delta.as_bytes());
+            return self.write_answer(delta);
         }
         if !self.options.all_choices {
             return Ok(());
@@ -145,7 +158,7 @@ impl<O: Write, E: Write> TextSink<O, E> {
     fn release_unsure(&mut self) -> io::Result<()> {
         let text = std::mem::take(&mut self.unsure);
         self.held_bytes = 0;
-        self.write_out(text.as_bytes())
+        self.write_answer(&text)
     }
 
     /// The held text of a request came before tools ran: not the answer, so stderr has it.
@@ -156,7 +169,7 @@ impl<O: Write, E: Write> TextSink<O, E> {
             return Ok(());
         }
         self.close_err_line()?;
-        self.write_err_dimmed(&text)?;
+        self.write_err_dimmed(&terminal::visible(&text))?;
         if !text.ends_with('\n') {
             self.err.write_all(b"\n")?;
         }
@@ -167,7 +180,7 @@ impl<O: Write, E: Write> TextSink<O, E> {
     fn release_held(&mut self) -> io::Result<()> {
         for (choice, text) in std::mem::take(&mut self.held) {
             self.choice_header(choice)?;
-            self.write_out(text.as_bytes())?;
+            self.write_answer(&text)?;
         }
         Ok(())
     }
@@ -362,7 +375,7 @@ impl<O: Write, E: Write> TextSink<O, E> {
                     && self.options.reasoning == ReasoningDisplay::Show =>
             {
                 self.err_line_open = true;
-                self.write_err_dimmed(delta)
+                self.write_err_dimmed(&terminal::visible(delta))
             }
             Event::Refusal { choice, delta } if choice == self.options.choice => {
                 if !self.refusal_started {
@@ -371,7 +384,7 @@ impl<O: Write, E: Write> TextSink<O, E> {
                     self.err.write_all(b"gptstream: the model refused: ")?;
                 }
                 self.err_line_open = true;
-                self.err.write_all(delta.as_bytes())?;
+                self.err.write_all(terminal::visible(delta).as_bytes())?;
                 self.err.flush()
             }
             // A new request of a tool loop: its text starts on a new line.
@@ -412,19 +425,19 @@ impl<O: Write, E: Write> TextSink<O, E> {
                     )?;
                 }
                 // Field by field, so the line reads id, name, arguments as documented.
-                let mut line = b"{\"id\":".to_vec();
-                serde_json::to_writer(&mut line, &call.id)?;
-                line.extend_from_slice(b",\"name\":");
-                serde_json::to_writer(&mut line, &call.name)?;
-                line.extend_from_slice(b",\"arguments\":");
-                serde_json::to_writer(&mut line, &arguments)?;
+                let mut line = String::from("{\"id\":");
+                line.push_str(&serde_json::to_string(&call.id)?);
+                line.push_str(",\"name\":");
+                line.push_str(&serde_json::to_string(&call.name)?);
+                line.push_str(",\"arguments\":");
+                line.push_str(&serde_json::to_string(&arguments)?);
                 if arguments.is_none() {
-                    line.extend_from_slice(b",\"arguments_raw\":");
-                    serde_json::to_writer(&mut line, &call.arguments)?;
+                    line.push_str(",\"arguments_raw\":");
+                    line.push_str(&serde_json::to_string(&call.arguments)?);
                 }
-                line.extend_from_slice(b"}\n");
+                line.push_str("}\n");
                 self.out_line_start()?;
-                self.write_out(&line)
+                self.write_answer(&line)
             }
             Event::Schema { .. } => self.release_unsure(),
             Event::End(summary) | Event::Completed(summary) => {
@@ -466,6 +479,7 @@ mod tests {
             choice: 0,
             all_choices: false,
             hold_until_answer: false,
+            clean_answer: false,
         }
     }
 
