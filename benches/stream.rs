@@ -202,10 +202,14 @@ fn peak_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn run(mut command: Command, watch_memory: bool) -> Run {
+fn run(command: Command, watch_memory: bool) -> Run {
+    run_with(command, Stdio::null(), watch_memory)
+}
+
+fn run_with(mut command: Command, stdin: Stdio, watch_memory: bool) -> Run {
     let started = Instant::now();
     let mut child: Child = command
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -331,6 +335,70 @@ fn scenario_wall(
             curl: peak[1] as f64 / 1024.0,
         });
     }
+}
+
+/// Peak memory for a big prompt on stdin (`< file`): gptstream reads it and sends it as a JSON
+/// request; curl sends the same request, already JSON, from a file (`--data-binary @file`, which
+/// curl holds in memory whole). What gptstream costs beyond the prompt itself is the ratio.
+fn scenario_big_prompt(server: &Server, bin: &str, mib: usize, rows: &mut Vec<Row>) {
+    let (events, text) = stream(10, word);
+    let events = Arc::new(events);
+    server.set(Script {
+        events: Arc::clone(&events),
+        framing: Framing::PerEvent,
+        pace: None,
+    });
+    let dir = std::env::temp_dir().join(format!("gptstream-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    // Lines of text, so the JSON writer has newlines to escape, as with real material.
+    let line = "the quick brown fox jumps over the lazy dog, again and again and again\n";
+    let prompt = line.repeat(mib * 1024 * 1024 / line.len());
+    let prompt_path = dir.join("prompt.txt");
+    std::fs::write(&prompt_path, &prompt).expect("write the prompt");
+    let request = serde_json::json!({
+        "model": "bench",
+        "messages": [{"role": "user", "content": prompt}],
+        "stream": true,
+        "stream_options": {"include_usage": true},
+    });
+    drop(prompt);
+    let request_path = dir.join("request.json");
+    std::fs::write(&request_path, request.to_string()).expect("write the request");
+    drop(request);
+    let mut peak = [0u64; 2];
+    for _ in 0..2 {
+        for (k, client) in [Client::Gptstream, Client::Curl].into_iter().enumerate() {
+            let command = match client {
+                // The prompt is stdin alone.
+                Client::Gptstream => {
+                    let mut c = Command::new(bin);
+                    c.env_clear()
+                        .env("OPENAI_BASE_URL", server.url())
+                        .args(["-q", "-m", "bench"]);
+                    c
+                }
+                Client::Curl => {
+                    let mut c = Command::new("curl");
+                    c.args(["-sN", "-X", "POST", "-H", "Content-Type: application/json"])
+                        .arg("--data-binary")
+                        .arg(format!("@{}", request_path.display()))
+                        .arg(format!("{}/chat/completions", server.url()));
+                    c
+                }
+            };
+            let stdin = std::fs::File::open(&prompt_path).expect("open the prompt");
+            let r = run_with(command, stdin.into(), true);
+            verify(client, &r.stdout, &text, &events);
+            peak[k] = peak[k].max(r.peak_kib);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    rows.push(Row {
+        scenario: format!("{mib} MiB prompt on stdin"),
+        metric: "peak RSS MiB",
+        ours: peak[0] as f64 / 1024.0,
+        curl: peak[1] as f64 / 1024.0,
+    });
 }
 
 /// Reads `pipe`, noting when each `@i;` token first appears.
@@ -541,6 +609,8 @@ fn main() {
         if quick { 1 } else { 3 },
         &mut rows,
     );
+    eprintln!("a big prompt...");
+    scenario_big_prompt(&server, &bin, 60, &mut rows);
     eprintln!("latency...");
     scenario_latency(&server, &bin, false, &mut rows);
     scenario_latency(&server, &bin, true, &mut rows);

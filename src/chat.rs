@@ -25,6 +25,7 @@ use crate::control::{Control, Notice};
 use crate::conversation::Conversation;
 use crate::error::{Interrupted, is_broken_pipe, scrub};
 use crate::event::{ErrorReport, Event, Interruption, Sink};
+use crate::prompt::{MAX_STDIN_BYTES, MAX_STDIN_SHOWN};
 use crate::session::{self, Session, Settings};
 use crate::signals::Signal;
 
@@ -33,6 +34,15 @@ Ctrl-C stops an answer";
 
 /// What the tool result says of a call no `--tool-exec` runs, so the history stays sendable.
 const NOT_RUN: &str = "no --tool-exec runs this tool in this chat";
+
+/// What came from stdin while an answer streamed, taken in order after it.
+enum TypedAhead {
+    Line(String),
+    /// A line longer than a prompt may be: not sent, and said so.
+    TooLong,
+    /// The end of stdin: leave after the answer.
+    End,
+}
 
 /// How the chat begins: the prompt from the arguments, and `-a` attachments for the first
 /// message.
@@ -178,6 +188,11 @@ struct Ending {
 }
 
 /// A line as the chat takes it: without its line ending, invalid UTF-8 replaced.
+/// A line over the cap is dropped, not sent in part: half a message would mislead the model.
+fn say_too_long() {
+    eprintln!("gptstream: a line longer than {MAX_STDIN_SHOWN} was not sent");
+}
+
 fn line_text(line: &[u8]) -> String {
     String::from_utf8_lossy(line)
         .trim_end_matches(['\n', '\r'])
@@ -197,6 +212,8 @@ fn read_lines(
     use std::io::Read;
     let mut pending = Vec::new();
     let mut scanned = 0;
+    // The line being read is past the cap: its bytes are dropped up to its end.
+    let mut overlong = false;
     let mut buffer = [0u8; 8192];
     loop {
         let mut fds = [
@@ -230,7 +247,9 @@ fn read_lines(
             Err(_) => 0,
         };
         if read == 0 {
-            if !pending.is_empty() {
+            if overlong {
+                let _ = notices.send(Notice::LongLine);
+            } else if !pending.is_empty() {
                 let _ = notices.send(Notice::Line(line_text(&pending)));
             }
             let _ = notices.send(Notice::Eof);
@@ -241,10 +260,12 @@ fn read_lines(
         let mut start = 0;
         while let Some(at) = pending[scanned..].iter().position(|&b| b == b'\n') {
             let end = scanned + at;
-            if notices
-                .send(Notice::Line(line_text(&pending[start..=end])))
-                .is_err()
-            {
+            let notice = if std::mem::take(&mut overlong) || end - start > MAX_STDIN_BYTES {
+                Notice::LongLine
+            } else {
+                Notice::Line(line_text(&pending[start..=end]))
+            };
+            if notices.send(notice).is_err() {
                 return;
             }
             start = end + 1;
@@ -252,6 +273,12 @@ fn read_lines(
         }
         pending.drain(..start);
         scanned = pending.len();
+        // Memory stays bounded whatever the input: a line longer than a prompt may be is not kept.
+        if pending.len() > MAX_STDIN_BYTES {
+            pending = Vec::new();
+            scanned = 0;
+            overlong = true;
+        }
     }
 }
 
@@ -262,8 +289,17 @@ impl Chat<'_> {
         loop {
             // Every signal taken so far has had its effect: the watchdog can stand down.
             control.settled();
-            let line = match first.take().or_else(|| typed_ahead.pop_front()) {
-                Some(line) => line,
+            let line = match first
+                .take()
+                .map(TypedAhead::Line)
+                .or_else(|| typed_ahead.pop_front())
+            {
+                Some(TypedAhead::Line(line)) => line,
+                Some(TypedAhead::TooLong) => {
+                    say_too_long();
+                    continue;
+                }
+                Some(TypedAhead::End) => break,
                 None => {
                     self.prompt()?;
                     match control.next() {
@@ -275,6 +311,10 @@ impl Chat<'_> {
                         }
                         Notice::Signal(signal) => {
                             self.at_prompt(signal)?;
+                            continue;
+                        }
+                        Notice::LongLine => {
+                            say_too_long();
                             continue;
                         }
                         Notice::Finished | Notice::Deadline => continue,
@@ -370,7 +410,7 @@ impl Chat<'_> {
         &mut self,
         line: &str,
         control: &Control,
-        typed_ahead: &mut VecDeque<String>,
+        typed_ahead: &mut VecDeque<TypedAhead>,
     ) -> anyhow::Result<()> {
         let before = self.conversation.messages.len();
         let attachments = std::mem::take(&mut self.attachments);
@@ -385,9 +425,10 @@ impl Chat<'_> {
             &deadline,
             || session.answer(conversation, sink),
             |notice| match notice {
-                Notice::Line(line) => typed_ahead.push_back(line),
+                Notice::Line(line) => typed_ahead.push_back(TypedAhead::Line(line)),
+                Notice::LongLine => typed_ahead.push_back(TypedAhead::TooLong),
                 // Ctrl-D while an answer streams: leave after it.
-                Notice::Eof => typed_ahead.push_back("/exit".into()),
+                Notice::Eof => typed_ahead.push_back(TypedAhead::End),
                 Notice::Signal(_) | Notice::Finished | Notice::Deadline => {}
             },
         );
@@ -571,6 +612,40 @@ mod tests {
             line(inbox.recv_timeout(wait).unwrap()).as_deref(),
             Some("last")
         );
+        assert!(matches!(inbox.recv_timeout(wait).unwrap(), Notice::Eof));
+    }
+
+    #[test]
+    fn a_line_past_the_cap_is_dropped_and_said_and_the_next_line_comes_whole() {
+        let (input, mut output) = io::pipe().unwrap();
+        let (notices, inbox) = mpsc::channel();
+        let _reader =
+            LineReader::start_on(std::os::fd::OwnedFd::from(input).into(), notices).unwrap();
+        let writer = thread::spawn(move || {
+            let piece = vec![b'x'; 1 << 20];
+            for _ in 0..=MAX_STDIN_BYTES >> 20 {
+                output.write_all(&piece).unwrap();
+            }
+            output.write_all(b"\nnext\n").unwrap();
+            // And at the end of the input, with no newline.
+            for _ in 0..=MAX_STDIN_BYTES >> 20 {
+                output.write_all(&piece).unwrap();
+            }
+        });
+        let wait = Duration::from_secs(60);
+        assert!(matches!(
+            inbox.recv_timeout(wait).unwrap(),
+            Notice::LongLine
+        ));
+        assert_eq!(
+            line(inbox.recv_timeout(wait).unwrap()).as_deref(),
+            Some("next")
+        );
+        writer.join().unwrap();
+        assert!(matches!(
+            inbox.recv_timeout(wait).unwrap(),
+            Notice::LongLine
+        ));
         assert!(matches!(inbox.recv_timeout(wait).unwrap(), Notice::Eof));
     }
 

@@ -35,6 +35,8 @@ pub(crate) enum Notice {
     Signal(Signal),
     /// A line from the chat's stdin thread.
     Line(String),
+    /// A line from the chat's stdin thread that was too long to keep.
+    LongLine,
     /// The end of the chat's stdin.
     Eof,
     /// The worker thread has returned (or panicked).

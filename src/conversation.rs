@@ -108,17 +108,19 @@ impl Conversation {
         self.messages.retain(|m| m["role"] == "system");
     }
 
-    pub fn push_user(&mut self, text: &str) {
-        self.messages
-            .push(Arc::new(json!({"role": "user", "content": text})));
+    pub fn push_user(&mut self, text: impl Into<String>) {
+        let message = object([("role", "user".into()), ("content", text.into().into())]);
+        self.messages.push(Arc::new(message));
     }
 
     /// A user message with attachments: the text first, then each attachment's content part.
-    pub fn push_user_with(&mut self, text: &str, attachments: Vec<Value>) {
+    /// The text is moved in, not copied: a prompt may be tens of MiB.
+    pub fn push_user_with(&mut self, text: impl Into<String>, attachments: Vec<Value>) {
+        let text: String = text.into();
         if attachments.is_empty() {
             return self.push_user(text);
         }
-        let mut parts = vec![json!({"type": "text", "text": text})];
+        let mut parts = vec![object([("type", "text".into()), ("text", text.into())])];
         parts.extend(attachments);
         let message = object([("role", "user".into()), ("content", parts.into())]);
         self.messages.push(Arc::new(message));

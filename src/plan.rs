@@ -185,7 +185,7 @@ impl Plan {
         };
         let attachments = attachments(args, attach_stdin)?;
         let toolbox = toolbox(args, tools_stdin.as_deref())?;
-        let conversation = conversation(args, prompt_stdin.as_deref(), attachments)?;
+        let conversation = conversation(args, prompt_stdin, attachments)?;
         let template = template(args, &toolbox.definitions, api_key, !args.dry_run)?;
         if args.dry_run {
             let mut request = template;
@@ -284,7 +284,7 @@ fn attachments(args: &Args, mut stdin: Option<Box<dyn Read>>) -> anyhow::Result<
 /// its attachments).
 fn conversation(
     args: &Args,
-    stdin: Option<&str>,
+    stdin: Option<String>,
     attachments: Vec<Value>,
 ) -> anyhow::Result<Conversation> {
     let mut conversation = match &args.messages {
@@ -306,11 +306,11 @@ fn conversation(
         conversation.push_tool_result(id, &text);
     }
     match prompt::user_message(&args.prompt, stdin) {
-        Ok(text) => conversation.push_user_with(&text, attachments),
+        Ok(text) => conversation.push_user_with(text, attachments),
         // Continuing a conversation needs no new prompt (e.g. after tool results).
         // Attachments with no words still make a user message of their own.
         Err(_) if continuing && !attachments.is_empty() => {
-            conversation.push_user_with("", attachments);
+            conversation.push_user_with(String::new(), attachments);
         }
         Err(_) if continuing => {}
         Err(err) => return Err(err.into()),

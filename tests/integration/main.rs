@@ -24,6 +24,7 @@ mod responses;
 mod schema;
 mod secrets;
 mod signals;
+mod stdin;
 mod terminal_safety;
 mod text;
 mod tls;
