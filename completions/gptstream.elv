@@ -41,7 +41,7 @@ set edit:completion:arg-completer[gptstream] = {|@words|
             cand --reasoning 'Where reasoning text goes in text mode: stderr (dimmed on a terminal), or nowhere'
             cand --color 'When to use colour (dimmed reasoning and summary on stderr): auto is on a terminal unless NO_COLOR is set'
             cand --replay 'Decode a recorded SSE body from PATH (''-'' for stdin) instead of sending a request'
-            cand --record 'Write each response body to PATH exactly as received (de-chunked, decompressed), as it arrives, for --replay or a bug report; a tool loop''s or chat''s last request wins'
+            cand --record 'Write each response body to PATH as received (de-chunked, decompressed, secrets as ***), as it arrives, for --replay or a bug report; a tool loop''s or chat''s last request wins'
             cand --messages 'Load a conversation (a JSON array of messages, or JSON Lines); the prompt, if any, is appended'
             cand --save 'Save the whole conversation, answer included, after a successful run (atomically)'
             cand --tools 'Tool definitions: an OpenAI tools array, one tool, or a bare function object (repeatable)'

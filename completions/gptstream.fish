@@ -20,7 +20,7 @@ complete -c gptstream -l color -d 'When to use colour (dimmed reasoning and summ
 always\t'Always, even into a pipe or with NO_COLOR'
 never\t'Never: no escape sequence at all'"
 complete -c gptstream -l replay -d 'Decode a recorded SSE body from PATH (\'-\' for stdin) instead of sending a request' -r -F
-complete -c gptstream -l record -d 'Write each response body to PATH exactly as received (de-chunked, decompressed), as it arrives, for --replay or a bug report; a tool loop\'s or chat\'s last request wins' -r -F
+complete -c gptstream -l record -d 'Write each response body to PATH as received (de-chunked, decompressed, secrets as ***), as it arrives, for --replay or a bug report; a tool loop\'s or chat\'s last request wins' -r -F
 complete -c gptstream -l messages -d 'Load a conversation (a JSON array of messages, or JSON Lines); the prompt, if any, is appended' -r -F
 complete -c gptstream -l save -d 'Save the whole conversation, answer included, after a successful run (atomically)' -r -F
 complete -c gptstream -l tools -d 'Tool definitions: an OpenAI tools array, one tool, or a bare function object (repeatable)' -r -F

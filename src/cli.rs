@@ -178,8 +178,8 @@ pub struct Args {
     #[arg(long = "replay", value_name = "PATH", conflicts_with = "dry_run")]
     pub replay: Option<PathBuf>,
 
-    /// Write each response body to PATH exactly as received (de-chunked, decompressed), as it
-    /// arrives, for --replay or a bug report; a tool loop's or chat's last request wins
+    /// Write each response body to PATH as received (de-chunked, decompressed, secrets as ***), as
+    /// it arrives, for --replay or a bug report; a tool loop's or chat's last request wins
     #[arg(long = "record", value_name = "PATH", conflicts_with_all = ["replay", "dry_run"])]
     pub record: Option<PathBuf>,
 

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 
 use crate::attach::object;
 use crate::error::UsageError;
+use crate::redact::Blanking;
 use crate::tool_calls::ToolCall;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -379,10 +380,12 @@ fn replace_file(
             copy_owner(&file, metadata);
             file.set_permissions(metadata.permissions())?;
         }
-        let mut out = io::BufWriter::new(&mut file);
+        // Buffered before blanking, so secrets are looked for in big pieces, not token by token.
+        let mut out = io::BufWriter::new(Blanking::new(&mut file));
         write(&mut out)?;
-        out.flush()?;
-        drop(out);
+        out.into_inner()
+            .map_err(io::IntoInnerError::into_error)?
+            .finish()?;
         file.sync_all()?;
         drop(file);
         fs::rename(&temporary, &target)

@@ -290,6 +290,11 @@ pub fn register_secret(secret: &str) {
     }
 }
 
+/// Every secret registered so far, for writers that blank them ([`crate::redact::Blanking`]).
+pub fn secrets() -> Vec<String> {
+    SECRETS.lock().map(|s| s.clone()).unwrap_or_default()
+}
+
 /// Makes server text safe for one line of a terminal: the API key and secret headers become
 /// `***`, control characters (ANSI escapes, newlines) become spaces, runs of white space fold, and
 /// very long text is cut. Secrets go first, so a cut can never leave part of one behind.

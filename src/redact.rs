@@ -5,7 +5,10 @@
 //! `--base-url http://user:pass@host/v1?key=...` is how some gateways take their credentials
 //! (Google's `?key=`, Azure's `?api-key=` and SAS `&sig=`, basic auth in the userinfo). The URL
 //! shows up in `--dry-run`, `-v` and error messages, so it is always shown through
-//! [`redact_url`].
+//! [`redact_url`]. The files a user keeps or shares (`--save`, `--record`) are written through
+//! [`Blanking`], which blanks every secret of the run from them.
+
+use std::io::{self, Write};
 
 /// `url` with its secrets replaced by `***`: the password of the userinfo (`user:***@host`; a
 /// userinfo without a colon is a token, `***@host`) and the value of every query parameter whose
@@ -172,9 +175,112 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&decoded).into_owned()
 }
 
+/// A writer that blanks every secret of this run (the key, secret header values, URL secrets:
+/// see [`crate::error::register_secret`]) to `***` in what passes through: for the files a user
+/// keeps or shares, the `--save` transcript and the `--record` body. A secret split across two
+/// writes is still found: the last few bytes (the longest secret, less one) are held back until
+/// the next write or [`Blanking::finish`]. `flush` keeps them too, since they may be the start of
+/// a secret.
+pub(crate) struct Blanking<W: Write> {
+    inner: W,
+    secrets: Vec<String>,
+    held: Vec<u8>,
+    /// How many bytes at the end may be the start of a secret.
+    keep: usize,
+}
+
+impl<W: Write> Blanking<W> {
+    pub(crate) fn new(inner: W) -> Self {
+        Self::with(inner, crate::error::secrets())
+    }
+
+    fn with(inner: W, secrets: Vec<String>) -> Self {
+        let keep = secrets.iter().map(String::len).max().unwrap_or(1) - 1;
+        Blanking {
+            inner,
+            secrets,
+            held: Vec::new(),
+            keep,
+        }
+    }
+
+    /// Writes what was held back and hands back the inner writer.
+    pub(crate) fn finish(mut self) -> io::Result<W> {
+        self.inner.write_all(&self.held)?;
+        Ok(self.inner)
+    }
+}
+
+impl<W: Write> Write for Blanking<W> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        if self.secrets.is_empty() {
+            return self.inner.write(bytes);
+        }
+        self.held.extend_from_slice(bytes);
+        let blanked = blank(&self.held, &self.secrets);
+        let cut = blanked.len().saturating_sub(self.keep);
+        self.inner.write_all(&blanked[..cut])?;
+        self.held.clear();
+        self.held.extend_from_slice(&blanked[cut..]);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// `bytes` with every occurrence of a secret replaced by `***`.
+fn blank(bytes: &[u8], secrets: &[String]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let rest = &bytes[at..];
+        match secrets.iter().find(|s| rest.starts_with(s.as_bytes())) {
+            Some(secret) => {
+                out.extend_from_slice(b"***");
+                at += secret.len();
+            }
+            None => {
+                out.push(bytes[at]);
+                at += 1;
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn blanked(pieces: &[&[u8]], secrets: &[&str]) -> String {
+        let secrets = secrets.iter().map(|s| s.to_string()).collect();
+        let mut out = Blanking::with(Vec::new(), secrets);
+        for piece in pieces {
+            out.write_all(piece).unwrap();
+            out.flush().unwrap();
+        }
+        String::from_utf8(out.finish().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn blanking_finds_secrets_whole_split_over_writes_and_back_to_back() {
+        let text = b"key sk-secret-1 then hdr-secret-22hdr-secret-22 end sk-secret";
+        let secrets = ["sk-secret-1", "hdr-secret-22"];
+        let expected = "key *** then ****** end sk-secret";
+        assert_eq!(blanked(&[text], &secrets), expected);
+        // One byte per write: every secret spans writes, and each flush must not let one out.
+        let bytes: Vec<&[u8]> = text.chunks(1).collect();
+        assert_eq!(blanked(&bytes, &secrets), expected);
+        let pieces: Vec<&[u8]> = text.chunks(7).collect();
+        assert_eq!(blanked(&pieces, &secrets), expected);
+    }
+
+    #[test]
+    fn blanking_with_no_secrets_passes_bytes_through() {
+        assert_eq!(blanked(&[b"abc", b"def"], &[]), "abcdef");
+    }
 
     /// Issue #12, defect 9: secrets inside the URL were printed verbatim.
     #[test]

@@ -27,6 +27,7 @@ use crate::error::{ApiError, Cancelled, Panicked, ToolRoundsError};
 use crate::event::Turn;
 use crate::event::{Event, Sink, Summary, add_usage};
 use crate::http::{self, Reply, Transport};
+use crate::redact::Blanking;
 use crate::request::Request;
 use crate::retry;
 use crate::stream::{self, BodyEnd};
@@ -452,11 +453,12 @@ fn hint_at_responses(mut err: anyhow::Error, request: &Request) -> anyhow::Error
 }
 
 /// `--record`: the body as read (de-chunked and decompressed by ureq), copied to a file as it
-/// arrives, so a stream cut short is recorded up to the cut. A file that cannot be written is
-/// said once on stderr and recording stops; the answer goes on.
+/// arrives, so a stream cut short is recorded up to the cut. The run's secrets are blanked from
+/// it where they appear whole (an error that echoes the key); the file is for sharing. A file
+/// that cannot be written is said once on stderr and recording stops; the answer goes on.
 struct Recorder<'a> {
     inner: Box<dyn Read + Send + 'a>,
-    file: Option<std::fs::File>,
+    file: Option<Blanking<std::fs::File>>,
     path: std::path::PathBuf,
 }
 
@@ -465,7 +467,7 @@ impl<'a> Recorder<'a> {
         match std::fs::File::create(path) {
             Ok(file) => Box::new(Recorder {
                 inner,
-                file: Some(file),
+                file: Some(Blanking::new(file)),
                 path: path.to_owned(),
             }),
             Err(err) => {
@@ -477,6 +479,14 @@ impl<'a> Recorder<'a> {
             }
         }
     }
+
+    fn stop(&mut self, err: &std::io::Error) {
+        eprintln!(
+            "gptstream: warning: cannot record to {}: {err}; recording stops",
+            self.path.display()
+        );
+        self.file = None;
+    }
 }
 
 impl Read for Recorder<'_> {
@@ -485,13 +495,20 @@ impl Read for Recorder<'_> {
         if let Some(file) = &mut self.file
             && let Err(err) = std::io::Write::write_all(file, &buffer[..n])
         {
-            eprintln!(
-                "gptstream: warning: cannot record to {}: {err}; recording stops",
-                self.path.display()
-            );
-            self.file = None;
+            self.stop(&err);
         }
         Ok(n)
+    }
+}
+
+impl Drop for Recorder<'_> {
+    /// The last bytes, held back in case they began a secret.
+    fn drop(&mut self) {
+        if let Some(file) = self.file.take()
+            && let Err(err) = file.finish()
+        {
+            self.stop(&err);
+        }
     }
 }
 

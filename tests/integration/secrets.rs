@@ -230,3 +230,50 @@ fn defect9_no_output_shows_the_password_or_secret_query_values_of_the_url() {
         check_url(name, &out);
     }
 }
+
+#[test]
+fn harden17_a_key_echoed_in_the_answer_is_blanked_from_save_and_record_and_the_answer_is_kept() {
+    let scratch = crate::util::Scratch::new("secrets-files");
+    // The key whole in one delta, and split over two: the transcript holds the joined text.
+    let answer = || {
+        sse(&[
+            content(&format!("echo {CANARY} and {HEADER_CANARY};")),
+            content(" split sk-canary"),
+            content("-7f3a9c."),
+            finish("stop"),
+            DONE.to_owned(),
+        ])
+    };
+    let expected_answer = format!("echo {CANARY} and {HEADER_CANARY}; split {CANARY}.");
+    for saved_name in ["chat.json", "chat.jsonl"] {
+        let saved = scratch.path(saved_name);
+        let recorded = scratch.path("stream.sse");
+        let server = Server::one(answer());
+        let out = with_keys(gptstream().server(&server))
+            .args(["-q", "--save", &saved, "--record", &recorded])
+            .arg(format!("my key is {CANARY}"))
+            .run();
+        // The answer on stdout is the server's bytes, exactly: it is not ours to rewrite.
+        assert_eq!(
+            out.render(),
+            format!("status: 0\n--- stdout\n{expected_answer}\n--- stderr\n")
+        );
+        let saved = std::fs::read_to_string(&saved).unwrap();
+        let recorded = std::fs::read_to_string(&recorded).unwrap();
+        for (name, text) in [("--save", &saved), ("--record", &recorded)] {
+            for canary in [CANARY, HEADER_CANARY] {
+                assert!(
+                    !text.contains(canary),
+                    "{name} {saved_name} leaked:\n{text}"
+                );
+            }
+        }
+        assert!(
+            saved.contains("my key is ***") && saved.contains("echo *** and ***; split ***."),
+            "{saved}"
+        );
+        // The raw body as recorded: whole occurrences blanked, the split one is in two events.
+        assert!(recorded.contains("echo *** and ***;"), "{recorded}");
+        assert!(recorded.contains("split sk-canary"), "{recorded}");
+    }
+}
