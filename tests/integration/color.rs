@@ -22,14 +22,7 @@ fn thinking_then_answer() -> Server {
 /// What a terminal shows of `gptstream ARGS` (stdout and stderr together), and its status.
 fn terminal_shows(args: &str) -> (bool, Vec<u8>) {
     let command = format!("exec {} {args}", crate::util::binary());
-    let out = Command::new("script")
-        .args(["-q", "-f", "-e", "-c", &command, "/dev/null"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TERM", "xterm")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run util-linux script (bsdutils)");
+    let out = crate::util::on_terminal(&command);
     (out.status.success(), out.stdout)
 }
 

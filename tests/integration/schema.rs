@@ -318,6 +318,11 @@ fn a_recorded_answer_is_checked_offline_with_replay() {
     );
 }
 
+/// A run whose answer does not match `name, age int`: the summary line, then the mismatch.
+const MISMATCH: &str = "status: 7\n--- stdout\n{\"name\":\"Ada\",\"age\":\"36\"}\n--- stderr\n\
+         finish_reason=stop usage=none ttft_ms=* duration_ms=*\n\
+         gptstream: the answer does not match --schema: /age: expected integer, got string\n";
+
 #[test]
 fn compat6_a_mismatch_still_gives_the_summary_line_of_the_completed_stream() {
     let server = Server::one(sse(&answer(r#"{"name":"Ada","age":"36"}"#)));
@@ -325,12 +330,7 @@ fn compat6_a_mismatch_still_gives_the_summary_line_of_the_completed_stream() {
         .server(&server)
         .args(["--schema", "name, age int", "who?"])
         .run();
-    assert_eq!(
-        out.render(),
-        "status: 7\n--- stdout\n{\"name\":\"Ada\",\"age\":\"36\"}\n--- stderr\n\
-         finish_reason=stop usage=none ttft_ms=* duration_ms=*\n\
-         gptstream: the answer does not match --schema: /age: expected integer, got string\n"
-    );
+    assert_eq!(out.render(), MISMATCH);
     // The same from a replay of the answer, and in a piped chat that the mismatch ends.
     let scratch = crate::util::Scratch::new("schema-summary");
     let recorded = scratch.file(
@@ -340,12 +340,7 @@ fn compat6_a_mismatch_still_gives_the_summary_line_of_the_completed_stream() {
     let out = gptstream()
         .args(["--schema", "name, age int", "--replay", &recorded])
         .run();
-    assert_eq!(
-        out.render(),
-        "status: 7\n--- stdout\n{\"name\":\"Ada\",\"age\":\"36\"}\n--- stderr\n\
-         finish_reason=stop usage=none ttft_ms=* duration_ms=*\n\
-         gptstream: the answer does not match --schema: /age: expected integer, got string\n"
-    );
+    assert_eq!(out.render(), MISMATCH);
     let server = Server::one(sse(&answer(r#"{"name":"Ada","age":"36"}"#)));
     let out = gptstream()
         .server(&server)

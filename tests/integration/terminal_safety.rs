@@ -2,8 +2,6 @@
 //! stderr with its control characters shown, not obeyed; the answer keeps its exact bytes in a
 //! pipe and is shown the same safe way on a terminal.
 
-use std::process::{Command, Stdio};
-
 use serde_json::json;
 
 use crate::server::{DONE, Server, content, delta, finish, sse};
@@ -44,14 +42,7 @@ fn harden11_the_answer_on_a_terminal_is_shown_safely_too() {
         server.base_url(),
         crate::util::binary()
     );
-    let out = Command::new("script")
-        .args(["-q", "-f", "-e", "-c", &command, "/dev/null"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TERM", "xterm")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run util-linux script (bsdutils)");
+    let out = crate::util::on_terminal(&command);
     assert!(out.status.success());
     // The terminal turns each `\n` into `\r\n`; nothing else is a control character.
     let shown = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");

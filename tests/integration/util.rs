@@ -9,6 +9,20 @@ use std::time::{Duration, Instant};
 
 use crate::server::PATIENCE;
 
+/// Runs `shell_command` (`sh -c`) on a real pseudo-terminal (util-linux `script`), stdout and
+/// stderr both the terminal, in a clean environment (`PATH`, `TERM=xterm`); what the terminal
+/// was sent comes back as `stdout`.
+pub fn on_terminal(shell_command: &str) -> std::process::Output {
+    Command::new("script")
+        .args(["-q", "-f", "-e", "-c", shell_command, "/dev/null"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TERM", "xterm")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run util-linux script (bsdutils)")
+}
+
 pub struct Gptstream {
     command: Command,
     stdin: Option<Vec<u8>>,
