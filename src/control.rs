@@ -255,7 +255,9 @@ fn leave(signal: Signal, why: &str) -> ! {
     last_word(line, signal.exit_code())
 }
 
-/// Writes `line` to stderr if it can within a moment, and exits with `code`.
+/// Writes `line` to stderr if it can within a moment, and exits with `code`. Tools still running
+/// are killed meanwhile, with what they left outside their group: the worker that would have
+/// done it is abandoned.
 fn last_word(line: String, code: u8) -> ! {
     let (written, done) = mpsc::channel();
     let _ = thread::Builder::new()
@@ -266,6 +268,8 @@ fn last_word(line: String, code: u8) -> ! {
             }
             let _ = written.send(());
         });
+    crate::toolbox::kill_running_tools();
+    crate::reaper::sweep_at_exit();
     let _ = done.recv_timeout(Duration::from_millis(200));
     std::process::exit(i32::from(code))
 }

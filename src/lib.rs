@@ -27,6 +27,7 @@ mod output;
 mod plan;
 mod prompt;
 mod proxy;
+mod reaper;
 mod redact;
 mod request;
 mod responses;

@@ -214,6 +214,8 @@ impl Session {
                 ))
                 .into());
             }
+            // Before the first tool starts: whatever a tool leaves becomes ours to kill.
+            crate::reaper::adopt();
             for call in &runnable {
                 self.cancel.check()?;
                 let outcome = toolbox.run(call, &self.cancel)?;

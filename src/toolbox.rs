@@ -10,7 +10,8 @@
 //! child that keeps the output pipe open after `sh` has exited, is still the tool running. So the
 //! timeout runs until the output has ended, and until then the group stays listed for
 //! [`kill_running_tools`]. One thread polls the pipes rather than blocking on them, so a killed
-//! tool never leaves a reader stuck behind it.
+//! tool never leaves a reader stuck behind it. What left the group (`setsid`, a double fork) is
+//! found and killed at the end of the run by [`crate::reaper`], on Linux.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -283,14 +284,16 @@ fn run_command(
     timeout: Option<Duration>,
     cancel: &Cancel,
 ) -> anyhow::Result<ToolOutcome> {
-    let child = shell(command)
-        .env("GPTSTREAM_TOOL_NAME", &call.name)
-        .env("GPTSTREAM_TOOL_CALL_ID", &call.id)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot start --tool-exec {}={command}", call.name))?;
+    let child = crate::reaper::spawn(
+        shell(command)
+            .env("GPTSTREAM_TOOL_NAME", &call.name)
+            .env("GPTSTREAM_TOOL_CALL_ID", &call.id)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .with_context(|| format!("cannot start --tool-exec {}={command}", call.name))?;
+    let id = child.id();
     let deadline = timeout.map(|t| Instant::now() + t);
     let ran = supervise(
         child,
@@ -298,8 +301,12 @@ fn run_command(
         max_output,
         deadline,
         cancel,
-    )
-    .with_context(|| format!("cannot run --tool-exec {}={command}", call.name))?;
+    );
+    // sh has been reaped, however the watch ended; what the tool left outside its group (a
+    // `setsid` child, a daemon) is killed now, so that nothing it started outlives its run.
+    crate::reaper::disown(id);
+    crate::reaper::sweep();
+    let ran = ran.with_context(|| format!("cannot run --tool-exec {}={command}", call.name))?;
     let (kept, output_bytes) = (ran.stdout.kept, ran.stdout.total);
     let truncated = output_bytes > kept.len();
     let exit_code = ran.status.and_then(|s| s.code());
