@@ -10,6 +10,7 @@ mod chat;
 mod cli;
 mod color;
 mod errors;
+mod escapes;
 mod hostile;
 mod interop;
 mod json;
