@@ -187,12 +187,12 @@ struct Ending {
     unwakeable: bool,
 }
 
-/// A line as the chat takes it: without its line ending, invalid UTF-8 replaced.
 /// A line over the cap is dropped, not sent in part: half a message would mislead the model.
 fn say_too_long() {
     eprintln!("gptstream: a line longer than {MAX_STDIN_SHOWN} was not sent");
 }
 
+/// A line as the chat takes it: without its line ending, invalid UTF-8 replaced.
 fn line_text(line: &[u8]) -> String {
     String::from_utf8_lossy(line)
         .trim_end_matches(['\n', '\r'])

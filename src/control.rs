@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::error::{Cancelled, NetworkError, Panicked, exit};
+use crate::error::{Cancelled, NetworkError, Panicked, exit, is_broken_pipe};
 use crate::signals::{Listener, Signal};
 
 /// What the controlling thread waits for.
@@ -437,9 +437,12 @@ impl Control {
             let mut result = worker.join().unwrap_or_else(|_| Err(Panicked.into()));
             if let Some(message) = &timed_out
                 && signal.is_none()
-                && result.as_ref().is_err_and(|err| !err.is::<Panicked>())
+                && result
+                    .as_ref()
+                    .is_err_and(|err| !err.is::<Panicked>() && !is_broken_pipe(err))
             {
                 // The stop made the worker fail however it was then failing: the time ran out.
+                // A reader that went away (`| head`) is still success, as without a timeout.
                 result = Err(NetworkError::new(message.clone()).into());
             }
             Supervised {

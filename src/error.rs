@@ -287,6 +287,8 @@ pub fn register_secret(secret: &str) {
         && let Ok(mut secrets) = SECRETS.lock()
     {
         secrets.push(secret.to_owned());
+        // Longest first: a secret that begins with another is blanked whole, not its start.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     }
 }
 
@@ -370,6 +372,17 @@ mod tests {
             "line one line [31m two"
         );
         assert_eq!(scrub(&"x".repeat(600)).len(), 503);
+    }
+
+    #[test]
+    fn scrub_blanks_a_secret_that_begins_with_another_whole() {
+        // Registered shorter first; the process-wide list is shared, so the names are unique.
+        register_secret("scrub-prefix-canary");
+        register_secret("scrub-prefix-canary-and-more");
+        assert_eq!(
+            scrub("a scrub-prefix-canary-and-more b scrub-prefix-canary c"),
+            "a *** b *** c"
+        );
     }
 
     #[test]

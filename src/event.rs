@@ -142,7 +142,7 @@ pub struct Summary {
     pub tool_calls: usize,
     /// From the start of the first request to its first content, reasoning or tool-call delta.
     pub time_to_first_token: Option<Duration>,
-    /// The network reads that brought generated tokens, over every request.
+    /// The network reads that brought generated tokens, in the request that had the most.
     pub token_reads: u32,
     pub duration: Duration,
     pub requests: usize,

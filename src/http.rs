@@ -283,8 +283,11 @@ fn not_found_hint(method: &str, url: &str, error: &ApiError) -> String {
     });
     // Azure's deployment URLs have no version in their path, and need none.
     let azure = segments.contains(&"deployments");
+    // "model \"x\" not found" (Ollama) is about the model; OpenAI's "Invalid URL (GET /models)"
+    // is about the URL, though the path it echoes says "model".
+    let message = error.message.to_ascii_lowercase().replace("/models", "");
     let about_the_model = error.code.as_deref() == Some("model_not_found")
-        || error.message.to_ascii_lowercase().contains("model");
+        || (message.contains("model") && !message.contains("invalid url"));
     let hint = if about_the_model {
         None
     } else if !versioned && !azure {
@@ -520,6 +523,21 @@ mod tests {
         assert_eq!(
             not_found_hint("POST", "http://h:11434/responses", &ollama),
             " (POST http://h:11434/responses)"
+        );
+        // OpenAI's own answer to a base URL without /v1 echoes the path: still the URL's fault.
+        let invalid_url = ApiError::new(Some(404), None, "Invalid URL (GET /models)");
+        assert_eq!(
+            not_found_hint("GET", "https://api.openai.com/models", &invalid_url),
+            " (GET https://api.openai.com/models; does the base URL need /v1?)"
+        );
+        let invalid_url = ApiError::new(Some(404), None, "Invalid URL (POST /chat/completions)");
+        assert_eq!(
+            not_found_hint(
+                "POST",
+                "https://api.openai.com/chat/completions",
+                &invalid_url
+            ),
+            " (POST https://api.openai.com/chat/completions; does the base URL need /v1?)"
         );
         let openai = ApiError::new(Some(404), Some("model_not_found".into()), "no such thing");
         assert_eq!(

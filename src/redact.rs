@@ -177,17 +177,21 @@ fn percent_decode(text: &str) -> String {
 
 /// A writer that blanks every secret of this run (the key, secret header values, URL secrets:
 /// see [`crate::error::register_secret`]) to `***` in what passes through: for the files a user
-/// keeps or shares, the `--save` transcript and the `--record` body. A secret split across two
-/// writes is still found: the last few bytes (the longest secret, less one) are held back until
-/// the next write or [`Blanking::finish`]. `flush` keeps them too, since they may be the start of
-/// a secret.
+/// keeps or shares, the `--save` transcript and the `--record` body. Bytes go on as soon as they
+/// cannot be part of a secret: only a tail that may be the start of one is held back until the
+/// next write or [`Blanking::finish`] (`flush` keeps it too), so a secret split across writes is
+/// still found, and a recording is current up to at most that tail. Big writes are worked through
+/// in pieces, never copied whole.
 pub(crate) struct Blanking<W: Write> {
     inner: W,
-    secrets: Vec<String>,
+    /// Longest first, so a secret that begins with another is blanked whole.
+    secrets: Vec<Vec<u8>>,
+    /// Bytes not written yet: a piece being worked through, or a tail that may start a secret.
     held: Vec<u8>,
-    /// How many bytes at the end may be the start of a secret.
-    keep: usize,
 }
+
+/// How much of a big write is worked through at a time.
+const PIECE: usize = 64 * 1024;
 
 impl<W: Write> Blanking<W> {
     pub(crate) fn new(inner: W) -> Self {
@@ -195,19 +199,63 @@ impl<W: Write> Blanking<W> {
     }
 
     fn with(inner: W, secrets: Vec<String>) -> Self {
-        let keep = secrets.iter().map(String::len).max().unwrap_or(1) - 1;
+        let mut forms: Vec<Vec<u8>> = Vec::new();
+        for secret in secrets {
+            // As JSON writes it too: a transcript holds `\"` for a `"` in a decoded URL secret.
+            if let Ok(quoted) = serde_json::to_string(&secret)
+                && let Some(escaped) = quoted.get(1..quoted.len() - 1)
+                && escaped != secret
+            {
+                forms.push(escaped.as_bytes().to_vec());
+            }
+            forms.push(secret.into_bytes());
+        }
+        forms.retain(|form| !form.is_empty());
+        forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        forms.dedup();
         Blanking {
             inner,
-            secrets,
+            secrets: forms,
             held: Vec::new(),
-            keep,
         }
     }
 
     /// Writes what was held back and hands back the inner writer.
     pub(crate) fn finish(mut self) -> io::Result<W> {
-        self.inner.write_all(&self.held)?;
+        self.pass(true)?;
         Ok(self.inner)
+    }
+
+    /// Writes `held` on, blanked, up to where the rest may be the start of a secret (all of it
+    /// when `last`), and keeps that rest.
+    fn pass(&mut self, last: bool) -> io::Result<()> {
+        let (held, secrets) = (&self.held, &self.secrets);
+        let longest = secrets.first().map_or(0, Vec::len);
+        let (mut at, mut run) = (0, 0);
+        while at < held.len() {
+            let rest = &held[at..];
+            // Too short to tell yet, and a secret begins this way: wait for more.
+            if !last
+                && rest.len() < longest
+                && secrets
+                    .iter()
+                    .any(|s| s.len() > rest.len() && s.starts_with(rest))
+            {
+                break;
+            }
+            match secrets.iter().find(|s| rest.starts_with(s)) {
+                Some(secret) => {
+                    self.inner.write_all(&held[run..at])?;
+                    self.inner.write_all(b"***")?;
+                    at += secret.len();
+                    run = at;
+                }
+                None => at += 1,
+            }
+        }
+        self.inner.write_all(&held[run..at])?;
+        self.held.drain(..at);
+        Ok(())
     }
 }
 
@@ -216,38 +264,16 @@ impl<W: Write> Write for Blanking<W> {
         if self.secrets.is_empty() {
             return self.inner.write(bytes);
         }
-        self.held.extend_from_slice(bytes);
-        let blanked = blank(&self.held, &self.secrets);
-        let cut = blanked.len().saturating_sub(self.keep);
-        self.inner.write_all(&blanked[..cut])?;
-        self.held.clear();
-        self.held.extend_from_slice(&blanked[cut..]);
+        for piece in bytes.chunks(PIECE) {
+            self.held.extend_from_slice(piece);
+            self.pass(false)?;
+        }
         Ok(bytes.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
-}
-
-/// `bytes` with every occurrence of a secret replaced by `***`.
-fn blank(bytes: &[u8], secrets: &[String]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        let rest = &bytes[at..];
-        match secrets.iter().find(|s| rest.starts_with(s.as_bytes())) {
-            Some(secret) => {
-                out.extend_from_slice(b"***");
-                at += secret.len();
-            }
-            None => {
-                out.push(bytes[at]);
-                at += 1;
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -275,6 +301,51 @@ mod tests {
         assert_eq!(blanked(&bytes, &secrets), expected);
         let pieces: Vec<&[u8]> = text.chunks(7).collect();
         assert_eq!(blanked(&pieces, &secrets), expected);
+    }
+
+    #[test]
+    fn blanking_holds_back_only_what_may_start_a_secret() {
+        let secrets = vec!["sk-secret-1".to_string()];
+        let mut out = Blanking::with(Vec::new(), secrets);
+        out.write_all(b"data: {\"x\":1}\n\n").unwrap();
+        assert_eq!(
+            out.inner, b"data: {\"x\":1}\n\n",
+            "nothing here can start the secret"
+        );
+        out.write_all(b"then sk-sec").unwrap();
+        assert_eq!(out.inner.len(), b"data: {\"x\":1}\n\nthen ".len());
+        out.write_all(b"ond").unwrap();
+        assert_eq!(
+            String::from_utf8(out.finish().unwrap()).unwrap(),
+            "data: {\"x\":1}\n\nthen sk-second"
+        );
+    }
+
+    #[test]
+    fn blanking_takes_the_longest_secret_and_the_json_escaped_form() {
+        let secrets = ["sk-abcdefgh", "sk-abcdefgh-longer-part", "pa\"ss/word"];
+        assert_eq!(
+            blanked(&[b"x sk-abcdefgh-longer-part y sk-abcdefgh z"], &secrets),
+            "x *** y *** z"
+        );
+        // One byte at a time, the longer secret is still seen whole.
+        let text = b"x sk-abcdefgh-longer-part y";
+        let bytes: Vec<&[u8]> = text.chunks(1).collect();
+        assert_eq!(blanked(&bytes, &secrets), "x *** y");
+        assert_eq!(
+            blanked(&[br#"{"p":"pa\"ss/word"}"#], &secrets),
+            r#"{"p":"***"}"#
+        );
+    }
+
+    #[test]
+    fn blanking_a_big_write_needs_no_copy_of_it() {
+        let secrets = vec!["sk-secret-1".to_string()];
+        let mut out = Blanking::with(Vec::new(), secrets);
+        let big = vec![b'a'; 10 * PIECE + 3];
+        out.write_all(&big).unwrap();
+        assert!(out.held.capacity() <= 2 * PIECE, "{}", out.held.capacity());
+        assert_eq!(out.finish().unwrap(), big);
     }
 
     #[test]

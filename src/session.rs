@@ -574,9 +574,8 @@ pub(crate) fn summary(turns: &[Turn], started: Instant) -> Summary {
         usage,
         tool_calls: turns.iter().map(|t| t.tool_call_count).sum(),
         time_to_first_token: turns.first().and_then(|t| t.time_to_first_token),
-        token_reads: turns
-            .iter()
-            .fold(0, |sum, t| sum.saturating_add(t.token_reads)),
+        // Requests that each came in one read do not make a stream together.
+        token_reads: turns.iter().map(|t| t.token_reads).max().unwrap_or(0),
         duration: started.elapsed(),
         requests: turns.len(),
     }
@@ -592,6 +591,24 @@ mod tests {
             usage: usage.as_object().cloned(),
             ..Turn::default()
         }
+    }
+
+    #[test]
+    fn a_tool_loop_of_requests_each_in_one_read_has_no_rate() {
+        let one_read = |reads| Turn {
+            token_reads: reads,
+            ..turn(json!({"completion_tokens": 5}))
+        };
+        let started = Instant::now() - std::time::Duration::from_millis(50);
+        assert_eq!(
+            summary(&[one_read(1), one_read(1)], started).tokens_per_second(),
+            None
+        );
+        assert!(
+            summary(&[one_read(1), one_read(2)], started)
+                .tokens_per_second()
+                .is_some()
+        );
     }
 
     #[test]

@@ -237,6 +237,29 @@ fn the_total_timeout_ends_a_run_whose_stdout_nobody_reads() {
 }
 
 #[test]
+fn a_reader_that_leaves_after_the_total_timeout_fired_is_still_a_clean_end() {
+    // `gptstream --timeout 1 | less`, paused past the timeout, then `q`: the write that was stuck
+    // fails with a broken pipe, which is success (exit 0) as it is without a timeout.
+    let (_release, hold) = mpsc::channel::<()>();
+    let mut steps = vec![server::chunked_head(200, "text/event-stream")];
+    for _ in 0..100 {
+        steps.push(Step::Chunk(content(&"words ".repeat(500)).into_bytes()));
+    }
+    steps.push(Step::WaitFor(hold));
+    let server = Server::one(steps);
+    let mut child = gptstream()
+        .server(&server)
+        .args(["-q", "--timeout", "0.5", "hi"])
+        .spawn();
+    let stdout = child.stdout.take();
+    // Past the timeout, well before the watchdog's 3 s of patience.
+    std::thread::sleep(Duration::from_millis(2000));
+    drop(stdout);
+    let out = crate::util::finish(child);
+    assert_eq!(out.render(), "status: 0\n--- stdout\n\n--- stderr\n");
+}
+
+#[test]
 fn the_total_timeout_ends_a_run_whose_stdout_and_stderr_nobody_reads() {
     // The reasoning fills stderr: the run must end without a word on it.
     let reasoning = server::delta(
