@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use gptstream::chunk::Interpreter;
+use gptstream::decode::chunk::Interpreter;
+use gptstream::decode::sse;
 use gptstream::event::{Event, Sink};
-use gptstream::sse;
 
 /// How the server writes the body.
 #[derive(Clone, Copy, PartialEq)]

@@ -8,7 +8,7 @@ use std::fmt;
 use std::io;
 use std::sync::Mutex;
 
-use crate::signals::Signal;
+use crate::control::signals::Signal;
 
 /// Exit codes; the table in `--help` and the README lists the same rows.
 pub mod exit {
@@ -292,7 +292,7 @@ pub fn register_secret(secret: &str) {
     }
 }
 
-/// Every secret registered so far, for writers that blank them ([`crate::redact::Blanking`]).
+/// Every secret registered so far, for writers that blank them ([`crate::emit::redact::Blanking`]).
 pub fn secrets() -> Vec<String> {
     SECRETS.lock().map(|s| s.clone()).unwrap_or_default()
 }

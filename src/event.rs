@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::signals::Signal;
-use crate::tool_calls::{Fragment, ToolCall};
-use crate::toolbox::ToolOutcome;
+use crate::control::signals::Signal;
+use crate::decode::tool_calls::{Fragment, ToolCall};
+use crate::tools::toolbox::ToolOutcome;
 
 /// A server's creation time (`created`, `created_at`) as whole seconds since the epoch: any JSON
 /// number is accepted, since some servers send a float (`1761002000.75`); a fraction is dropped,

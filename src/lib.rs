@@ -9,36 +9,15 @@
 //! stops and joins it on a `signals` notice. `sse`, `chunk`, `tool_calls` and `output` do no
 //! I/O of their own and are tested on bytes.
 
-mod attach;
-mod body;
-mod chat;
-pub mod chunk;
 pub mod cli;
-mod config;
 mod control;
-mod conversation;
-mod dialect;
+pub mod decode;
+mod emit;
 pub mod error;
 pub mod event;
-mod http;
-mod manual;
-mod models;
-mod output;
-mod plan;
-mod prompt;
-mod proxy;
-mod reaper;
-mod redact;
-mod request;
-mod responses;
-mod retry;
 mod run;
-mod schema;
 mod session;
-mod signals;
-pub mod sse;
-mod stream;
-mod tool_calls;
-mod toolbox;
+mod tools;
+mod transport;
 
 pub use run::{is_reported, run};

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use gptstream::cli::Args;
+use gptstream::cli::args::Args;
 use gptstream::error::{self, exit};
 
 fn main() -> ExitCode {

@@ -1,5 +1,5 @@
 //! The top: flags in, one [`Plan`], and the driver that carries it out. A single run and a chat
-//! ([`crate::chat`]) drive the same session; this thread owns the sink and the conversation, and
+//! ([`crate::session::chat`]) drive the same session; this thread owns the sink and the conversation, and
 //! writes how the run ended once, after the worker that streamed it has been joined.
 
 use std::io::{self, Write};
@@ -7,14 +7,14 @@ use std::time::Instant;
 
 use clap::CommandFactory;
 
-use crate::cli::Args;
-use crate::control::Control;
-use crate::conversation::Conversation;
+use crate::cli::args::Args;
+use crate::cli::plan::{self, Plan, Save};
+use crate::control::supervisor::Control;
+use crate::decode::stream;
 use crate::error::{ApiError, Interrupted, Panicked, is_broken_pipe};
 use crate::event::{ErrorReport, Event, Interruption, Sink};
-use crate::plan::{self, Plan, Save};
-use crate::session::{self, Session, Settings};
-use crate::stream;
+use crate::session::answer::{self, Session, Settings};
+use crate::session::conversation::Conversation;
 
 /// Runs gptstream with parsed flags. An error that comes back has been reported through the
 /// sink (the `--json` error event) but not printed; `main` prints it, unless [`is_reported`].
@@ -26,7 +26,7 @@ pub fn run(mut args: Args) -> anyhow::Result<()> {
     let configured = if args.completions.is_some() || args.man {
         Ok(())
     } else {
-        crate::config::apply(&mut args)
+        crate::cli::config::apply(&mut args)
     };
     let chat = plan::is_chat(&args);
     let mut sink = plan::sink(&args, chat);
@@ -64,8 +64,8 @@ fn carry_out(plan: Plan, sink: &mut (dyn Sink + Send)) -> anyhow::Result<()> {
             choice,
         } => {
             let started = Instant::now();
-            let mut progress = session::Progress::default();
-            let mut recording = session::Recording {
+            let mut progress = answer::Progress::default();
+            let mut recording = answer::Recording {
                 sink: &mut *sink,
                 progress: &mut progress,
                 choice,
@@ -75,14 +75,14 @@ fn carry_out(plan: Plan, sink: &mut (dyn Sink + Send)) -> anyhow::Result<()> {
             turn.content = progress.text;
             turn.refusal = progress.refusal;
             let turns = [turn];
-            let summary = session::summary(&turns, started);
+            let summary = answer::summary(&turns, started);
             if let Some(schema) = &schema {
                 check_schema(schema, &turns, &summary, sink)?;
             }
             sink.emit(&Event::End(&summary))?;
             Ok(())
         }
-        Plan::Man => crate::manual::write(&mut io::stdout().lock()),
+        Plan::Man => crate::cli::manual::write(&mut io::stdout().lock()),
         Plan::Profiles { config, json } => list_profiles(&config, json),
         Plan::ListModels { settings, json } => list_models(settings, json),
         Plan::DryRun { request, config } => {
@@ -105,11 +105,11 @@ fn carry_out(plan: Plan, sink: &mut (dyn Sink + Send)) -> anyhow::Result<()> {
             first,
             schema,
             attachments,
-        } => crate::chat::run(
+        } => crate::session::chat::run(
             settings,
             conversation,
             save,
-            crate::chat::Start { first, attachments },
+            crate::session::chat::Start { first, attachments },
             schema,
             sink,
         ),
@@ -147,7 +147,7 @@ fn single(
             if let Some(path) = &save.path {
                 conversation.save(path)?;
             }
-            let summary = session::summary(&turns, started);
+            let summary = answer::summary(&turns, started);
             if let Some(schema) = schema {
                 check_schema(schema, &turns, &summary, sink)?;
             }
@@ -192,7 +192,7 @@ pub(crate) fn check_schema(
     summary: &crate::event::Summary,
     sink: &mut (dyn Sink + Send),
 ) -> anyhow::Result<()> {
-    let verdict = crate::schema::verdict(schema, turns.last());
+    let verdict = crate::session::schema::verdict(schema, turns.last());
     sink.emit(&Event::Schema {
         valid: verdict.is_ok(),
         error: verdict.as_ref().err().map(String::as_str),
@@ -200,12 +200,12 @@ pub(crate) fn check_schema(
     if verdict.is_err() {
         sink.emit(&Event::Completed(summary))?;
     }
-    verdict.map_err(|why| crate::schema::mismatch(&why))
+    verdict.map_err(|why| crate::session::schema::mismatch(&why))
 }
 
 /// `--profiles`: one line per profile, `NAME  BASE_URL  MODEL  API` in columns, or one JSON
 /// object per line with `--json`. URLs are shown without their secrets.
-fn list_profiles(config: &crate::config::Applied, json: bool) -> anyhow::Result<()> {
+fn list_profiles(config: &crate::cli::config::Applied, json: bool) -> anyhow::Result<()> {
     let Some(path) = &config.path else {
         eprintln!("gptstream: no config file (see README, \"Profiles\")");
         return Ok(());
@@ -219,11 +219,11 @@ fn list_profiles(config: &crate::config::Applied, json: bool) -> anyhow::Result<
         .map(|row| {
             [
                 crate::error::scrub(&row.name),
-                crate::redact::redact_url(&row.base_url),
+                crate::emit::redact::redact_url(&row.base_url),
                 row.model.clone(),
                 match row.api {
-                    crate::cli::Api::Chat => "chat".to_owned(),
-                    crate::cli::Api::Responses => "responses".to_owned(),
+                    crate::cli::args::Api::Chat => "chat".to_owned(),
+                    crate::cli::args::Api::Responses => "responses".to_owned(),
                 },
             ]
         })
@@ -266,7 +266,7 @@ fn list_profiles(config: &crate::config::Applied, json: bool) -> anyhow::Result<
 fn list_models(settings: Settings, json: bool) -> anyhow::Result<()> {
     let mut session = Session::new(settings)?;
     let listing = session.get_json()?;
-    let mut models = crate::models::from_listing(&listing)?;
+    let mut models = crate::session::models::from_listing(&listing)?;
     models.sort_by(|a, b| a.0.cmp(&b.0));
     if models.is_empty() {
         // Not silence: a script's empty stdout and a person's empty screen both need a reason.

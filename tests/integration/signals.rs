@@ -404,7 +404,7 @@ fn a_panicking_worker_is_one_error_line_and_exit_1_not_a_hang() {
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
     assert!(
         out.stderr.starts_with(
-            "gptstream: internal error: GPTSTREAM_DEBUG_PANIC is set at src/control.rs:"
+            "gptstream: internal error: GPTSTREAM_DEBUG_PANIC is set at src/control/supervisor.rs:"
         ),
         "{}",
         out.stderr

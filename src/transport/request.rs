@@ -1,5 +1,5 @@
 //! The request: URL, headers and JSON body, and the API key that goes with them. The plan
-//! ([`crate::plan`]) builds one from the flags as a template; each exchange fills in the
+//! ([`crate::cli::plan`]) builds one from the flags as a template; each exchange fills in the
 //! conversation.
 //!
 //! The key is read here, from `OPENAI_API_KEY` or `--api-key-file`, and not through clap, so it
@@ -14,12 +14,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use serde_json::Value;
 
-use crate::body::Json;
-use crate::config::KeySource;
-use crate::conversation::OUTPUT_ITEMS;
-use crate::dialect::Dialect;
+use crate::cli::config::KeySource;
+use crate::decode::dialect::Dialect;
+use crate::emit::redact::redact_url;
 use crate::error::{UsageError, register_secret};
-use crate::redact::redact_url;
+use crate::session::conversation::OUTPUT_ITEMS;
+use crate::transport::body::Json;
 
 /// The default server: OpenAI itself. Any OpenAI-compatible base URL works.
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -293,7 +293,7 @@ impl Request {
 
     /// The body as it is sent: the template's fields in their order, with the conversation in
     /// its place, as `messages` for chat, as `input` items (and the first system message as
-    /// `instructions`) for the Responses API. It borrows the conversation; see [`crate::body`].
+    /// `instructions`) for the Responses API. It borrows the conversation; see [`crate::transport::body`].
     pub(crate) fn json(&self) -> Json<'_> {
         let Value::Object(template) = &self.body else {
             return Json::Ref(&self.body);

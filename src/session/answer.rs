@@ -19,22 +19,22 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::{Map, Value};
 
-use crate::control::{Cancel, Deadline};
-use crate::conversation::Conversation;
-use crate::dialect::Dialect;
-use crate::dialect::Interpreter;
+use crate::control::supervisor::{Cancel, Deadline};
+use crate::decode::dialect::Dialect;
+use crate::decode::dialect::Interpreter;
+use crate::decode::stream::{self, BodyEnd};
+use crate::decode::tool_calls::ToolCall;
+use crate::emit::redact::Blanking;
 use crate::error::{ApiError, Cancelled, Panicked, ToolRoundsError};
 use crate::event::Turn;
 use crate::event::{Event, Sink, Summary, add_usage};
-use crate::http::{self, Reply, Transport};
-use crate::redact::Blanking;
-use crate::request::Request;
-use crate::retry;
-use crate::stream::{self, BodyEnd};
-use crate::tool_calls::ToolCall;
-use crate::toolbox::{self, Toolbox};
+use crate::session::conversation::Conversation;
+use crate::tools::toolbox::{self, Toolbox};
+use crate::transport::http::{self, Reply, Transport};
+use crate::transport::request::Request;
+use crate::transport::retry;
 
-/// What a session needs, resolved once from the flags (see [`crate::plan`]).
+/// What a session needs, resolved once from the flags (see [`crate::cli::plan`]).
 #[derive(Debug)]
 pub(crate) struct Settings {
     pub transport: Transport,
@@ -124,7 +124,7 @@ impl Session {
         })
     }
 
-    /// The deadline of each request of [`Session::answer`], for [`crate::control::Control::supervise`].
+    /// The deadline of each request of [`Session::answer`], for [`crate::control::supervisor::Control::supervise`].
     pub(crate) fn deadline(&self) -> &Deadline {
         &self.deadline
     }
@@ -215,7 +215,7 @@ impl Session {
                 .into());
             }
             // Before the first tool starts: whatever a tool leaves becomes ours to kill.
-            crate::reaper::adopt();
+            crate::control::reaper::adopt();
             for call in &runnable {
                 self.cancel.check()?;
                 let outcome = toolbox.run(call, &self.cancel)?;
@@ -363,7 +363,7 @@ impl Session {
     fn send(&mut self, request: &Arc<Request>) -> anyhow::Result<Reply> {
         let transport = &self.settings.transport;
         if let Some(total) = transport.total {
-            let host = crate::request::host_of(&request.url);
+            let host = crate::transport::request::host_of(&request.url);
             let message = http::total_timeout(host, transport);
             self.deadline.set(Instant::now() + total, message);
         }
@@ -642,7 +642,7 @@ mod tests {
     fn the_answer_text_is_kept_only_when_asked_and_only_for_the_recorded_choice() {
         let recorded = |keep: bool| {
             let mut progress = Progress::default();
-            let mut sink = crate::output::json::JsonSink::new(std::io::sink());
+            let mut sink = crate::emit::json::JsonSink::new(std::io::sink());
             let mut recording = Recording {
                 sink: &mut sink,
                 progress: &mut progress,

@@ -4,7 +4,7 @@
 //! the headers (their secrets registered once per process), the request template, the tools,
 //! the conversation, the time limits and the trust roots. Nothing after this looks at a flag:
 //! a single run and a chat are two drivers of the same [`Settings`] (see [`crate::run`] and
-//! [`crate::chat`]).
+//! [`crate::session::chat`]).
 
 use std::io::{self, IsTerminal, Read};
 use std::path::{Path, PathBuf};
@@ -13,18 +13,18 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::{Map, Value, json};
 
-use crate::cli::{Api, Args};
-use crate::conversation::Conversation;
-use crate::dialect::Dialect;
+use crate::cli::args::{Api, Args};
+use crate::decode::dialect::Dialect;
+use crate::emit::json::JsonSink;
+use crate::emit::text::{TextOptions, TextSink};
 use crate::error::{UsageError, register_secret};
 use crate::event::Sink;
-use crate::http::{self, Transport};
-use crate::output::json::JsonSink;
-use crate::output::text::{TextOptions, TextSink};
-use crate::request::{self, ApiKey, Request};
-use crate::session::Settings;
-use crate::toolbox::{self, Toolbox};
-use crate::{output, prompt, redact, schema};
+use crate::session::answer::Settings;
+use crate::session::conversation::Conversation;
+use crate::tools::toolbox::{self, Toolbox};
+use crate::transport::http::{self, Transport};
+use crate::transport::request::{self, ApiKey, Request};
+use crate::{cli::prompt, emit, emit::redact, session::schema};
 
 /// What to do.
 pub(crate) enum Plan {
@@ -34,7 +34,7 @@ pub(crate) enum Plan {
     Man,
     /// `--profiles`: what the config file holds; `json`: as JSON lines.
     Profiles {
-        config: crate::config::Applied,
+        config: crate::cli::config::Applied,
         json: bool,
     },
     /// `--list-models`: `GET {base}/models` with the key, headers, retries and timeouts of a
@@ -100,7 +100,7 @@ pub(crate) fn is_chat(args: &Args) -> bool {
 /// The text or JSON sink, writing to stdout and stderr.
 pub(crate) fn sink(args: &Args, chat: bool) -> Box<dyn Sink + Send> {
     if args.json {
-        return Box::new(JsonSink::new(output::stdout()));
+        return Box::new(JsonSink::new(emit::stdout()));
     }
     let options = TextOptions {
         reasoning: args.reasoning,
@@ -118,7 +118,7 @@ pub(crate) fn sink(args: &Args, chat: bool) -> Box<dyn Sink + Send> {
         .filter_map(|spec| toolbox::parse_exec(spec).map(|(name, _)| name.to_owned()))
         .collect();
     Box::new(
-        TextSink::new(output::stdout(), io::LineWriter::new(io::stderr()), options)
+        TextSink::new(emit::stdout(), io::LineWriter::new(io::stderr()), options)
             .with_executed_tools(executed),
     )
 }
@@ -276,7 +276,7 @@ fn attachments(args: &Args, mut stdin: Option<Box<dyn Read>>) -> anyhow::Result<
     Ok(args
         .attach
         .iter()
-        .map(|spec| crate::attach::load(spec, &mut stdin))
+        .map(|spec| crate::session::attach::load(spec, &mut stdin))
         .collect::<Result<_, _>>()?)
 }
 
@@ -553,7 +553,8 @@ fn uses_tls(args: &Args) -> bool {
             .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
     };
     https(&args.base_url)
-        || crate::proxy::setting(args.proxy.as_deref()).is_some_and(|proxy| https(&proxy))
+        || crate::transport::proxy::setting(args.proxy.as_deref())
+            .is_some_and(|proxy| https(&proxy))
 }
 
 fn transport(args: &Args) -> anyhow::Result<Transport> {
@@ -562,7 +563,7 @@ fn transport(args: &Args) -> anyhow::Result<Transport> {
         first_byte: seconds("--first-byte-timeout", args.first_byte_timeout)?,
         idle: seconds("--idle-timeout", args.idle_timeout)?,
         total: args.timeout.map(|t| seconds("--timeout", t)).transpose()?,
-        proxy: crate::proxy::resolve(args.proxy.as_deref(), args.config.proxy_origin)?,
+        proxy: crate::transport::proxy::resolve(args.proxy.as_deref(), args.config.proxy_origin)?,
         roots: args
             .cacert
             .as_deref()

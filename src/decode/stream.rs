@@ -1,7 +1,7 @@
 //! One stream, from bytes to events: whatever reads the body (a socket, a recorded file, stdin)
 //! is pumped through the SSE decoder and the chunk interpreter into a sink, read by read.
 //!
-//! The live transport ([`crate::session`]) and `--replay` share this path, so every behaviour
+//! The live transport ([`crate::session::answer`]) and `--replay` share this path, so every behaviour
 //! can be reproduced offline from a recorded stream.
 
 use std::fs::File;
@@ -12,10 +12,10 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::dialect::Interpreter;
+use crate::decode::dialect::Interpreter;
+use crate::decode::sse;
 use crate::error::StreamError;
 use crate::event::{Event, Sink, Turn};
-use crate::sse;
 
 /// One read from the network or a file: large enough to drain a fast stream in few syscalls.
 const READ_BUFFER: usize = 32 * 1024;

@@ -9,10 +9,10 @@ use std::io::{self, Write};
 
 use serde_json::{Map, Value};
 
-use crate::cli::ReasoningDisplay;
+use crate::cli::args::ReasoningDisplay;
+use crate::emit::terminal;
 use crate::error::scrub;
 use crate::event::{Event, Interruption, Sink, Summary};
-use crate::output::terminal;
 
 const DIM: &str = "\x1b[2m";
 const RESET: &str = "\x1b[0m";
@@ -26,7 +26,7 @@ pub struct TextOptions {
     /// not follow it, and in chat, so answers never run together.
     pub end_with_newline: bool,
     /// Reasoning and the summary are dimmed (`--color`, `NO_COLOR`, a terminal: see
-    /// [`crate::cli::Color::enabled`]).
+    /// [`crate::cli::args::Color::enabled`]).
     pub dim: bool,
     /// The choice whose text streams to stdout (`--choice`, else 0).
     pub choice: u64,

@@ -21,13 +21,13 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::control::{Control, Notice};
-use crate::conversation::Conversation;
+use crate::cli::prompt::{MAX_STDIN_BYTES, MAX_STDIN_SHOWN};
+use crate::control::signals::Signal;
+use crate::control::supervisor::{Control, Notice};
 use crate::error::{Interrupted, is_broken_pipe, scrub};
 use crate::event::{ErrorReport, Event, Interruption, Sink};
-use crate::prompt::{MAX_STDIN_BYTES, MAX_STDIN_SHOWN};
-use crate::session::{self, Session, Settings};
-use crate::signals::Signal;
+use crate::session::answer::{self, Session, Settings};
+use crate::session::conversation::Conversation;
 
 const HELP: &str = "commands: /exit (or Ctrl-D), /save PATH, /system TEXT, /model NAME, /clear, /help; \
 Ctrl-C stops an answer";
@@ -441,7 +441,7 @@ impl Chat<'_> {
         control.settled();
         match (supervised.result, supervised.signal) {
             (Ok(turns), signal) => {
-                let summary = session::summary(&turns, started);
+                let summary = answer::summary(&turns, started);
                 if let Some(schema) = &self.schema
                     && (signal.is_none() || (signal == Some(Signal::Interrupt) && self.terminal))
                     && let Err(err) = crate::run::check_schema(schema, &turns, &summary, self.sink)

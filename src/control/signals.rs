@@ -1,7 +1,7 @@
 //! Ctrl-C and SIGTERM, turned from process-killing signals into messages.
 //!
 //! A [`Listener`] owns one thread that waits for SIGINT and SIGTERM and hands each to a callback
-//! (which sends it down the control channel, see [`crate::control`]). Nothing is decided here:
+//! (which sends it down the control channel, see [`crate::control::supervisor`]). Nothing is decided here:
 //! the thread that owns the run decides whether a signal ends it or only cancels an answer.
 //! The listener is told to stop and joined when it is dropped, and from then on SIGINT and
 //! SIGTERM do what they do by default again: end the process.

@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use crate::cli::{Api, Args, Color};
+use crate::cli::args::{Api, Args, Color};
 use crate::error::{UsageError, register_secret};
 
 /// The keys a profile (or the top level) may set; they mirror the long flags.
@@ -144,8 +144,8 @@ struct Layer {
     secrets: Vec<Held>,
 }
 
-/// A setting that holds a secret: an `api_key`, a header [`crate::request::is_secret_header`]
-/// names, a `base_url` with [`crate::redact::url_secrets`], a `proxy` with a password. Named
+/// A setting that holds a secret: an `api_key`, a header [`crate::transport::request::is_secret_header`]
+/// names, a `base_url` with [`crate::emit::redact::url_secrets`], a `proxy` with a password. Named
 /// with its line for the error a file others can read gets.
 #[derive(Debug, Clone)]
 struct Held {
@@ -375,7 +375,7 @@ impl Config {
         // The proxy's environment is read later, by `proxy::resolve`: a profile beats it, the
         // top level does not.
         if args.proxy.is_none() {
-            let from_environment = crate::proxy::setting(None).is_some();
+            let from_environment = crate::transport::proxy::setting(None).is_some();
             args.proxy = profile
                 .and_then(|p| p.proxy.clone())
                 .or_else(|| top.proxy.clone().filter(|_| !from_environment));
@@ -545,11 +545,11 @@ impl File<'_> {
             };
             let seconds = || {
                 let secs = number()?;
-                match crate::plan::valid_seconds(secs) {
+                match crate::cli::plan::valid_seconds(secs) {
                     Some(_) => Ok(secs),
                     None => Err(fail(&format!(
                         "expected a positive number of seconds, at most {:e}",
-                        crate::plan::MAX_SECONDS
+                        crate::cli::plan::MAX_SECONDS
                     ))),
                 }
             };
@@ -562,7 +562,7 @@ impl File<'_> {
                     if host.is_none_or(|rest| rest.is_empty() || rest.starts_with('/')) {
                         return Err(fail("expected an http:// or https:// URL with a host"));
                     }
-                    if !crate::redact::url_secrets(&url).is_empty() {
+                    if !crate::emit::redact::url_secrets(&url).is_empty() {
                         let held = self.held(value, &place, Secret::Url);
                         layer.secrets.push(held);
                     }
@@ -592,7 +592,7 @@ impl File<'_> {
                     // "" is a direct connection, whatever the proxy variables say.
                     let proxy = string()?;
                     if !proxy.is_empty() {
-                        let parsed = crate::proxy::parse(&proxy, "proxy")
+                        let parsed = crate::transport::proxy::parse(&proxy, "proxy")
                             .map_err(|err| fail(&format!("{err:#}")))?;
                         if parsed
                             .password()
@@ -637,9 +637,11 @@ impl File<'_> {
                         let DeValue::String(text) = text.get_ref() else {
                             return Err(self.error(text, &header_place, "expected a string"));
                         };
-                        crate::request::check_header(header.get_ref(), text)
+                        crate::transport::request::check_header(header.get_ref(), text)
                             .map_err(|why| self.error(header, &header_place, &why))?;
-                        if crate::request::is_secret_header(header.get_ref()) && !text.is_empty() {
+                        if crate::transport::request::is_secret_header(header.get_ref())
+                            && !text.is_empty()
+                        {
                             let held = self.held(header, &header_place, Secret::Header);
                             layer.secrets.push(held);
                         }
@@ -647,7 +649,7 @@ impl File<'_> {
                             .headers
                             .push((header.get_ref().to_string(), text.to_string()));
                     }
-                    crate::request::register_header_secrets(&layer.headers);
+                    crate::transport::request::register_header_secrets(&layer.headers);
                 }
                 "extra" => match json(value.get_ref()) {
                     Ok(Value::Object(fields)) => layer.extra = fields,
@@ -784,7 +786,7 @@ fn json(value: &DeValue<'_>) -> Result<Value, String> {
 /// A file that holds a secret must be its owner's alone, as `--api-key-file` must: the error
 /// names the first one, with its line.
 fn refuse_shared(path: &Path, held: &Held) -> Result<(), UsageError> {
-    let mode = crate::request::shared_mode(path)
+    let mode = crate::transport::request::shared_mode(path)
         .map_err(|err| UsageError(format!("cannot read config file {}: {err}", path.display())))?;
     let Some(mode) = mode else {
         return Ok(());

@@ -172,7 +172,7 @@ impl ProxyInfo {
         if !self.carries(url) {
             return None;
         }
-        let host = crate::request::host_of(url);
+        let host = crate::transport::request::host_of(url);
         let via = format!("{host} through the proxy {self}");
         let cannot = |why: &dyn fmt::Display| format!("cannot connect to {via}: {why}");
         let socks = !matches!(

@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::control::signals::{Listener, Signal};
 use crate::error::{Cancelled, NetworkError, Panicked, exit, is_broken_pipe};
-use crate::signals::{Listener, Signal};
 
 /// What the controlling thread waits for.
 pub(crate) enum Notice {
@@ -263,13 +263,13 @@ fn last_word(line: String, code: u8) -> ! {
     let _ = thread::Builder::new()
         .name("last-word".into())
         .spawn(move || {
-            if let Ok(mut stderr) = crate::output::stderr_unlocked() {
+            if let Ok(mut stderr) = crate::emit::stderr_unlocked() {
                 let _ = stderr.write_all(line.as_bytes());
             }
             let _ = written.send(());
         });
-    crate::toolbox::kill_running_tools();
-    crate::reaper::sweep_at_exit();
+    crate::tools::toolbox::kill_running_tools();
+    crate::control::reaper::sweep_at_exit();
     let _ = done.recv_timeout(Duration::from_millis(200));
     std::process::exit(i32::from(code))
 }

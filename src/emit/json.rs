@@ -13,8 +13,8 @@ use std::io::{self, Write};
 
 use serde_json::Value;
 
+use crate::emit::text::millis;
 use crate::event::{Event, Sink};
-use crate::output::text::millis;
 
 pub struct JsonSink<W: Write> {
     out: W,

@@ -1,5 +1,5 @@
 //! The two dialects of the one pipeline: Chat Completions and the Responses API. Each is a
-//! request shape (see [`crate::request`]) and an interpreter; everything else (decoder, sinks,
+//! request shape (see [`crate::transport::request`]) and an interpreter; everything else (decoder, sinks,
 //! transcript, tool loop, retries, exit codes) is shared.
 
 use std::ops::ControlFlow;
@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 use crate::event::{Sink, Turn};
-use crate::{chunk, responses, sse};
+use crate::{decode::chunk, decode::responses, decode::sse};
 
 /// Which API a request speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

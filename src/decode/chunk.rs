@@ -16,11 +16,11 @@ use serde_json::Value;
 
 use plain::PlainChunk;
 
+use crate::decode::sse;
+use crate::decode::tool_calls::{ToolCall, ToolCalls};
 use crate::error::{ApiError, StreamError, scrub};
 pub use crate::event::Turn;
 use crate::event::{Event, Sink, unix_seconds};
-use crate::sse;
-use crate::tool_calls::{ToolCall, ToolCalls};
 
 /// More distinct choices than anyone asks for: past it the stream is treated as hostile.
 const MAX_CHOICES: usize = 256;
@@ -426,7 +426,7 @@ impl Interpreter {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::output::json::JsonSink;
+    use crate::emit::json::JsonSink;
 
     /// Runs SSE text through the decoder and interpreter into a JSON sink, returning the JSON
     /// lines (timing fields removed) and the error, if any.
@@ -460,7 +460,7 @@ pub(crate) mod tests {
         let result = fed()
             .and_then(|_| interpreter.finish(&mut sink))
             .and_then(|turn| {
-                let summary = crate::session::summary(&[turn], Instant::now());
+                let summary = crate::session::answer::summary(&[turn], Instant::now());
                 sink.emit(&Event::End(&summary))?;
                 Ok(())
             });
@@ -821,7 +821,7 @@ pub(crate) mod tests {
     /// the bytes are split must never change what it emits or whether it fails.
     #[test]
     fn arbitrary_chunks_never_panic_and_splits_never_change_the_outcome() {
-        use crate::sse::tests::Rng;
+        use crate::decode::sse::tests::Rng;
         let pieces: &[&[u8]] = &[
             b"data: ",
             b"\n\n",

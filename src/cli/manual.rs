@@ -8,7 +8,7 @@
 use std::io::{self, Write};
 
 /// The page, as committed.
-const PAGE: &str = include_str!("../doc/gptstream.1");
+const PAGE: &str = include_str!("../../doc/gptstream.1");
 
 /// Writes the man page in roff.
 pub fn write(out: &mut dyn Write) -> anyhow::Result<()> {
@@ -23,7 +23,7 @@ mod generate {
     use clap::CommandFactory;
     use clap_mangen::roff::{Roff, bold, italic, roman};
 
-    use crate::cli::{AFTER_HELP, Args};
+    use crate::cli::args::{AFTER_HELP, Args};
 
     /// Variables read that no flag names as its `env`.
     const ENVIRONMENT: &[(&str, &str)] = &[

@@ -2,9 +2,10 @@
 //! one JSON object per event for scripts. Both write each event as it comes; deltas that arrived
 //! in the same network read share one `write` (see [`crate::event::Sink::flush`]).
 
-pub mod json;
+pub(crate) mod json;
+pub(crate) mod redact;
 pub(crate) mod terminal;
-pub mod text;
+pub(crate) mod text;
 
 use std::io::Write;
 

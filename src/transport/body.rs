@@ -41,11 +41,11 @@ impl Json<'_> {
     }
 
     /// The value as `--dry-run` shows it: attachments shortened (see
-    /// [`crate::attach::shortened`]), and not copied whole first.
+    /// [`crate::session::attach::shortened`]), and not copied whole first.
     pub(crate) fn shown(&self) -> Value {
         match self {
-            Json::Ref(value) => crate::attach::shortened(value),
-            Json::Owned(value) => crate::attach::shortened(value),
+            Json::Ref(value) => crate::session::attach::shortened(value),
+            Json::Owned(value) => crate::session::attach::shortened(value),
             Json::List(items) => items.iter().map(Json::shown).collect(),
             Json::Object(fields) => {
                 // A text part made for this request (the Responses API's `input_text`).
@@ -57,7 +57,7 @@ impl Json<'_> {
                     .map(|(key, value)| {
                         let shown = match value.as_str() {
                             Some(text) if text_part && *key == "text" => {
-                                Value::String(crate::attach::shortened_text(text))
+                                Value::String(crate::session::attach::shortened_text(text))
                             }
                             _ => value.shown(),
                         };

@@ -11,10 +11,10 @@ use std::time::Instant;
 
 use serde_json::Value;
 
+use crate::decode::sse;
+use crate::decode::tool_calls::{Fragment, MAX_ARGUMENTS_BYTES, MAX_CALLS, ToolCall};
 use crate::error::{ApiError, StreamError, scrub};
 use crate::event::{Event, Sink, Turn, unix_seconds};
-use crate::sse;
-use crate::tool_calls::{Fragment, MAX_ARGUMENTS_BYTES, MAX_CALLS, ToolCall};
 
 /// One function call of the response, keyed by its output item's id.
 #[derive(Debug)]
@@ -591,8 +591,8 @@ fn finish_reason(ending: &Ending, made_calls: bool) -> (&str, Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dialect;
-    use crate::output::json::JsonSink;
+    use crate::decode::dialect;
+    use crate::emit::json::JsonSink;
     use serde_json::json;
 
     /// Feeds `pieces` through the decoder and a dialect-detecting interpreter into a JSON sink;
@@ -615,7 +615,7 @@ mod tests {
         let result = fed()
             .and_then(|()| interpreter.finish(&mut sink))
             .map(|turn| {
-                let summary = crate::session::summary(&[turn], Instant::now());
+                let summary = crate::session::answer::summary(&[turn], Instant::now());
                 let _ = sink.emit(&Event::End(&summary));
             });
         sink.flush().unwrap();

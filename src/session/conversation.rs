@@ -17,10 +17,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use crate::attach::object;
+use crate::decode::tool_calls::ToolCall;
+use crate::emit::redact::Blanking;
 use crate::error::UsageError;
-use crate::redact::Blanking;
-use crate::tool_calls::ToolCall;
+use crate::session::attach::object;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

@@ -4,7 +4,7 @@
 //! become image parts, PDFs file parts, UTF-8 text a text part (its base name on a line of its
 //! own, then the contents). Anything else, a file too large, unreadable or a directory is a
 //! usage error naming the path, before any request. The parts are in Chat Completions' shape;
-//! the Responses API's are made from them on sending (see [`crate::request`]).
+//! the Responses API's are made from them on sending (see [`crate::transport::request`]).
 
 use std::io::Read;
 use std::path::Path;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 
-use crate::request::DEFAULT_BASE_URL;
+use crate::transport::request::DEFAULT_BASE_URL;
 
 /// The default model, cheap and fast; override with `-m` or `GPTSTREAM_MODEL`.
 pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
@@ -308,9 +308,9 @@ pub struct Args {
     #[arg(skip)]
     pub origins: Origins,
 
-    /// What the config file decided (filled in by [`crate::config::apply`]).
+    /// What the config file decided (filled in by [`crate::cli::config::apply`]).
     #[arg(skip)]
-    pub config: crate::config::Applied,
+    pub config: crate::cli::config::Applied,
 }
 
 impl Args {

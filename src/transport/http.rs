@@ -12,12 +12,12 @@ use serde_json::Value;
 use ureq::tls::{PemItem, RootCerts, TlsConfig};
 use ureq::{SendBody, Timeout};
 
-use crate::body::Wire;
+use crate::emit::redact::redact_url;
 use crate::error::{ApiError, NetworkError, StreamError, UsageError, scrub};
-use crate::proxy::ProxyInfo;
-use crate::redact::redact_url;
-use crate::request::{Request, host_of};
-use crate::retry;
+use crate::transport::body::Wire;
+use crate::transport::proxy::ProxyInfo;
+use crate::transport::request::{Request, host_of};
+use crate::transport::retry;
 
 /// How much of an error body we read: enough for any JSON error, not a whole HTML page.
 const ERROR_BODY_LIMIT: u64 = 64 * 1024;
@@ -362,7 +362,7 @@ fn show_response_head(response: &ureq::http::Response<ureq::Body>) {
     let mut head = format!("< {:?} {}\n", response.version(), response.status());
     for (name, value) in response.headers() {
         let value = String::from_utf8_lossy(value.as_bytes());
-        let shown = crate::request::shown_header_value(name.as_str(), &value);
+        let shown = crate::transport::request::shown_header_value(name.as_str(), &value);
         head.push_str(&format!("< {name}: {shown}\n"));
     }
     eprint!("{head}");

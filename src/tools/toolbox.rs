@@ -11,7 +11,7 @@
 //! timeout runs until the output has ended, and until then the group stays listed for
 //! [`kill_running_tools`]. One thread polls the pipes rather than blocking on them, so a killed
 //! tool never leaves a reader stuck behind it. What left the group (`setsid`, a double fork) is
-//! found and killed at the end of the run by [`crate::reaper`], on Linux.
+//! found and killed at the end of the run by [`crate::control::reaper`], on Linux.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use crate::control::Cancel;
+use crate::control::supervisor::Cancel;
+use crate::decode::tool_calls::ToolCall;
 use crate::error::UsageError;
-use crate::tool_calls::ToolCall;
 
 /// The tool definitions and executors from the flags.
 #[derive(Debug, Default)]
@@ -284,7 +284,7 @@ fn run_command(
     timeout: Option<Duration>,
     cancel: &Cancel,
 ) -> anyhow::Result<ToolOutcome> {
-    let child = crate::reaper::spawn(
+    let child = crate::control::reaper::spawn(
         shell(command)
             .env("GPTSTREAM_TOOL_NAME", &call.name)
             .env("GPTSTREAM_TOOL_CALL_ID", &call.id)
@@ -304,8 +304,8 @@ fn run_command(
     );
     // sh has been reaped, however the watch ended; what the tool left outside its group (a
     // `setsid` child, a daemon) is killed now, so that nothing it started outlives its run.
-    crate::reaper::disown(id);
-    crate::reaper::sweep();
+    crate::control::reaper::disown(id);
+    crate::control::reaper::sweep();
     let ran = ran.with_context(|| format!("cannot run --tool-exec {}={command}", call.name))?;
     let (kept, output_bytes) = (ran.stdout.kept, ran.stdout.total);
     let truncated = output_bytes > kept.len();

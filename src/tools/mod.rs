@@ -1,0 +1,3 @@
+//! The user's tools: their definitions and the runner of `--tool-exec` commands.
+
+pub(crate) mod toolbox;
