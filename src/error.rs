@@ -8,8 +8,6 @@ use std::fmt;
 use std::io;
 use std::sync::Mutex;
 
-use crate::control::signals::Signal;
-
 /// Exit codes; the table in `--help` and the README lists the same rows.
 pub mod exit {
     pub const SUCCESS: u8 = 0;
@@ -223,6 +221,24 @@ impl fmt::Display for Cancelled {
 impl fmt::Display for Panicked {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("internal error: a worker thread panicked")
+    }
+}
+
+/// A signal that stops the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGINT: Ctrl-C at a terminal.
+    Interrupt,
+    /// SIGTERM: `kill`, a supervisor, a CI job's cancel button.
+    Terminate,
+}
+
+impl Signal {
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Interrupt => "SIGINT",
+            Signal::Terminate => "SIGTERM",
+        }
     }
 }
 

@@ -5,13 +5,11 @@
 //! the chunk being interpreted, so nothing is copied on the way to stdout.
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use crate::control::signals::Signal;
-use crate::decode::tool_calls::{Fragment, ToolCall};
-use crate::tools::toolbox::ToolOutcome;
+use crate::error::{ApiError, Signal};
 
 /// A server's creation time (`created`, `created_at`) as whole seconds since the epoch: any JSON
 /// number is accepted, since some servers send a float (`1761002000.75`); a fraction is dropped,
@@ -171,6 +169,89 @@ impl Summary {
     }
 }
 
+impl Summary {
+    /// Sums up the turns of one answer, which started at `started`.
+    pub(crate) fn of(turns: &[Turn], started: Instant) -> Summary {
+        let mut usage: Option<Map<String, Value>> = None;
+        for turn_usage in turns.iter().filter_map(|t| t.usage.as_ref()) {
+            match &mut usage {
+                None => usage = Some(turn_usage.clone()),
+                Some(total) => add_usage(total, turn_usage),
+            }
+        }
+        Summary {
+            finish_reasons: turns
+                .last()
+                .map(|t| t.finish_reasons.clone())
+                .unwrap_or_default(),
+            usage,
+            tool_calls: turns.iter().map(|t| t.tool_call_count).sum(),
+            time_to_first_token: turns.first().and_then(|t| t.time_to_first_token),
+            // Requests that each came in one read do not make a stream together.
+            token_reads: turns.iter().map(|t| t.token_reads).max().unwrap_or(0),
+            duration: started.elapsed(),
+            requests: turns.len(),
+        }
+    }
+}
+
+/// One tool call as assembled so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolCall {
+    /// The call's position in its turn: 0, 1, 2... in order of first appearance.
+    pub index: usize,
+    /// The `index` the server gave, used only for matching.
+    pub(crate) server_index: Option<u64>,
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+}
+
+impl ToolCall {
+    /// A complete call, as a transcript or a test states it.
+    pub fn new(id: &str, name: &str, arguments: &str) -> Self {
+        ToolCall {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            arguments: arguments.to_owned(),
+            ..ToolCall::default()
+        }
+    }
+
+    /// The arguments parsed as JSON, or `None` when they do not parse.
+    pub fn parsed_arguments(&self) -> Option<Value> {
+        serde_json::from_str(&self.arguments).ok()
+    }
+}
+
+/// What one fragment contributed, for live `tool_call_delta` events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fragment<'a> {
+    pub index: usize,
+    pub id: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub arguments_delta: &'a str,
+}
+
+/// What running one call produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolOutcome {
+    /// What goes back to the model as the `tool` message.
+    pub content: String,
+    /// The command's exit code; `None` when it did not run or was killed.
+    pub exit_code: Option<i32>,
+    /// Bytes the command wrote to stdout, whether kept or not.
+    pub output_bytes: usize,
+    pub truncated: bool,
+    pub timed_out: bool,
+}
+
+impl ToolOutcome {
+    pub fn succeeded(&self) -> bool {
+        self.exit_code == Some(0)
+    }
+}
+
 /// Adds one request's usage into a total: numbers are summed, nested objects (token details)
 /// likewise; anything else keeps the first value seen. Only across requests, never within one
 /// stream, where the last usage object is the answer.
@@ -210,9 +291,24 @@ pub trait Sink {
     }
 }
 
+impl ErrorReport {
+    /// The `--json` view of an error: the whole message, and status and code when the server
+    /// gave them.
+    pub fn from_error(err: &anyhow::Error) -> Self {
+        let api = err
+            .chain()
+            .find_map(|cause| cause.downcast_ref::<ApiError>());
+        ErrorReport {
+            message: format!("{err:#}"),
+            status: api.and_then(|a| a.status),
+            code: api.and_then(|a| a.code.clone()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::unix_seconds;
+    use super::*;
     use serde_json::json;
 
     #[test]
@@ -232,5 +328,67 @@ mod tests {
             assert_eq!(unix_seconds(Some(&value)), seconds, "{value}");
         }
         assert_eq!(unix_seconds(None), None);
+    }
+
+    fn turn(usage: Value) -> Turn {
+        Turn {
+            usage: usage.as_object().cloned(),
+            ..Turn::default()
+        }
+    }
+
+    #[test]
+    fn a_tool_loop_of_requests_each_in_one_read_has_no_rate() {
+        let one_read = |reads| Turn {
+            token_reads: reads,
+            ..turn(json!({"completion_tokens": 5}))
+        };
+        let started = Instant::now() - std::time::Duration::from_millis(50);
+        assert_eq!(
+            Summary::of(&[one_read(1), one_read(1)], started).tokens_per_second(),
+            None
+        );
+        assert!(
+            Summary::of(&[one_read(1), one_read(2)], started)
+                .tokens_per_second()
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn usage_over_requests_is_summed_deeply() {
+        let turns = [
+            turn(
+                json!({"prompt_tokens":10,"completion_tokens":5,"completion_tokens_details":{"reasoning_tokens":2},"model":"x"}),
+            ),
+            turn(
+                json!({"prompt_tokens":20,"completion_tokens":1,"completion_tokens_details":{"reasoning_tokens":3}}),
+            ),
+        ];
+        let summary = Summary::of(&turns, Instant::now());
+        assert_eq!(
+            Value::Object(summary.usage.unwrap()),
+            json!({"prompt_tokens":30,"completion_tokens":6,"completion_tokens_details":{"reasoning_tokens":5},"model":"x"})
+        );
+        assert_eq!(summary.requests, 2);
+    }
+
+    #[test]
+    fn one_request_keeps_its_usage_as_sent() {
+        let summary = Summary::of(&[turn(json!({"total_tokens":9}))], Instant::now());
+        assert_eq!(
+            Value::Object(summary.usage.unwrap()),
+            json!({"total_tokens":9})
+        );
+    }
+
+    #[test]
+    fn hostile_usage_numbers_saturate_instead_of_overflowing() {
+        let turns = [
+            turn(json!({"completion_tokens": u64::MAX})),
+            turn(json!({"completion_tokens": 5})),
+        ];
+        let summary = Summary::of(&turns, Instant::now());
+        assert_eq!(summary.usage.unwrap()["completion_tokens"], u64::MAX);
     }
 }

@@ -307,10 +307,6 @@ pub struct Args {
     /// Where each flag's value came from: the command line, its variable, or its default.
     #[arg(skip)]
     pub origins: Origins,
-
-    /// What the config file decided (filled in by [`crate::cli::config::apply`]).
-    #[arg(skip)]
-    pub config: crate::cli::config::Applied,
 }
 
 impl Args {

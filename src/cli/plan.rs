@@ -13,7 +13,8 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::{Map, Value, json};
 
-use crate::cli::args::{Api, Args};
+use crate::cli::args::{Api, Args, ReasoningDisplay};
+use crate::cli::config::Applied;
 use crate::decode::dialect::Dialect;
 use crate::emit::json::JsonSink;
 use crate::emit::text::{TextOptions, TextSink};
@@ -21,10 +22,12 @@ use crate::error::{UsageError, register_secret};
 use crate::event::Sink;
 use crate::session::answer::Settings;
 use crate::session::conversation::Conversation;
+use crate::session::single::Save;
 use crate::tools::toolbox::{self, Toolbox};
 use crate::transport::http::{self, Transport};
-use crate::transport::request::{self, ApiKey, Request};
-use crate::{cli::prompt, emit, emit::redact, session::schema};
+use crate::transport::key::{self, ApiKey};
+use crate::transport::request::{self, Request};
+use crate::{emit, emit::redact, session::prompt, session::schema};
 
 /// What to do.
 pub(crate) enum Plan {
@@ -33,10 +36,7 @@ pub(crate) enum Plan {
     /// `--man`.
     Man,
     /// `--profiles`: what the config file holds; `json`: as JSON lines.
-    Profiles {
-        config: crate::cli::config::Applied,
-        json: bool,
-    },
+    Profiles { config: Applied, json: bool },
     /// `--list-models`: `GET {base}/models` with the key, headers, retries and timeouts of a
     /// completion request (the template's URL is the models URL).
     ListModels { settings: Settings, json: bool },
@@ -73,14 +73,6 @@ pub(crate) enum Plan {
     },
 }
 
-/// `--save` and `--save-partial`.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Save {
-    pub path: Option<PathBuf>,
-    /// Also save an answer cut short by an error or a signal.
-    pub partial: bool,
-}
-
 /// Plain `gptstream` at a terminal, with nothing to send yet, is a chat.
 pub(crate) fn is_chat(args: &Args) -> bool {
     args.chat
@@ -103,7 +95,7 @@ pub(crate) fn sink(args: &Args, chat: bool) -> Box<dyn Sink + Send> {
         return Box::new(JsonSink::new(emit::stdout()));
     }
     let options = TextOptions {
-        reasoning: args.reasoning,
+        show_reasoning: args.reasoning == ReasoningDisplay::Show,
         quiet: args.quiet,
         end_with_newline: chat || io::stdout().is_terminal(),
         dim: args.color.enabled(io::stderr().is_terminal()),
@@ -125,7 +117,7 @@ pub(crate) fn sink(args: &Args, chat: bool) -> Box<dyn Sink + Send> {
 
 impl Plan {
     /// Resolves the flags; `chat` is [`is_chat`]'s answer.
-    pub(crate) fn resolve(args: &Args, chat: bool) -> anyhow::Result<Plan> {
+    pub(crate) fn resolve(args: &Args, config: Applied, chat: bool) -> anyhow::Result<Plan> {
         if let Some(shell) = args.completions {
             return Ok(Plan::Completions(shell));
         }
@@ -134,15 +126,15 @@ impl Plan {
         }
         if args.profiles {
             return Ok(Plan::Profiles {
-                config: args.config.clone(),
+                config,
                 json: args.json,
             });
         }
         if args.list_models {
-            let api_key = request::load_api_key(&args.config.key)?;
+            let api_key = key::load_api_key(&config.key)?;
             let mut template = template(args, &[], api_key, true)?;
             template.url = request::models_url(&args.base_url);
-            let settings = settings(args, template, Toolbox::default(), false)?;
+            let settings = settings(args, &config, template, Toolbox::default(), false)?;
             return Ok(Plan::ListModels {
                 settings,
                 json: args.json,
@@ -161,9 +153,9 @@ impl Plan {
             });
         }
         if chat {
-            return resolve_chat(args);
+            return resolve_chat(args, &config);
         }
-        let api_key = request::load_api_key(&args.config.key)?;
+        let api_key = key::load_api_key(&config.key)?;
         let tools_from_stdin = args.tools.iter().any(|path| path == Path::new("-"));
         let attach_from_stdin = args.attach.iter().any(|spec| spec == "-");
         if tools_from_stdin && attach_from_stdin {
@@ -192,14 +184,14 @@ impl Plan {
             request.set_messages(&conversation.messages);
             return Ok(Plan::DryRun {
                 request,
-                config: args.config.describe(),
+                config: config.describe(),
             });
         }
         if let Some(path) = &args.save {
             Conversation::check_save_path(path)?;
         }
         Ok(Plan::Run {
-            settings: settings(args, template, toolbox, false)?,
+            settings: settings(args, &config, template, toolbox, false)?,
             conversation,
             save: Save {
                 path: args.save.clone(),
@@ -210,7 +202,7 @@ impl Plan {
     }
 }
 
-fn resolve_chat(args: &Args) -> anyhow::Result<Plan> {
+fn resolve_chat(args: &Args, config: &Applied) -> anyhow::Result<Plan> {
     if args.tools.iter().any(|path| path == Path::new("-")) {
         return Err(
             UsageError("--tools - cannot be used with --chat: stdin is the chat".into()).into(),
@@ -219,7 +211,7 @@ fn resolve_chat(args: &Args) -> anyhow::Result<Plan> {
     if args.attach.iter().any(|spec| spec == "-") {
         return Err(UsageError("-a - cannot be used with --chat: stdin is the chat".into()).into());
     }
-    let api_key = request::load_api_key(&args.config.key)?;
+    let api_key = key::load_api_key(&config.key)?;
     let toolbox = toolbox(args, None)?;
     let mut conversation = match &args.messages {
         Some(path) => Conversation::load(path)?,
@@ -233,7 +225,7 @@ fn resolve_chat(args: &Args) -> anyhow::Result<Plan> {
         Conversation::check_save_path(path)?;
     }
     Ok(Plan::Chat {
-        settings: settings(args, template, toolbox, true)?,
+        settings: settings(args, config, template, toolbox, true)?,
         conversation,
         save: args.save.clone(),
         first: Some(args.prompt.join(" ")).filter(|p| !p.trim().is_empty()),
@@ -244,12 +236,13 @@ fn resolve_chat(args: &Args) -> anyhow::Result<Plan> {
 
 fn settings(
     args: &Args,
+    config: &Applied,
     template: Request,
     toolbox: Toolbox,
     chat: bool,
 ) -> anyhow::Result<Settings> {
     Ok(Settings {
-        transport: transport(args)?,
+        transport: transport(args, config)?,
         template,
         keep_text: chat
             || args.save.is_some()
@@ -557,13 +550,13 @@ fn uses_tls(args: &Args) -> bool {
             .is_some_and(|proxy| https(&proxy))
 }
 
-fn transport(args: &Args) -> anyhow::Result<Transport> {
+fn transport(args: &Args, config: &Applied) -> anyhow::Result<Transport> {
     Ok(Transport {
         connect: seconds("--connect-timeout", args.connect_timeout)?,
         first_byte: seconds("--first-byte-timeout", args.first_byte_timeout)?,
         idle: seconds("--idle-timeout", args.idle_timeout)?,
         total: args.timeout.map(|t| seconds("--timeout", t)).transpose()?,
-        proxy: crate::transport::proxy::resolve(args.proxy.as_deref(), args.config.proxy_origin)?,
+        proxy: crate::transport::proxy::resolve(args.proxy.as_deref(), config.proxy_origin)?,
         roots: args
             .cacert
             .as_deref()
@@ -687,7 +680,12 @@ mod tests {
     fn time_limits_must_be_positive() {
         for bad in ["0", "-1", "NaN", "inf"] {
             let a = args(&[&format!("--connect-timeout={bad}"), "hi"]);
-            assert!(transport(&a).unwrap_err().is::<UsageError>(), "{bad}");
+            assert!(
+                transport(&a, &Applied::default())
+                    .unwrap_err()
+                    .is::<UsageError>(),
+                "{bad}"
+            );
         }
     }
 }

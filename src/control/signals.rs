@@ -9,23 +9,7 @@
 use std::io;
 use std::thread::JoinHandle;
 
-/// A signal that stops the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
-    /// SIGINT: Ctrl-C at a terminal.
-    Interrupt,
-    /// SIGTERM: `kill`, a supervisor, a CI job's cancel button.
-    Terminate,
-}
-
-impl Signal {
-    pub fn name(self) -> &'static str {
-        match self {
-            Signal::Interrupt => "SIGINT",
-            Signal::Terminate => "SIGTERM",
-        }
-    }
-}
+use crate::error::Signal;
 
 /// The signal thread. Dropping it closes the signal iterator and joins the thread.
 pub(crate) struct Listener {

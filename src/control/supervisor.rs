@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::control::signals::{Listener, Signal};
+use crate::control::signals::Listener;
+use crate::error::Signal;
 use crate::error::{Cancelled, NetworkError, Panicked, exit, is_broken_pipe};
 
 /// What the controlling thread waits for.
@@ -268,7 +269,7 @@ fn last_word(line: String, code: u8) -> ! {
             }
             let _ = written.send(());
         });
-    crate::tools::toolbox::kill_running_tools();
+    crate::control::children::kill_running_tools();
     crate::control::reaper::sweep_at_exit();
     let _ = done.recv_timeout(Duration::from_millis(200));
     std::process::exit(i32::from(code))

@@ -17,8 +17,9 @@ use serde_json::Value;
 use plain::PlainChunk;
 
 use crate::decode::sse;
-use crate::decode::tool_calls::{ToolCall, ToolCalls};
+use crate::decode::tool_calls::ToolCalls;
 use crate::error::{ApiError, StreamError, scrub};
+use crate::event::ToolCall;
 pub use crate::event::Turn;
 use crate::event::{Event, Sink, unix_seconds};
 
@@ -460,7 +461,7 @@ pub(crate) mod tests {
         let result = fed()
             .and_then(|_| interpreter.finish(&mut sink))
             .and_then(|turn| {
-                let summary = crate::session::answer::summary(&[turn], Instant::now());
+                let summary = crate::event::Summary::of(&[turn], Instant::now());
                 sink.emit(&Event::End(&summary))?;
                 Ok(())
             });

@@ -12,9 +12,10 @@ use std::time::Instant;
 use serde_json::Value;
 
 use crate::decode::sse;
-use crate::decode::tool_calls::{Fragment, MAX_ARGUMENTS_BYTES, MAX_CALLS, ToolCall};
+use crate::decode::tool_calls::{MAX_ARGUMENTS_BYTES, MAX_CALLS};
 use crate::error::{ApiError, StreamError, scrub};
 use crate::event::{Event, Sink, Turn, unix_seconds};
+use crate::event::{Fragment, ToolCall};
 
 /// One function call of the response, keyed by its output item's id.
 #[derive(Debug)]
@@ -615,7 +616,7 @@ mod tests {
         let result = fed()
             .and_then(|()| interpreter.finish(&mut sink))
             .map(|turn| {
-                let summary = crate::session::answer::summary(&[turn], Instant::now());
+                let summary = crate::event::Summary::of(&[turn], Instant::now());
                 let _ = sink.emit(&Event::End(&summary));
             });
         sink.flush().unwrap();

@@ -10,48 +10,11 @@
 use serde_json::Value;
 
 use crate::error::StreamError;
+use crate::event::{Fragment, ToolCall};
 
 /// Caps that keep a hostile or broken server from growing memory without bound.
 pub(crate) const MAX_CALLS: usize = 1024;
 pub(crate) const MAX_ARGUMENTS_BYTES: usize = 16 * 1024 * 1024;
-
-/// One tool call as assembled so far.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ToolCall {
-    /// The call's position in its turn: 0, 1, 2... in order of first appearance.
-    pub index: usize,
-    /// The `index` the server gave, used only for matching.
-    server_index: Option<u64>,
-    pub id: String,
-    pub name: String,
-    pub arguments: String,
-}
-
-impl ToolCall {
-    /// A complete call, as a transcript or a test states it.
-    pub fn new(id: &str, name: &str, arguments: &str) -> Self {
-        ToolCall {
-            id: id.to_owned(),
-            name: name.to_owned(),
-            arguments: arguments.to_owned(),
-            ..ToolCall::default()
-        }
-    }
-
-    /// The arguments parsed as JSON, or `None` when they do not parse.
-    pub fn parsed_arguments(&self) -> Option<Value> {
-        serde_json::from_str(&self.arguments).ok()
-    }
-}
-
-/// What one fragment contributed, for live `tool_call_delta` events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fragment<'a> {
-    pub index: usize,
-    pub id: Option<&'a str>,
-    pub name: Option<&'a str>,
-    pub arguments_delta: &'a str,
-}
 
 /// The calls of one choice's turn, in order of first appearance.
 #[derive(Debug, Default)]

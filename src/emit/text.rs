@@ -9,7 +9,6 @@ use std::io::{self, Write};
 
 use serde_json::{Map, Value};
 
-use crate::cli::args::ReasoningDisplay;
 use crate::emit::terminal;
 use crate::error::scrub;
 use crate::event::{Event, Interruption, Sink, Summary};
@@ -20,13 +19,12 @@ const RESET: &str = "\x1b[0m";
 /// How the text sink behaves, decided once from the flags and the terminals.
 #[derive(Debug, Clone, Copy)]
 pub struct TextOptions {
-    pub reasoning: ReasoningDisplay,
+    pub show_reasoning: bool,
     pub quiet: bool,
     /// The answer gets a final newline if it lacks one: on a terminal, so the shell prompt does
     /// not follow it, and in chat, so answers never run together.
     pub end_with_newline: bool,
-    /// Reasoning and the summary are dimmed (`--color`, `NO_COLOR`, a terminal: see
-    /// [`crate::cli::args::Color::enabled`]).
+    /// Reasoning and the summary are dimmed (`--color`, `NO_COLOR`, a terminal).
     pub dim: bool,
     /// The choice whose text streams to stdout (`--choice`, else 0).
     pub choice: u64,
@@ -371,8 +369,7 @@ impl<O: Write, E: Write> TextSink<O, E> {
         match *event {
             Event::Content { choice, delta } => self.content(choice, delta),
             Event::Reasoning { choice, delta }
-                if choice == self.options.choice
-                    && self.options.reasoning == ReasoningDisplay::Show =>
+                if choice == self.options.choice && self.options.show_reasoning =>
             {
                 self.err_line_open = true;
                 self.write_err_dimmed(&terminal::visible(delta))
@@ -472,7 +469,7 @@ mod tests {
 
     fn options() -> TextOptions {
         TextOptions {
-            reasoning: ReasoningDisplay::Show,
+            show_reasoning: true,
             quiet: false,
             end_with_newline: false,
             dim: false,
@@ -542,7 +539,7 @@ mod tests {
     fn hidden_reasoning_and_quiet_leave_stderr_empty() {
         let s = summary("stop");
         let quiet = TextOptions {
-            reasoning: ReasoningDisplay::Hide,
+            show_reasoning: false,
             quiet: true,
             ..options()
         };

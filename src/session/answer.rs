@@ -23,13 +23,13 @@ use crate::control::supervisor::{Cancel, Deadline};
 use crate::decode::dialect::Dialect;
 use crate::decode::dialect::Interpreter;
 use crate::decode::stream::{self, BodyEnd};
-use crate::decode::tool_calls::ToolCall;
 use crate::emit::redact::Blanking;
 use crate::error::{ApiError, Cancelled, Panicked, ToolRoundsError};
+use crate::event::ToolCall;
 use crate::event::Turn;
-use crate::event::{Event, Sink, Summary, add_usage};
+use crate::event::{Event, Sink, add_usage};
 use crate::session::conversation::Conversation;
-use crate::tools::toolbox::{self, Toolbox};
+use crate::tools::toolbox::Toolbox;
 use crate::transport::http::{self, Reply, Transport};
 use crate::transport::request::Request;
 use crate::transport::retry;
@@ -104,7 +104,7 @@ impl Stopper {
     /// Cancels waits, kills running tools and shuts the agent down, which ends a blocked read.
     pub(crate) fn stop(self) {
         self.cancel.cancel();
-        toolbox::kill_running_tools();
+        crate::control::children::kill_running_tools();
         self.agent.shutdown();
     }
 }
@@ -557,86 +557,9 @@ impl Sink for Recording<'_> {
     }
 }
 
-/// Sums up the turns of one answer, which started at `started`.
-pub(crate) fn summary(turns: &[Turn], started: Instant) -> Summary {
-    let mut usage: Option<Map<String, Value>> = None;
-    for turn_usage in turns.iter().filter_map(|t| t.usage.as_ref()) {
-        match &mut usage {
-            None => usage = Some(turn_usage.clone()),
-            Some(total) => add_usage(total, turn_usage),
-        }
-    }
-    Summary {
-        finish_reasons: turns
-            .last()
-            .map(|t| t.finish_reasons.clone())
-            .unwrap_or_default(),
-        usage,
-        tool_calls: turns.iter().map(|t| t.tool_call_count).sum(),
-        time_to_first_token: turns.first().and_then(|t| t.time_to_first_token),
-        // Requests that each came in one read do not make a stream together.
-        token_reads: turns.iter().map(|t| t.token_reads).max().unwrap_or(0),
-        duration: started.elapsed(),
-        requests: turns.len(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    fn turn(usage: Value) -> Turn {
-        Turn {
-            usage: usage.as_object().cloned(),
-            ..Turn::default()
-        }
-    }
-
-    #[test]
-    fn a_tool_loop_of_requests_each_in_one_read_has_no_rate() {
-        let one_read = |reads| Turn {
-            token_reads: reads,
-            ..turn(json!({"completion_tokens": 5}))
-        };
-        let started = Instant::now() - std::time::Duration::from_millis(50);
-        assert_eq!(
-            summary(&[one_read(1), one_read(1)], started).tokens_per_second(),
-            None
-        );
-        assert!(
-            summary(&[one_read(1), one_read(2)], started)
-                .tokens_per_second()
-                .is_some()
-        );
-    }
-
-    #[test]
-    fn usage_over_requests_is_summed_deeply() {
-        let turns = [
-            turn(
-                json!({"prompt_tokens":10,"completion_tokens":5,"completion_tokens_details":{"reasoning_tokens":2},"model":"x"}),
-            ),
-            turn(
-                json!({"prompt_tokens":20,"completion_tokens":1,"completion_tokens_details":{"reasoning_tokens":3}}),
-            ),
-        ];
-        let summary = summary(&turns, Instant::now());
-        assert_eq!(
-            Value::Object(summary.usage.unwrap()),
-            json!({"prompt_tokens":30,"completion_tokens":6,"completion_tokens_details":{"reasoning_tokens":5},"model":"x"})
-        );
-        assert_eq!(summary.requests, 2);
-    }
-
-    #[test]
-    fn one_request_keeps_its_usage_as_sent() {
-        let summary = summary(&[turn(json!({"total_tokens":9}))], Instant::now());
-        assert_eq!(
-            Value::Object(summary.usage.unwrap()),
-            json!({"total_tokens":9})
-        );
-    }
 
     #[test]
     fn the_answer_text_is_kept_only_when_asked_and_only_for_the_recorded_choice() {
@@ -666,15 +589,5 @@ mod tests {
             (String::new(), String::new()),
             "a plain run holds no copy of the answer"
         );
-    }
-
-    #[test]
-    fn hostile_usage_numbers_saturate_instead_of_overflowing() {
-        let turns = [
-            turn(json!({"completion_tokens": u64::MAX})),
-            turn(json!({"completion_tokens": 5})),
-        ];
-        let summary = summary(&turns, Instant::now());
-        assert_eq!(summary.usage.unwrap()["completion_tokens"], u64::MAX);
     }
 }

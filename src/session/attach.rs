@@ -175,13 +175,6 @@ fn data_url(
     }
 }
 
-/// `data:TYPE;base64,...`, as attachments are sent.
-fn is_base64_data_url(text: &str) -> bool {
-    text.strip_prefix("data:")
-        .and_then(|rest| rest.split_once(','))
-        .is_some_and(|(head, _)| head.ends_with(";base64") && !head.contains(' '))
-}
-
 /// Standard base64 with padding (RFC 4648), appended to `out`.
 fn base64(bytes: &[u8], out: &mut String) {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -200,57 +193,6 @@ fn base64(bytes: &[u8], out: &mut String) {
             }
         }
     }
-}
-
-/// A copy of a request body for showing (`--dry-run`): every base64 `data:` URL is cut to its
-/// type and the size of what it carries, `data:image/png;base64,…(123456 bytes)`, and an
-/// attached text longer than a screen to its start and size. Other text is shown as it is.
-pub(crate) fn shortened(value: &Value) -> Value {
-    match value {
-        Value::Object(part)
-            if matches!(
-                part.get("type").and_then(Value::as_str),
-                Some("text" | "input_text")
-            ) =>
-        {
-            part.iter()
-                .map(|(key, value)| {
-                    let shown = match value {
-                        Value::String(text) if key == "text" => Value::String(shortened_text(text)),
-                        other => shortened(other),
-                    };
-                    (key.clone(), shown)
-                })
-                .collect::<serde_json::Map<_, _>>()
-                .into()
-        }
-        Value::String(text) if is_base64_data_url(text) => {
-            let (head, payload) = text.split_once(',').unwrap_or((text.as_str(), ""));
-            let padding = payload.bytes().rev().take_while(|&b| b == b'=').count();
-            let bytes = (payload.len() / 4 * 3).saturating_sub(padding);
-            Value::String(format!("{head},…({bytes} bytes)"))
-        }
-        Value::Array(items) => items.iter().map(shortened).collect(),
-        Value::Object(fields) => fields
-            .iter()
-            .map(|(k, v)| (k.clone(), shortened(v)))
-            .collect::<serde_json::Map<_, _>>()
-            .into(),
-        other => other.clone(),
-    }
-}
-
-/// An attached text as `--dry-run` shows it: longer than a screen, its start and its size.
-pub(crate) fn shortened_text(text: &str) -> String {
-    const TEXT_SHOWN: usize = 2000;
-    if text.len() <= TEXT_SHOWN {
-        return text.to_owned();
-    }
-    let mut cut = TEXT_SHOWN;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…({} bytes)", &text[..cut], text.len())
 }
 
 #[cfg(test)]
@@ -374,15 +316,10 @@ mod tests {
     }
 
     #[test]
-    fn urls_pass_as_urls_and_payloads_show_short() {
+    fn urls_pass_as_urls() {
         assert_eq!(
             load("https://x/cat.png", &mut None).unwrap(),
             json!({"type":"image_url","image_url":{"url":"https://x/cat.png"}})
-        );
-        let long = format!("data:image/png;base64,{}", "A".repeat(200));
-        assert_eq!(
-            shortened(&json!({"a":[{"url": long}], "b": "data:short"})),
-            json!({"a":[{"url":"data:image/png;base64,…(150 bytes)"}], "b": "data:short"})
         );
     }
 }

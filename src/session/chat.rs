@@ -21,13 +21,14 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::cli::prompt::{MAX_STDIN_BYTES, MAX_STDIN_SHOWN};
-use crate::control::signals::Signal;
 use crate::control::supervisor::{Control, Notice};
+use crate::error::Signal;
 use crate::error::{Interrupted, is_broken_pipe, scrub};
+use crate::event::Summary;
 use crate::event::{ErrorReport, Event, Interruption, Sink};
-use crate::session::answer::{self, Session, Settings};
+use crate::session::answer::{Session, Settings};
 use crate::session::conversation::Conversation;
+use crate::session::prompt::{MAX_STDIN_BYTES, MAX_STDIN_SHOWN};
 
 const HELP: &str = "commands: /exit (or Ctrl-D), /save PATH, /system TEXT, /model NAME, /clear, /help; \
 Ctrl-C stops an answer";
@@ -441,10 +442,11 @@ impl Chat<'_> {
         control.settled();
         match (supervised.result, supervised.signal) {
             (Ok(turns), signal) => {
-                let summary = answer::summary(&turns, started);
+                let summary = Summary::of(&turns, started);
                 if let Some(schema) = &self.schema
                     && (signal.is_none() || (signal == Some(Signal::Interrupt) && self.terminal))
-                    && let Err(err) = crate::run::check_schema(schema, &turns, &summary, self.sink)
+                    && let Err(err) =
+                        crate::session::single::check_schema(schema, &turns, &summary, self.sink)
                 {
                     // The answer stays in the history, as answered; the check failed.
                     self.answer_calls_not_run();

@@ -17,10 +17,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use crate::decode::tool_calls::ToolCall;
 use crate::emit::redact::Blanking;
 use crate::error::UsageError;
+use crate::event::ToolCall;
 use crate::session::attach::object;
+use crate::transport::request::OUTPUT_ITEMS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -332,10 +333,6 @@ fn without_null_content(mut message: Value) -> Value {
     }
     message
 }
-
-/// The key under which an assistant message keeps the Responses API's output items as
-/// received (see [`Conversation::keep_output_items`]); never sent to a chat server, never saved.
-pub const OUTPUT_ITEMS: &str = "gptstream_output_items";
 
 /// A message as saved: without our own keys, written from the message itself rather than from a
 /// copy (attachments make messages large).

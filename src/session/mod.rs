@@ -6,4 +6,6 @@ pub(crate) mod attach;
 pub(crate) mod chat;
 pub(crate) mod conversation;
 pub(crate) mod models;
+pub(crate) mod prompt;
 pub(crate) mod schema;
+pub(crate) mod single;

@@ -4,7 +4,11 @@
 //! array, and Ollama's native listing uses `models` and `name`. Each model is kept as the server
 //! sent it, with the id it goes by.
 
+use std::io::{self, Write};
+
 use serde_json::Value;
+
+use crate::session::answer::{Session, Settings};
 
 use crate::error::StreamError;
 
@@ -35,6 +39,29 @@ pub(crate) fn from_listing(listing: &Value) -> Result<Vec<(String, Value)>, Stre
                 .ok_or_else(|| StreamError(format!("a listed model has no \"id\": {entry}")))
         })
         .collect()
+}
+
+/// `--list-models`: the ids the server lists, sorted, one per line; with `--json` each model's
+/// object as the server sent it, in the same order.
+pub(crate) fn list(settings: Settings, json: bool) -> anyhow::Result<()> {
+    let mut session = Session::new(settings)?;
+    let listing = session.get_json()?;
+    let mut models = crate::session::models::from_listing(&listing)?;
+    models.sort_by(|a, b| a.0.cmp(&b.0));
+    if models.is_empty() {
+        // Not silence: a script's empty stdout and a person's empty screen both need a reason.
+        eprintln!("gptstream: the server listed no models");
+    }
+    let mut out = io::stdout().lock();
+    for (id, model) in &models {
+        if json {
+            writeln!(out, "{model}")?;
+        } else {
+            writeln!(out, "{}", crate::error::scrub(id))?;
+        }
+    }
+    out.flush()?;
+    Ok(())
 }
 
 #[cfg(test)]

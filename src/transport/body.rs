@@ -41,11 +41,11 @@ impl Json<'_> {
     }
 
     /// The value as `--dry-run` shows it: attachments shortened (see
-    /// [`crate::session::attach::shortened`]), and not copied whole first.
+    /// [`shortened`]), and not copied whole first.
     pub(crate) fn shown(&self) -> Value {
         match self {
-            Json::Ref(value) => crate::session::attach::shortened(value),
-            Json::Owned(value) => crate::session::attach::shortened(value),
+            Json::Ref(value) => shortened(value),
+            Json::Owned(value) => shortened(value),
             Json::List(items) => items.iter().map(Json::shown).collect(),
             Json::Object(fields) => {
                 // A text part made for this request (the Responses API's `input_text`).
@@ -57,7 +57,7 @@ impl Json<'_> {
                     .map(|(key, value)| {
                         let shown = match value.as_str() {
                             Some(text) if text_part && *key == "text" => {
-                                Value::String(crate::session::attach::shortened_text(text))
+                                Value::String(shortened_text(text))
                             }
                             _ => value.shown(),
                         };
@@ -297,6 +297,64 @@ impl Read for WireReader<'_> {
     }
 }
 
+/// A copy of a request body for showing (`--dry-run`): every base64 `data:` URL is cut to its
+/// type and the size of what it carries, `data:image/png;base64,…(123456 bytes)`, and an
+/// attached text longer than a screen to its start and size. Other text is shown as it is.
+pub(crate) fn shortened(value: &Value) -> Value {
+    match value {
+        Value::Object(part)
+            if matches!(
+                part.get("type").and_then(Value::as_str),
+                Some("text" | "input_text")
+            ) =>
+        {
+            part.iter()
+                .map(|(key, value)| {
+                    let shown = match value {
+                        Value::String(text) if key == "text" => Value::String(shortened_text(text)),
+                        other => shortened(other),
+                    };
+                    (key.clone(), shown)
+                })
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        }
+        Value::String(text) if is_base64_data_url(text) => {
+            let (head, payload) = text.split_once(',').unwrap_or((text.as_str(), ""));
+            let padding = payload.bytes().rev().take_while(|&b| b == b'=').count();
+            let bytes = (payload.len() / 4 * 3).saturating_sub(padding);
+            Value::String(format!("{head},…({bytes} bytes)"))
+        }
+        Value::Array(items) => items.iter().map(shortened).collect(),
+        Value::Object(fields) => fields
+            .iter()
+            .map(|(k, v)| (k.clone(), shortened(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+        other => other.clone(),
+    }
+}
+
+/// An attached text as `--dry-run` shows it: longer than a screen, its start and its size.
+pub(crate) fn shortened_text(text: &str) -> String {
+    const TEXT_SHOWN: usize = 2000;
+    if text.len() <= TEXT_SHOWN {
+        return text.to_owned();
+    }
+    let mut cut = TEXT_SHOWN;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…({} bytes)", &text[..cut], text.len())
+}
+
+/// `data:TYPE;base64,...`, as attachments are sent (see [`crate::session::attach`]).
+fn is_base64_data_url(text: &str) -> bool {
+    text.strip_prefix("data:")
+        .and_then(|rest| rest.split_once(','))
+        .is_some_and(|(head, _)| head.ends_with(";base64") && !head.contains(' '))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,5 +442,14 @@ mod tests {
             let tree = Json::Ref(&value);
             assert_eq!(wire_bytes(&tree), serde_json::to_vec(&value).unwrap());
         }
+    }
+
+    #[test]
+    fn payloads_show_short() {
+        let long = format!("data:image/png;base64,{}", "A".repeat(200));
+        assert_eq!(
+            shortened(&json!({"a":[{"url": long}], "b": "data:short"})),
+            json!({"a":[{"url":"data:image/png;base64,…(150 bytes)"}], "b": "data:short"})
+        );
     }
 }

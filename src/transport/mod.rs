@@ -2,6 +2,7 @@
 
 pub(crate) mod body;
 pub(crate) mod http;
+pub(crate) mod key;
 pub(crate) mod proxy;
 pub(crate) mod request;
 pub(crate) mod retry;

@@ -1,44 +1,24 @@
-//! The request: URL, headers and JSON body, and the API key that goes with them. The plan
-//! ([`crate::cli::plan`]) builds one from the flags as a template; each exchange fills in the
-//! conversation.
-//!
-//! The key is read here, from `OPENAI_API_KEY` or `--api-key-file`, and not through clap, so it
-//! never shows in `--help` or in a parse error. It lives in [`ApiKey`], whose `Debug` is
-//! redacted, and `--dry-run` shows it as `Bearer ***`.
+//! The request: URL, headers and JSON body, and the API key ([`ApiKey`]) that goes with them.
+//! The plan ([`crate::cli::plan`]) builds one from the flags as a template; each exchange fills
+//! in the conversation.
 
-use std::fmt;
-use std::fs;
 use std::io::Write;
 use std::sync::Arc;
 
-use anyhow::Context;
 use serde_json::Value;
 
-use crate::cli::config::KeySource;
 use crate::decode::dialect::Dialect;
 use crate::emit::redact::redact_url;
 use crate::error::{UsageError, register_secret};
-use crate::session::conversation::OUTPUT_ITEMS;
 use crate::transport::body::Json;
+use crate::transport::key::ApiKey;
 
 /// The default server: OpenAI itself. Any OpenAI-compatible base URL works.
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 
-/// An API key. Printing it by accident prints `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
-
-impl ApiKey {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApiKey(***)")
-    }
-}
+/// The key under which an assistant message keeps the Responses API's output items as
+/// received (see [`crate::session::conversation::Conversation::keep_output_items`]); never sent to a chat server, never saved.
+pub const OUTPUT_ITEMS: &str = "gptstream_output_items";
 
 /// Everything needed to send one chat completion request.
 #[derive(Debug, Clone)]
@@ -116,92 +96,6 @@ pub fn host_of(url: &str) -> &str {
 pub(crate) fn is_openai(url: &str) -> bool {
     let host = host_of(url);
     host.split(':').next() == host_of(DEFAULT_BASE_URL).split(':').next()
-}
-
-/// Reads the key from where the flags and the config file said (see [`KeySource`]); `None`
-/// when there is none. A key source that was named but is empty or unset is an error.
-pub(crate) fn load_api_key(source: &KeySource) -> anyhow::Result<Option<ApiKey>> {
-    let key = match source {
-        KeySource::File {
-            path,
-            allow_shared,
-            setting,
-        } => {
-            if !allow_shared {
-                refuse_shared_key_file(path, setting)?;
-            }
-            fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", key_file(setting, path)))?
-                .trim()
-                .to_owned()
-        }
-        KeySource::OpenAiEnv => std::env::var("OPENAI_API_KEY")
-            .unwrap_or_default()
-            .trim()
-            .to_owned(),
-        KeySource::Env { var, setting } => {
-            let key = std::env::var(var).unwrap_or_default().trim().to_owned();
-            if key.is_empty() {
-                return Err(UsageError(format!(
-                    "{} is not set ({setting} names it for the API key)",
-                    crate::error::scrub(var)
-                ))
-                .into());
-            }
-            key
-        }
-        KeySource::Inline(key) => key.clone(),
-    };
-    if key.is_empty() {
-        return Ok(None);
-    }
-    register_secret(&key);
-    Ok(Some(ApiKey(key)))
-}
-
-/// Refuses a key file that other users can read or write, as ssh does with private keys.
-fn refuse_shared_key_file(path: &std::path::Path, setting: &str) -> anyhow::Result<()> {
-    let mode =
-        shared_mode(path).with_context(|| format!("cannot read {}", key_file(setting, path)))?;
-    if let Some(mode) = mode {
-        // Only the flag's file may be used anyway: `--insecure-key-file` goes with it.
-        let or_else = if setting == "--api-key-file" {
-            ", or pass --insecure-key-file"
-        } else {
-            ""
-        };
-        return Err(UsageError(format!(
-            "{} is accessible by other users (mode {mode:o}); run chmod 600 on it{or_else}",
-            key_file(setting, path),
-        ))
-        .into());
-    }
-    Ok(())
-}
-
-/// `--api-key-file PATH`, or `PATH (api_key_file of profile p in CONFIG)`.
-fn key_file(setting: &str, path: &std::path::Path) -> String {
-    if setting.starts_with("--") {
-        format!("{setting} {}", path.display())
-    } else {
-        format!("{} ({setting})", path.display())
-    }
-}
-
-/// The permission bits of a file that others than its owner may read or write (`None` when
-/// only its owner may, and always off Unix): a file holding a key must be its owner's alone.
-pub(crate) fn shared_mode(path: &std::path::Path) -> std::io::Result<Option<u32>> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(path)?.permissions().mode();
-        Ok((mode & 0o077 != 0).then_some(mode & 0o777))
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = path;
-        Ok(None)
-    }
 }
 
 pub(crate) fn parse_header(raw: &str) -> Result<(String, String), UsageError> {
@@ -617,12 +511,6 @@ mod tests {
         let body = chat.body_value();
         assert!(body["messages"][0].get(OUTPUT_ITEMS).is_none());
         assert_eq!(body["messages"][0]["tool_calls"][0]["id"], "call_1");
-    }
-
-    #[test]
-    fn a_key_never_prints() {
-        let key = Some(ApiKey("sk-canary".into()));
-        assert_eq!(format!("{key:?}"), "Some(ApiKey(***))");
     }
 
     #[test]
