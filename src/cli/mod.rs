@@ -5,6 +5,7 @@ pub mod args;
 pub(crate) mod config;
 pub(crate) mod manual;
 pub(crate) mod plan;
+pub(crate) mod template;
 
 use std::io::{self, Write};
 

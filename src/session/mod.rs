@@ -7,5 +7,6 @@ pub(crate) mod chat;
 pub(crate) mod conversation;
 pub(crate) mod models;
 pub(crate) mod prompt;
+pub(crate) mod replace;
 pub(crate) mod schema;
 pub(crate) mod single;

@@ -476,18 +476,28 @@ impl ToolOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tools::toolbox::Toolbox;
-    use serde_json::json;
     use std::path::PathBuf;
 
     fn call(name: &str, arguments: &str) -> ToolCall {
         ToolCall::new("call_1", name, arguments)
     }
 
-    fn toolbox(command: &str, max_output: usize) -> Toolbox {
-        Toolbox {
-            definitions: vec![json!({"type":"function","function":{"name":"t"}})],
-            executors: vec![("t".into(), command.into())],
+    /// One `--tool-exec` command with its limits, run as the toolbox runs it.
+    struct Job {
+        command: String,
+        max_output: usize,
+        timeout: Option<Duration>,
+    }
+
+    impl Job {
+        fn run(&self, call: &ToolCall, cancel: &Cancel) -> anyhow::Result<ToolOutcome> {
+            run_command(&self.command, call, self.max_output, self.timeout, cancel)
+        }
+    }
+
+    fn toolbox(command: &str, max_output: usize) -> Job {
+        Job {
+            command: command.into(),
             max_output,
             timeout: Some(Duration::from_secs(10)),
         }
@@ -503,11 +513,11 @@ mod tests {
 
         /// Runs `toolbox` on one call on a thread of its own, and fails the test if the call has
         /// not returned within 20 s: a tool that hangs the run must fail the suite, not hang it.
-        fn run_guarded(toolbox: Toolbox, arguments: &str) -> ToolOutcome {
+        fn run_guarded(toolbox: Job, arguments: &str) -> ToolOutcome {
             run_guarded_with(toolbox, arguments, Cancel::default())
         }
 
-        fn run_guarded_with(toolbox: Toolbox, arguments: &str, cancel: Cancel) -> ToolOutcome {
+        fn run_guarded_with(toolbox: Job, arguments: &str, cancel: Cancel) -> ToolOutcome {
             let (done, outcome) = mpsc::channel();
             let call = call("t", arguments);
             thread::spawn(move || {
@@ -523,7 +533,7 @@ mod tests {
                 .expect("the tool ran")
         }
 
-        fn timing_out(command: &str) -> Toolbox {
+        fn timing_out(command: &str) -> Job {
             let mut toolbox = toolbox(command, 1000);
             toolbox.timeout = Some(Duration::from_secs(1));
             toolbox

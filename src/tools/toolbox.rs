@@ -16,7 +16,7 @@ use crate::event::{ToolCall, ToolOutcome};
 pub struct Toolbox {
     /// The `tools` array for the request body.
     pub definitions: Vec<Value>,
-    pub(crate) executors: Vec<(String, String)>,
+    executors: Vec<(String, String)>,
     pub max_output: usize,
     pub timeout: Option<Duration>,
 }
