@@ -471,9 +471,6 @@ mod tests {
         fs::remove_dir_all(dir).unwrap();
     }
 
-    /// Issue #12, defect 8: the temporary name was `.NAME.gptstream-PID.tmp`, the same for every
-    /// save of one process, so two saves (chat saves after each turn) could collide.
-
     /// A failed save leaves no temporary file behind (here: the target is a directory).
     #[test]
     fn a_failed_save_leaves_no_temporary_file() {

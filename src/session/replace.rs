@@ -204,6 +204,8 @@ fn sync_directory(_target: &Path) {}
 mod tests {
     use super::*;
 
+    /// Issue #12, defect 8: the temporary name was `.NAME.gptstream-PID.tmp`, the same for every
+    /// save of one process, so two saves (chat saves after each turn) could collide.
     #[test]
     fn defect8_two_saves_from_one_process_use_distinct_temporary_names() {
         let path = Path::new("/some/dir/chat.json");
