@@ -26,35 +26,35 @@ pub mod exit {
 
 /// Bad flags, no prompt, unusable input or configuration: exit 2.
 #[derive(Debug)]
-pub struct UsageError(pub String);
+pub(crate) struct UsageError(pub String);
 
 /// The server said no: a non-2xx status or an error object in the stream: exit 3.
 #[derive(Debug)]
-pub struct ApiError {
-    pub status: Option<u16>,
-    pub code: Option<String>,
-    pub message: String,
+pub(crate) struct ApiError {
+    pub(crate) status: Option<u16>,
+    pub(crate) code: Option<String>,
+    pub(crate) message: String,
     /// The server's `Retry-After`, when it sent one.
-    pub retry_after: Option<std::time::Duration>,
+    pub(crate) retry_after: Option<std::time::Duration>,
 }
 
 /// The network failed us: DNS, connect, TLS, reset, timeout: exit 4.
 #[derive(Debug)]
-pub struct NetworkError {
-    pub message: String,
+pub(crate) struct NetworkError {
+    pub(crate) message: String,
     /// A refused or reset connection may work a moment later; a timeout or TLS error will not.
-    pub transient: bool,
+    pub(crate) transient: bool,
 }
 
 impl NetworkError {
-    pub fn new(message: String) -> Self {
+    pub(crate) fn new(message: String) -> Self {
         NetworkError {
             message,
             transient: false,
         }
     }
 
-    pub fn transient(message: String) -> Self {
+    pub(crate) fn transient(message: String) -> Self {
         NetworkError {
             message,
             transient: true,
@@ -64,15 +64,15 @@ impl NetworkError {
 
 /// The stream itself is unusable: truncated, not JSON, a line over the cap: exit 5.
 #[derive(Debug)]
-pub struct StreamError(pub String);
+pub(crate) struct StreamError(pub String);
 
 /// The tool loop hit `--max-tool-rounds` with the model still calling tools: exit 6.
 #[derive(Debug)]
-pub struct ToolRoundsError(pub String);
+pub(crate) struct ToolRoundsError(pub String);
 
 /// The answer does not match `--schema` (or is a refusal): exit 7.
 #[derive(Debug)]
-pub struct SchemaError(pub String);
+pub(crate) struct SchemaError(pub String);
 
 impl fmt::Display for SchemaError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -84,7 +84,7 @@ impl std::error::Error for SchemaError {}
 
 /// SIGINT or SIGTERM stopped the run: exit 130 or 143. Already reported by the sink.
 #[derive(Debug)]
-pub struct Interrupted(pub Signal);
+pub(crate) struct Interrupted(pub Signal);
 
 /// A worker found its answer cancelled (the signal that did it decides the exit code).
 #[derive(Debug)]
@@ -92,11 +92,11 @@ pub(crate) struct Cancelled;
 
 /// A worker thread panicked: a bug, already reported on stderr by the panic hook.
 #[derive(Debug)]
-pub struct Panicked;
+pub(crate) struct Panicked;
 
 impl ApiError {
     /// Builds an API error from server-provided text, made safe for one terminal line.
-    pub fn new(status: Option<u16>, code: Option<String>, message: &str) -> Self {
+    pub(crate) fn new(status: Option<u16>, code: Option<String>, message: &str) -> Self {
         ApiError {
             status,
             code: code.map(|c| scrub(&c)),
@@ -110,7 +110,7 @@ impl ApiError {
     /// Recognises the error shapes OpenAI-compatible servers send, in a body or a chunk:
     /// `{"error":{"message","code","type"}}` (OpenAI, Azure, LiteLLM), `{"error":"text"}`
     /// (Ollama), `{"object":"error","message","code"}` (vLLM), `{"detail":...}` (FastAPI).
-    pub fn from_body(body: &serde_json::Value, status: Option<u16>) -> Option<ApiError> {
+    pub(crate) fn from_body(body: &serde_json::Value, status: Option<u16>) -> Option<ApiError> {
         use serde_json::Value;
         fn code_of(v: &Value) -> Option<String> {
             let code = v
@@ -234,7 +234,7 @@ pub enum Signal {
 }
 
 impl Signal {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Signal::Interrupt => "SIGINT",
             Signal::Terminate => "SIGTERM",
@@ -244,7 +244,7 @@ impl Signal {
 
 impl Signal {
     /// 128 + the signal number, as shells report a process killed by it.
-    pub fn exit_code(self) -> u8 {
+    pub(crate) fn exit_code(self) -> u8 {
         match self {
             Signal::Interrupt => exit::INTERRUPTED,
             Signal::Terminate => exit::TERMINATED,
@@ -297,7 +297,7 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// Remembers a secret so that [`scrub`] can blank it out of anything a server echoes back.
-pub fn register_secret(secret: &str) {
+pub(crate) fn register_secret(secret: &str) {
     // Very short values would blank out ordinary words; real keys are long.
     if secret.len() >= 8
         && let Ok(mut secrets) = SECRETS.lock()
@@ -309,14 +309,14 @@ pub fn register_secret(secret: &str) {
 }
 
 /// Every secret registered so far, for writers that blank them ([`crate::emit::redact::Blanking`]).
-pub fn secrets() -> Vec<String> {
+pub(crate) fn secrets() -> Vec<String> {
     SECRETS.lock().map(|s| s.clone()).unwrap_or_default()
 }
 
 /// Makes server text safe for one line of a terminal: the API key and secret headers become
 /// `***`, control characters (ANSI escapes, newlines) become spaces, runs of white space fold, and
 /// very long text is cut. Secrets go first, so a cut can never leave part of one behind.
-pub fn scrub(text: &str) -> String {
+pub(crate) fn scrub(text: &str) -> String {
     const MAX_CHARS: usize = 500;
     let mut text = std::borrow::Cow::Borrowed(text);
     if let Ok(secrets) = SECRETS.lock() {

@@ -102,48 +102,48 @@ pub struct Turn {
     /// The text of the recorded choice (`--choice`, else 0), when the session keeps it (for a
     /// transcript, a tool loop, a chat or `--schema`); otherwise empty, so a long answer costs
     /// no memory. The session's recording sink keeps it, once, for either dialect.
-    pub content: String,
+    pub(crate) content: String,
     /// The complete tool calls of the recorded choice.
-    pub tool_calls: Vec<ToolCall>,
+    pub(crate) tool_calls: Vec<ToolCall>,
     /// `(choice, finish_reason)` for each finished choice, in choice order.
-    pub finish_reasons: Vec<(u64, String)>,
+    pub(crate) finish_reasons: Vec<(u64, String)>,
     /// The last usage object the server sent.
-    pub usage: Option<Map<String, Value>>,
-    pub time_to_first_token: Option<Duration>,
+    pub(crate) usage: Option<Map<String, Value>>,
+    pub(crate) time_to_first_token: Option<Duration>,
     /// Tool calls of every choice.
-    pub tool_call_count: usize,
+    pub(crate) tool_call_count: usize,
     /// The recorded choice's refusal text, when the text is kept.
-    pub refusal: String,
+    pub(crate) refusal: String,
     /// The network reads that brought this request's generated tokens (none for a whole
     /// answer or a replay): see [`Summary::tokens_per_second`].
-    pub token_reads: u32,
+    pub(crate) token_reads: u32,
     /// The Responses API's output items as received (messages, function calls, reasoning), to
     /// send back as they are in a tool loop's next request.
-    pub output_items: Option<Vec<Value>>,
+    pub(crate) output_items: Option<Vec<Value>>,
 }
 
 /// What is known when a signal stops an answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Interruption {
-    pub signal: Signal,
+    pub(crate) signal: Signal,
     /// The usage reported so far (summed over the requests of a tool loop), if any.
-    pub usage: Option<Map<String, Value>>,
+    pub(crate) usage: Option<Map<String, Value>>,
 }
 
 /// How the run went, for the stderr summary and the `end` event.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Summary {
     /// `(choice, finish_reason)` for each choice of the last request, in choice order.
-    pub finish_reasons: Vec<(u64, String)>,
+    pub(crate) finish_reasons: Vec<(u64, String)>,
     /// The usage of the one request, or the sum over the requests of a tool loop.
-    pub usage: Option<Map<String, Value>>,
-    pub tool_calls: usize,
+    pub(crate) usage: Option<Map<String, Value>>,
+    pub(crate) tool_calls: usize,
     /// From the start of the first request to its first content, reasoning or tool-call delta.
-    pub time_to_first_token: Option<Duration>,
+    pub(crate) time_to_first_token: Option<Duration>,
     /// The network reads that brought generated tokens, in the request that had the most.
-    pub token_reads: u32,
-    pub duration: Duration,
-    pub requests: usize,
+    pub(crate) token_reads: u32,
+    pub(crate) duration: Duration,
+    pub(crate) requests: usize,
 }
 
 impl Summary {
@@ -151,7 +151,7 @@ impl Summary {
     /// server reported usage and the tokens streamed over two reads or more: tokens that came
     /// in one piece (a `--no-stream` answer, a short stream, a replay) would give a rate of
     /// how fast we parse, not how fast the model writes.
-    pub fn tokens_per_second(&self) -> Option<f64> {
+    pub(crate) fn tokens_per_second(&self) -> Option<f64> {
         if self.token_reads < 2 {
             return None;
         }
@@ -199,17 +199,17 @@ impl Summary {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ToolCall {
     /// The call's position in its turn: 0, 1, 2... in order of first appearance.
-    pub index: usize,
+    pub(crate) index: usize,
     /// The `index` the server gave, used only for matching.
     pub(crate) server_index: Option<u64>,
-    pub id: String,
-    pub name: String,
-    pub arguments: String,
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) arguments: String,
 }
 
 impl ToolCall {
     /// A complete call, as a transcript or a test states it.
-    pub fn new(id: &str, name: &str, arguments: &str) -> Self {
+    pub(crate) fn new(id: &str, name: &str, arguments: &str) -> Self {
         ToolCall {
             id: id.to_owned(),
             name: name.to_owned(),
@@ -219,7 +219,7 @@ impl ToolCall {
     }
 
     /// The arguments parsed as JSON, or `None` when they do not parse.
-    pub fn parsed_arguments(&self) -> Option<Value> {
+    pub(crate) fn parsed_arguments(&self) -> Option<Value> {
         serde_json::from_str(&self.arguments).ok()
     }
 }
@@ -227,27 +227,27 @@ impl ToolCall {
 /// What one fragment contributed, for live `tool_call_delta` events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fragment<'a> {
-    pub index: usize,
-    pub id: Option<&'a str>,
-    pub name: Option<&'a str>,
-    pub arguments_delta: &'a str,
+    pub(crate) index: usize,
+    pub(crate) id: Option<&'a str>,
+    pub(crate) name: Option<&'a str>,
+    pub(crate) arguments_delta: &'a str,
 }
 
 /// What running one call produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolOutcome {
     /// What goes back to the model as the `tool` message.
-    pub content: String,
+    pub(crate) content: String,
     /// The command's exit code; `None` when it did not run or was killed.
-    pub exit_code: Option<i32>,
+    pub(crate) exit_code: Option<i32>,
     /// Bytes the command wrote to stdout, whether kept or not.
-    pub output_bytes: usize,
-    pub truncated: bool,
-    pub timed_out: bool,
+    pub(crate) output_bytes: usize,
+    pub(crate) truncated: bool,
+    pub(crate) timed_out: bool,
 }
 
 impl ToolOutcome {
-    pub fn succeeded(&self) -> bool {
+    pub(crate) fn succeeded(&self) -> bool {
         self.exit_code == Some(0)
     }
 }
@@ -275,9 +275,9 @@ pub(crate) fn add_usage(total: &mut Map<String, Value>, usage: &Map<String, Valu
 /// An error as the `--json` error event reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorReport {
-    pub message: String,
-    pub status: Option<u16>,
-    pub code: Option<String>,
+    pub(crate) message: String,
+    pub(crate) status: Option<u16>,
+    pub(crate) code: Option<String>,
 }
 
 /// Where events go: the text sink or the JSON Lines sink.
@@ -294,7 +294,7 @@ pub trait Sink {
 impl ErrorReport {
     /// The `--json` view of an error: the whole message, and status and code when the server
     /// gave them.
-    pub fn from_error(err: &anyhow::Error) -> Self {
+    pub(crate) fn from_error(err: &anyhow::Error) -> Self {
         let api = err
             .chain()
             .find_map(|cause| cause.downcast_ref::<ApiError>());

@@ -1,15 +1,17 @@
 //! gptstream: stream a chat completion from any OpenAI-compatible server into a pipe.
 //!
-//! The stages of the data's path, one module each: `cli` (+ `config`, the profile file) →
-//! `plan` (flags resolved once: `prompt`, `attach`, `conversation`, `request`, `schema`,
-//! `toolbox`) → `session` (requests through one `http` agent, each body laid out by `body`) →
-//! `stream` (`sse` → `chunk` or `responses`, with `tool_calls`) → `output`. Beside it: `models`
-//! (`--list-models`) and `manual` (`--man`). Around it, the control
-//! path: `run` and `chat` drive a session, `control` runs each answer on a worker thread and
-//! stops and joins it on a `signals` notice. `sse`, `chunk`, `tool_calls` and `output` do no
-//! I/O of their own and are tested on bytes.
+//! The stages of the data's path, one folder each, each importing only from the stages below
+//! it (README, "How it works"): `cli` (flags, config file → one [`cli::plan::Plan`]) → `session`
+//! (the conversation and its drivers: one answer, a chat) → `tools` (`--tools`, `--tool-exec`)
+//! → `control` (the worker, signals, child processes) → `transport` (request, HTTP, proxy,
+//! retry) → `decode` (SSE → chunk or Responses events) → `emit` (text and JSON sinks). Under
+//! them all: `event` (the pipeline's vocabulary) and `error` (error kinds and exit codes).
+//! `decode` and `emit` do no I/O of their own and are tested on bytes.
+//!
+//! What is `pub` here is what the binary and the benchmarks use; everything else is
+//! `pub(crate)`, so rustc finds what is dead.
 
-pub mod cli;
+mod cli;
 mod control;
 pub mod decode;
 mod emit;
@@ -20,4 +22,5 @@ mod session;
 mod tools;
 mod transport;
 
+pub use cli::args::Args;
 pub use run::{is_reported, run};

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use gptstream::cli::args::Args;
+use gptstream::Args;
 use gptstream::error::{self, exit};
 
 fn main() -> ExitCode {

@@ -12,9 +12,9 @@ use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use crate::transport::request::DEFAULT_BASE_URL;
 
 /// The default model, cheap and fast; override with `-m` or `GPTSTREAM_MODEL`.
-pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
+pub(crate) const DEFAULT_MODEL: &str = "gpt-4o-mini";
 
-pub const AFTER_HELP: &str = "\
+pub(crate) const AFTER_HELP: &str = "\
 The prompt is the arguments joined by spaces. When stdin is not a terminal it is read too;
 with both, the message is the arguments, a blank line, then stdin.
 
@@ -52,64 +52,64 @@ Exit codes:
 pub struct Args {
     /// The prompt; joined with spaces. Read from stdin as well when stdin is not a terminal
     #[arg(value_name = "PROMPT")]
-    pub prompt: Vec<String>,
+    pub(crate) prompt: Vec<String>,
 
     /// Model name sent to the server
     #[arg(short = 'm', long = "model", env = "GPTSTREAM_MODEL", hide_env_values = true, default_value = DEFAULT_MODEL)]
-    pub model: String,
+    pub(crate) model: String,
 
     /// System message placed before the prompt
     #[arg(short = 's', long = "system", value_name = "TEXT")]
-    pub system: Option<String>,
+    pub(crate) system: Option<String>,
 
     /// Upper bound on generated tokens (sent as max_tokens)
     #[arg(long = "max-tokens", value_name = "N")]
-    pub max_tokens: Option<u32>,
+    pub(crate) max_tokens: Option<u32>,
 
     /// Sampling temperature
     #[arg(long = "temperature", value_name = "F")]
-    pub temperature: Option<f64>,
+    pub(crate) temperature: Option<f64>,
 
     /// Which API to speak: chat (POST {base}/chat/completions) or responses (POST
     /// {base}/responses, OpenAI's newer API, needed by models such as o3-pro)
     #[arg(long = "api", value_enum, env = "GPTSTREAM_API", hide_env_values = true, default_value_t = Api::Chat, value_name = "API")]
-    pub api: Api,
+    pub(crate) api: Api,
 
     /// Reasoning effort for reasoning models (e.g. minimal, low, medium, high); with --api
     /// responses, reasoning summaries are asked for too
     #[arg(long = "reasoning-effort", value_name = "LEVEL")]
-    pub reasoning_effort: Option<String>,
+    pub(crate) reasoning_effort: Option<String>,
 
     /// Base URL of the OpenAI-compatible API; /chat/completions (or /responses) is appended
     // The value is hidden from --help: a base URL can carry credentials (user:pass@host).
     #[arg(long = "base-url", env = "OPENAI_BASE_URL", hide_env_values = true, default_value = DEFAULT_BASE_URL, value_name = "URL")]
-    pub base_url: String,
+    pub(crate) base_url: String,
 
     /// Read the API key from this file instead of OPENAI_API_KEY
     #[arg(long = "api-key-file", value_name = "PATH")]
-    pub api_key_file: Option<PathBuf>,
+    pub(crate) api_key_file: Option<PathBuf>,
 
     /// Use --api-key-file even when other users can read it
     #[arg(long = "insecure-key-file", requires = "api_key_file")]
-    pub insecure_key_file: bool,
+    pub(crate) insecure_key_file: bool,
 
     /// Extra request header, 'Name: value' (repeatable), e.g. for gateways or Azure's api-key
     #[arg(short = 'H', long = "header", value_name = "'NAME: VALUE'")]
-    pub headers: Vec<String>,
+    pub(crate) headers: Vec<String>,
 
     /// JSON object merged into the request body (response_format, seed, stop, ...)
     #[arg(long = "extra", value_name = "JSON")]
-    pub extra: Option<String>,
+    pub(crate) extra: Option<String>,
 
     /// Attach a file (image, PDF or text, by its contents), an image URL, or stdin ('-') to the
     /// prompt (repeatable)
     #[arg(short = 'a', long = "attach", value_name = "PATH|URL|-")]
-    pub attach: Vec<String>,
+    pub(crate) attach: Vec<String>,
 
     /// The JSON Schema the answer must match: a file, inline JSON, or fields such as
     /// 'name, age int, tags [str], bio: a description'; a mismatch is exit 7
     #[arg(long = "schema", value_name = "SCHEMA")]
-    pub schema: Option<String>,
+    pub(crate) schema: Option<String>,
 
     /// The schema's name, as the server is told it
     #[arg(
@@ -118,103 +118,103 @@ pub struct Args {
         default_value = "answer",
         requires = "schema"
     )]
-    pub schema_name: String,
+    pub(crate) schema_name: String,
 
     /// Ask for the whole answer at once (stream: false), for servers whose streaming is broken
     #[arg(long = "no-stream")]
-    pub no_stream: bool,
+    pub(crate) no_stream: bool,
 
     /// Ask for N answers (choices); text mode prints them one after another, each after a header on stderr
     #[arg(short = 'n', long = "choices", value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=128))]
-    pub choices: u32,
+    pub(crate) choices: u32,
 
     /// In text mode, print only choice K (0-based) of -n N, as it streams
     #[arg(long = "choice", value_name = "K")]
-    pub choice: Option<u32>,
+    pub(crate) choice: Option<u32>,
 
     /// Show the request URL and headers, the response status and headers on stderr (secrets as ***)
     #[arg(short = 'v', long = "verbose")]
-    pub verbose: bool,
+    pub(crate) verbose: bool,
 
     /// Do not ask for token usage (leaves out stream_options, for servers that reject it)
     #[arg(long = "no-usage", overrides_with = "usage")]
-    pub no_usage: bool,
+    pub(crate) no_usage: bool,
 
     /// Ask for token usage even when the config file says no_usage (the default)
     #[arg(long = "usage", overrides_with = "no_usage")]
-    pub usage: bool,
+    pub(crate) usage: bool,
 
     /// Do not read stdin even when it is not a terminal
     #[arg(long = "no-stdin")]
-    pub no_stdin: bool,
+    pub(crate) no_stdin: bool,
 
     /// Print the request (body on stdout, method, URL and headers on stderr) and send nothing
     #[arg(long = "dry-run")]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
 
     /// Chat: read one message per line (a `you>` prompt on a terminal), keep the history; the
     /// default with no prompt when stdin and stdout are terminals
     #[arg(long = "chat", conflicts_with_all = ["replay", "dry_run", "tool_results"])]
-    pub chat: bool,
+    pub(crate) chat: bool,
 
     /// Write every event as one JSON object per line on stdout
     #[arg(long = "json")]
-    pub json: bool,
+    pub(crate) json: bool,
 
     /// Where reasoning text goes in text mode: stderr (dimmed on a terminal), or nowhere
     #[arg(long = "reasoning", value_enum, default_value_t = ReasoningDisplay::Show, value_name = "WHEN")]
-    pub reasoning: ReasoningDisplay,
+    pub(crate) reasoning: ReasoningDisplay,
 
     /// When to use colour (dimmed reasoning and summary on stderr): auto is on a terminal unless
     /// NO_COLOR is set
     #[arg(long = "color", value_enum, default_value_t = Color::Auto, value_name = "WHEN")]
-    pub color: Color,
+    pub(crate) color: Color,
 
     /// No summary line on stderr (errors and warnings are still printed)
     #[arg(short = 'q', long = "quiet")]
-    pub quiet: bool,
+    pub(crate) quiet: bool,
 
     /// Decode a recorded SSE body from PATH ('-' for stdin) instead of sending a request
     #[arg(long = "replay", value_name = "PATH", conflicts_with = "dry_run")]
-    pub replay: Option<PathBuf>,
+    pub(crate) replay: Option<PathBuf>,
 
     /// Write each response body to PATH as received (de-chunked, decompressed, secrets as ***), as
     /// it arrives, for --replay or a bug report; a tool loop's or chat's last request wins
     #[arg(long = "record", value_name = "PATH", conflicts_with_all = ["replay", "dry_run"])]
-    pub record: Option<PathBuf>,
+    pub(crate) record: Option<PathBuf>,
 
     /// Load a conversation (a JSON array of messages, or JSON Lines); the prompt, if any, is appended
     #[arg(long = "messages", value_name = "PATH")]
-    pub messages: Option<PathBuf>,
+    pub(crate) messages: Option<PathBuf>,
 
     /// Save the whole conversation, answer included, after a successful run (atomically)
     #[arg(long = "save", value_name = "PATH")]
-    pub save: Option<PathBuf>,
+    pub(crate) save: Option<PathBuf>,
 
     /// With --save: also save after a failed or interrupted answer, with the text that arrived
     #[arg(long = "save-partial", requires = "save")]
-    pub save_partial: bool,
+    pub(crate) save_partial: bool,
 
     /// Tool definitions: an OpenAI tools array, one tool, or a bare function object (repeatable)
     #[arg(long = "tools", value_name = "PATH")]
-    pub tools: Vec<PathBuf>,
+    pub(crate) tools: Vec<PathBuf>,
 
     /// Which tool the model may call: auto, none, required, or a tool's name
     #[arg(long = "tool-choice", value_name = "CHOICE")]
-    pub tool_choice: Option<String>,
+    pub(crate) tool_choice: Option<String>,
 
     /// Ask for at most one tool call per turn (parallel_tool_calls: false)
     #[arg(long = "no-parallel-tool-calls")]
-    pub no_parallel_tool_calls: bool,
+    pub(crate) no_parallel_tool_calls: bool,
 
     /// Run COMMAND (with sh -c) when the model calls NAME: arguments JSON on its stdin, its stdout
     /// back to the model, then the answer continues (repeatable)
     #[arg(long = "tool-exec", value_name = "NAME=COMMAND")]
-    pub tool_exec: Vec<String>,
+    pub(crate) tool_exec: Vec<String>,
 
     /// Most rounds of running tools and asking again before giving up (exit 6)
     #[arg(long = "max-tool-rounds", value_name = "N", default_value_t = 5)]
-    pub max_tool_rounds: u32,
+    pub(crate) max_tool_rounds: u32,
 
     /// Bytes of a tool's output sent back to the model; the rest is cut, and that is said
     #[arg(
@@ -222,11 +222,11 @@ pub struct Args {
         value_name = "BYTES",
         default_value_t = 65536
     )]
-    pub max_tool_output: usize,
+    pub(crate) max_tool_output: usize,
 
     /// Seconds a --tool-exec command may run before it is killed
     #[arg(long = "tool-timeout", value_name = "SECS", default_value_t = 120.0)]
-    pub tool_timeout: f64,
+    pub(crate) tool_timeout: f64,
 
     /// Answer a tool call from --messages: ID=TEXT, or ID=@FILE to read the result from a file
     /// (repeatable)
@@ -235,17 +235,17 @@ pub struct Args {
         value_name = "ID=TEXT|@FILE",
         requires = "messages"
     )]
-    pub tool_results: Vec<String>,
+    pub(crate) tool_results: Vec<String>,
 
     /// Retries after a refused or reset connection, 408, 409, 429 or 5xx, before any output
     /// (exponential backoff with jitter, honouring Retry-After); 0 turns them off
     #[arg(long = "retries", value_name = "N", default_value_t = 2)]
-    pub retries: u32,
+    pub(crate) retries: u32,
 
     /// Proxy for the request (http://, socks5://...); overrides HTTPS_PROXY, HTTP_PROXY, ALL_PROXY;
     /// '' connects directly
     #[arg(long = "proxy", value_name = "URL")]
-    pub proxy: Option<String>,
+    pub(crate) proxy: Option<String>,
 
     /// Trust the CA certificates in this PEM file instead of the built-in roots (a TLS-intercepting proxy's CA)
     #[arg(
@@ -254,11 +254,11 @@ pub struct Args {
         env = "SSL_CERT_FILE",
         hide_env_values = true
     )]
-    pub cacert: Option<PathBuf>,
+    pub(crate) cacert: Option<PathBuf>,
 
     /// Seconds allowed to connect (TCP and TLS)
     #[arg(long = "connect-timeout", value_name = "SECS", default_value_t = 30.0)]
-    pub connect_timeout: f64,
+    pub(crate) connect_timeout: f64,
 
     /// Seconds allowed from sending the request to receiving the response headers
     #[arg(
@@ -266,15 +266,15 @@ pub struct Args {
         value_name = "SECS",
         default_value_t = 600.0
     )]
-    pub first_byte_timeout: f64,
+    pub(crate) first_byte_timeout: f64,
 
     /// Longest silence, in seconds, allowed between two reads of the stream
     #[arg(long = "idle-timeout", value_name = "SECS", default_value_t = 600.0)]
-    pub idle_timeout: f64,
+    pub(crate) idle_timeout: f64,
 
     /// Seconds allowed for the whole request, stream included (off by default)
     #[arg(long = "timeout", value_name = "SECS")]
-    pub timeout: Option<f64>,
+    pub(crate) timeout: Option<f64>,
 
     /// Use the settings of profile NAME from the config file (see --profiles)
     #[arg(
@@ -284,29 +284,29 @@ pub struct Args {
         hide_env_values = true,
         value_name = "NAME"
     )]
-    pub profile: Option<String>,
+    pub(crate) profile: Option<String>,
 
     /// List the config file's profiles (name, base URL, model, API) and exit
     #[arg(long = "profiles", conflicts_with_all = ["chat", "replay", "dry_run", "list_models"])]
-    pub profiles: bool,
+    pub(crate) profiles: bool,
 
     /// List the server's models (GET {base}/models), one id per line, and exit
     #[arg(long = "list-models", conflicts_with_all = ["chat", "replay", "dry_run"])]
-    pub list_models: bool,
+    pub(crate) list_models: bool,
 
     /// Print a completion script for SHELL and exit
     // Not `exclusive`: clap counts values from the environment (SSL_CERT_FILE, OPENAI_BASE_URL)
     // as arguments given, and refused the flag wherever one was set.
     #[arg(long = "completions", value_name = "SHELL")]
-    pub completions: Option<clap_complete::Shell>,
+    pub(crate) completions: Option<clap_complete::Shell>,
 
     /// Print the man page (roff) and exit
     #[arg(long = "man", conflicts_with = "completions")]
-    pub man: bool,
+    pub(crate) man: bool,
 
     /// Where each flag's value came from: the command line, its variable, or its default.
     #[arg(skip)]
-    pub origins: Origins,
+    pub(crate) origins: Origins,
 }
 
 impl Args {
@@ -316,7 +316,7 @@ impl Args {
         Self::parse_with_origins(std::env::args_os())
     }
 
-    pub fn parse_with_origins<I, T>(arguments: I) -> Result<Args, clap::Error>
+    pub(crate) fn parse_with_origins<I, T>(arguments: I) -> Result<Args, clap::Error>
     where
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
@@ -368,10 +368,10 @@ fn clap_color<T: Into<std::ffi::OsString> + Clone>(arguments: &[T]) -> clap::Col
 
 /// The source of each flag that has a value.
 #[derive(Debug, Clone, Default)]
-pub struct Origins(Vec<(String, ValueSource)>);
+pub(crate) struct Origins(Vec<(String, ValueSource)>);
 
 impl Origins {
-    pub fn of(&self, id: &str) -> Option<ValueSource> {
+    pub(crate) fn of(&self, id: &str) -> Option<ValueSource> {
         self.0
             .iter()
             .find(|(name, _)| name == id)
@@ -380,7 +380,7 @@ impl Origins {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Api {
+pub(crate) enum Api {
     /// Chat Completions: /chat/completions
     Chat,
     /// The Responses API: /responses
@@ -388,7 +388,7 @@ pub enum Api {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Color {
+pub(crate) enum Color {
     /// On a terminal, unless NO_COLOR is set to anything but an empty string (no-color.org)
     Auto,
     /// Always, even into a pipe or with NO_COLOR
@@ -399,7 +399,7 @@ pub enum Color {
 
 impl Color {
     /// Whether escape sequences go to a stream that `is_terminal` or not.
-    pub fn enabled(self, is_terminal: bool) -> bool {
+    pub(crate) fn enabled(self, is_terminal: bool) -> bool {
         match self {
             Color::Always => true,
             Color::Never => false,
@@ -411,7 +411,7 @@ impl Color {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ReasoningDisplay {
+pub(crate) enum ReasoningDisplay {
     /// Reasoning to stderr
     Show,
     /// Reasoning dropped (still in --json)

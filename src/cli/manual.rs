@@ -11,7 +11,7 @@ use std::io::{self, Write};
 const PAGE: &str = include_str!("../../doc/gptstream.1");
 
 /// Writes the man page in roff.
-pub fn write(out: &mut dyn Write) -> anyhow::Result<()> {
+pub(crate) fn write(out: &mut dyn Write) -> anyhow::Result<()> {
     out.write_all(PAGE.as_bytes())?;
     out.flush().map_err(io::Error::into)
 }

@@ -278,12 +278,12 @@ fn last_word(line: String, code: u8) -> ! {
 /// How a supervised answer ended.
 pub(crate) struct Supervised<T> {
     /// The worker's own result (a panic becomes [`Panicked`]).
-    pub result: anyhow::Result<T>,
+    pub(crate) result: anyhow::Result<T>,
     /// The signal that stopped it, if one came while it ran.
-    pub signal: Option<Signal>,
+    pub(crate) signal: Option<Signal>,
     /// `--timeout` stopped it: its agent was shut down (and `result`, unless a success, a
     /// signal's or a panic, is the timeout's error).
-    pub timed_out: bool,
+    pub(crate) timed_out: bool,
 }
 
 /// Sends [`Notice::Finished`] when dropped, once armed: at the worker's return, and at its panic

@@ -14,7 +14,7 @@ use std::ops::ControlFlow;
 use crate::error::StreamError;
 
 /// The default cap on one line, and on one event's joined data.
-pub const DEFAULT_MAX_LINE: usize = 16 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_LINE: usize = 16 * 1024 * 1024;
 
 const BOM: &[u8; 3] = b"\xEF\xBB\xBF";
 
@@ -22,11 +22,11 @@ const BOM: &[u8; 3] = b"\xEF\xBB\xBF";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Event<'a> {
     /// The `event:` field, or `message` when the event had none.
-    pub kind: &'a str,
+    pub(crate) kind: &'a str,
     /// The `data:` lines joined with `\n`.
-    pub data: &'a str,
+    pub(crate) data: &'a str,
     /// The last event ID seen on the stream so far (it persists across events).
-    pub id: &'a str,
+    pub(crate) id: &'a str,
 }
 
 /// The decoder's state between reads.
@@ -37,7 +37,6 @@ pub struct Decoder {
     data: String,
     kind: String,
     last_event_id: String,
-    retry_ms: Option<u64>,
     max_line: usize,
     /// The previous read ended in CR: a LF at the start of the next read belongs to it.
     after_cr: bool,
@@ -54,24 +53,17 @@ impl Default for Decoder {
 
 impl Decoder {
     /// A decoder that refuses lines (and events' data) longer than `max_line` bytes.
-    pub fn new(max_line: usize) -> Self {
+    pub(crate) fn new(max_line: usize) -> Self {
         Decoder {
             partial_line: Vec::new(),
             data: String::new(),
             kind: String::new(),
             last_event_id: String::new(),
-            retry_ms: None,
             max_line,
             after_cr: false,
             bom_matched: 0,
             bom_settled: false,
         }
-    }
-
-    /// The reconnection time the server asked for, if any. We make one request and never
-    /// reconnect, so it is only kept, as the spec's field rules say.
-    pub fn retry_ms(&self) -> Option<u64> {
-        self.retry_ms
     }
 
     /// Feeds the next bytes of the stream, calling `on_event` for each event they complete.
@@ -212,9 +204,7 @@ impl Decoder {
                 self.last_event_id.clear();
                 self.last_event_id.push_str(value);
             }
-            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
-                self.retry_ms = value.parse().ok();
-            }
+            // `retry` (the reconnection time) too: we make one request and never reconnect.
             _ => {}
         }
         Ok(ControlFlow::Continue(()))
@@ -393,13 +383,11 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn retry_is_kept_only_when_all_digits() {
-        let mut decoder = Decoder::default();
-        let noop = |_: Event<'_>| Ok(ControlFlow::Continue(()));
-        let _ = decoder.feed(b"retry: 1500\n", noop).unwrap();
-        assert_eq!(decoder.retry_ms(), Some(1500));
-        let _ = decoder.feed(b"retry: 15x\nretry:\n", noop).unwrap();
-        assert_eq!(decoder.retry_ms(), Some(1500));
+    fn retry_lines_are_no_part_of_any_event() {
+        check(
+            b"retry: 1500\ndata: a\n\nretry: 15x\n\ndata: b\nretry:\n\n",
+            &[msg("a"), msg("b")],
+        );
     }
 
     #[test]

@@ -32,10 +32,10 @@ pub(crate) enum BodyEnd {
 /// What pumping a body came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Pumped {
-    pub end: BodyEnd,
+    pub(crate) end: BodyEnd,
     /// The reads that brought generated tokens (text, reasoning, a refusal, tool-call
     /// fragments): a rate is worth giving only for tokens that came over two or more.
-    pub token_reads: u32,
+    pub(crate) token_reads: u32,
 }
 
 /// Reads the body as it arrives and pushes every byte through decoder and interpreter, until

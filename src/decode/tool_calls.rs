@@ -18,7 +18,7 @@ pub(crate) const MAX_ARGUMENTS_BYTES: usize = 16 * 1024 * 1024;
 
 /// The calls of one choice's turn, in order of first appearance.
 #[derive(Debug, Default)]
-pub struct ToolCalls {
+pub(crate) struct ToolCalls {
     calls: Vec<ToolCall>,
 }
 
@@ -28,7 +28,7 @@ fn non_empty(value: Option<&Value>) -> Option<&str> {
 
 impl ToolCalls {
     /// Adds one element of a `delta.tool_calls` array.
-    pub fn apply<'a>(&mut self, fragment: &'a Value) -> anyhow::Result<Fragment<'a>> {
+    pub(crate) fn apply<'a>(&mut self, fragment: &'a Value) -> anyhow::Result<Fragment<'a>> {
         let server_index = fragment.get("index").and_then(Value::as_u64);
         let id = non_empty(fragment.get("id"));
         let function = fragment.get("function");
@@ -108,7 +108,7 @@ impl ToolCalls {
     }
 
     /// Hands over the complete calls, leaving this empty for a next turn.
-    pub fn take(&mut self) -> Vec<ToolCall> {
+    pub(crate) fn take(&mut self) -> Vec<ToolCall> {
         std::mem::take(&mut self.calls)
     }
 }

@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::emit::text::millis;
 use crate::event::{Event, Sink};
 
-pub struct JsonSink<W: Write> {
+pub(crate) struct JsonSink<W: Write> {
     out: W,
     line: Vec<u8>,
 }
@@ -82,7 +82,7 @@ fn delta_line(line: &mut Vec<u8>, kind: &str, choice: u64, delta: &str) -> io::R
 }
 
 impl<W: Write> JsonSink<W> {
-    pub fn new(out: W) -> Self {
+    pub(crate) fn new(out: W) -> Self {
         JsonSink {
             out,
             line: Vec::with_capacity(256),

@@ -12,7 +12,7 @@ use std::io::Write;
 /// Standard output without Rust's line buffer: one `write` per flush, however many newlines it
 /// holds (a `LineWriter` splits a delta at its last newline into two syscalls).
 /// On Unix this is a duplicate of file descriptor 1; elsewhere the standard handle.
-pub fn stdout() -> Box<dyn Write + Send> {
+pub(crate) fn stdout() -> Box<dyn Write + Send> {
     #[cfg(unix)]
     {
         use std::os::fd::AsFd;

@@ -14,7 +14,7 @@ use std::io::{self, Write};
 /// userinfo without a colon is a token, `***@host`) and the value of every query parameter whose
 /// name [`is_secret_parameter`]. Everything else is kept as it was, so the URL still says where
 /// the request went. Text that is not a URL at all comes back unchanged.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     let parts = Parts::of(url);
     let mut shown = String::with_capacity(url.len());
     shown.push_str(parts.scheme);
@@ -52,7 +52,7 @@ pub fn redact_url(url: &str) -> String {
 
 /// The secrets [`redact_url`] hides, as written in the URL and percent-decoded (the server sees
 /// the decoded form and may echo either), for [`crate::error::register_secret`].
-pub fn url_secrets(url: &str) -> Vec<String> {
+pub(crate) fn url_secrets(url: &str) -> Vec<String> {
     let parts = Parts::of(url);
     let mut secrets = Vec::new();
     if let Some(userinfo) = parts.userinfo {
@@ -85,7 +85,7 @@ pub fn url_secrets(url: &str) -> Vec<String> {
 /// `sig` or `credential(s)` counts (`key`, `api-key`, `apikey`, `subscription-key`,
 /// `access_token`, `client_secret`, Azure SAS's `sig`), and so do `auth`, `authorization`,
 /// `code`, `pass`, `pwd`, `jwt` and `session`. A false alarm costs only a `***` in a message.
-pub fn is_secret_parameter(name: &str) -> bool {
+pub(crate) fn is_secret_parameter(name: &str) -> bool {
     const ENDINGS: [&str; 9] = [
         "key",
         "token",

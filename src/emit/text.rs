@@ -18,30 +18,30 @@ const RESET: &str = "\x1b[0m";
 
 /// How the text sink behaves, decided once from the flags and the terminals.
 #[derive(Debug, Clone, Copy)]
-pub struct TextOptions {
-    pub show_reasoning: bool,
-    pub quiet: bool,
+pub(crate) struct TextOptions {
+    pub(crate) show_reasoning: bool,
+    pub(crate) quiet: bool,
     /// The answer gets a final newline if it lacks one: on a terminal, so the shell prompt does
     /// not follow it, and in chat, so answers never run together.
-    pub end_with_newline: bool,
+    pub(crate) end_with_newline: bool,
     /// Reasoning and the summary are dimmed (`--color`, `NO_COLOR`, a terminal).
-    pub dim: bool,
+    pub(crate) dim: bool,
     /// The choice whose text streams to stdout (`--choice`, else 0).
-    pub choice: u64,
+    pub(crate) choice: u64,
     /// `-n` above 1 without `--choice`: the other choices are held and printed after it.
-    pub all_choices: bool,
+    pub(crate) all_choices: bool,
     /// `--schema` with `--tool-exec`: a request's text waits until it is known to be the
     /// answer, so stdout holds the JSON alone; text said before running tools goes to stderr.
-    pub hold_until_answer: bool,
+    pub(crate) hold_until_answer: bool,
     /// Stdout is a terminal: the answer's control characters are shown, not obeyed (see
     /// [`terminal::visible`]); a pipe gets its exact bytes.
-    pub clean_answer: bool,
+    pub(crate) clean_answer: bool,
 }
 
 /// The most text held back for the other choices of `-n`, all together.
 const MAX_HELD: usize = 64 * 1024 * 1024;
 
-pub struct TextSink<O: Write, E: Write> {
+pub(crate) struct TextSink<O: Write, E: Write> {
     out: O,
     err: E,
     options: TextOptions,
@@ -65,7 +65,7 @@ pub struct TextSink<O: Write, E: Write> {
 }
 
 impl<O: Write, E: Write> TextSink<O, E> {
-    pub fn new(out: O, err: E, options: TextOptions) -> Self {
+    pub(crate) fn new(out: O, err: E, options: TextOptions) -> Self {
         TextSink {
             out,
             err,
@@ -83,7 +83,7 @@ impl<O: Write, E: Write> TextSink<O, E> {
     }
 
     /// Names the tools that `--tool-exec` runs, whose calls are not output but steps.
-    pub fn with_executed_tools(mut self, names: Vec<String>) -> Self {
+    pub(crate) fn with_executed_tools(mut self, names: Vec<String>) -> Self {
         self.executed_tools = names;
         self
     }
@@ -275,7 +275,7 @@ impl<O: Write, E: Write> TextSink<O, E> {
 
 /// The stderr summary, in `key=value` form so it reads well and greps well:
 /// `finish_reason=stop prompt_tokens=12 completion_tokens=34 total_tokens=46`.
-pub fn summary_line(summary: &Summary) -> String {
+pub(crate) fn summary_line(summary: &Summary) -> String {
     let mut parts = Vec::new();
     for (choice, reason) in &summary.finish_reasons {
         if *choice == 0 {
@@ -305,7 +305,7 @@ pub fn summary_line(summary: &Summary) -> String {
 }
 
 /// Milliseconds with one decimal: enough to see a local server's sub-millisecond latency.
-pub fn millis(duration: std::time::Duration) -> f64 {
+pub(crate) fn millis(duration: std::time::Duration) -> f64 {
     (duration.as_secs_f64() * 10_000.0).round() / 10.0
 }
 
@@ -338,7 +338,7 @@ fn usage_parts(usage: Option<&Map<String, Value>>, parts: &mut Vec<String>) {
 }
 
 /// The stderr line of an interrupted answer: `interrupted signal=SIGINT usage=none`.
-pub fn interrupted_line(interruption: &Interruption) -> String {
+pub(crate) fn interrupted_line(interruption: &Interruption) -> String {
     let mut parts = vec![
         "interrupted".to_owned(),
         format!("signal={}", interruption.signal.name()),

@@ -37,31 +37,31 @@ use crate::transport::retry;
 /// What a session needs, resolved once from the flags (see [`crate::cli::plan`]).
 #[derive(Debug)]
 pub(crate) struct Settings {
-    pub transport: Transport,
+    pub(crate) transport: Transport,
     /// URL, headers, key and every body field but `messages`.
-    pub template: Request,
-    pub toolbox: Toolbox,
-    pub max_tool_rounds: u32,
-    pub retries: u32,
+    pub(crate) template: Request,
+    pub(crate) toolbox: Toolbox,
+    pub(crate) max_tool_rounds: u32,
+    pub(crate) retries: u32,
     /// Keep the answer's text: for a transcript, a chat's history or a tool loop.
-    pub keep_text: bool,
+    pub(crate) keep_text: bool,
     /// The choice (of `-n`) whose text and tool calls continue the conversation.
-    pub choice: u64,
+    pub(crate) choice: u64,
     /// `--record`: where each response body goes as it is received.
-    pub record: Option<std::path::PathBuf>,
+    pub(crate) record: Option<std::path::PathBuf>,
 }
 
 /// How far the answer in flight got; read after the worker is joined.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Progress {
     /// A request was sent whose answer has not been added to the conversation.
-    pub in_flight: bool,
+    pub(crate) in_flight: bool,
     /// The text of that answer so far (when the text is kept).
-    pub text: String,
+    pub(crate) text: String,
     /// Its refusal text so far (when the text is kept).
-    pub refusal: String,
+    pub(crate) refusal: String,
     /// The usage reported so far, summed over the requests of this answer.
-    pub usage: Option<Map<String, Value>>,
+    pub(crate) usage: Option<Map<String, Value>>,
 }
 
 /// After `[DONE]`, the rest of the body (usually just the chunked terminator) is read on a
@@ -527,11 +527,11 @@ fn drain(mut body: Box<dyn Read + Send>) -> Drain {
 
 /// The sink of one request: passes every event on, and keeps the progress up to date.
 pub(crate) struct Recording<'a> {
-    pub sink: &'a mut dyn Sink,
-    pub progress: &'a mut Progress,
+    pub(crate) sink: &'a mut dyn Sink,
+    pub(crate) progress: &'a mut Progress,
     /// The choice whose text (and refusal) is kept.
-    pub choice: u64,
-    pub keep_text: bool,
+    pub(crate) choice: u64,
+    pub(crate) keep_text: bool,
 }
 
 impl Sink for Recording<'_> {

@@ -48,8 +48,8 @@ enum TypedAhead {
 /// How the chat begins: the prompt from the arguments, and `-a` attachments for the first
 /// message.
 pub(crate) struct Start {
-    pub first: Option<String>,
-    pub attachments: Vec<serde_json::Value>,
+    pub(crate) first: Option<String>,
+    pub(crate) attachments: Vec<serde_json::Value>,
 }
 
 struct Chat<'a> {

@@ -21,7 +21,7 @@ use crate::session::replace::{replace_file, replaceable, resolve_symlinks};
 use crate::transport::request::OUTPUT_ITEMS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     Array,
     Lines,
 }
@@ -36,15 +36,15 @@ impl Format {
 }
 
 #[derive(Debug, Clone)]
-pub struct Conversation {
+pub(crate) struct Conversation {
     /// Each message shared, not copied, with the requests that send it: they can be large.
-    pub messages: Vec<Arc<Value>>,
+    pub(crate) messages: Vec<Arc<Value>>,
     /// The format the transcript was loaded in, if it was.
-    pub format: Option<Format>,
+    pub(crate) format: Option<Format>,
 }
 
 impl Conversation {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Conversation {
             messages: Vec::new(),
             format: None,
@@ -52,7 +52,7 @@ impl Conversation {
     }
 
     /// Loads a transcript: a JSON array of messages, or one message per line.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
         let text = fs::read_to_string(path)
             .with_context(|| format!("cannot read --messages {}", path.display()))?;
         Self::parse(&text)
@@ -94,7 +94,7 @@ impl Conversation {
     }
 
     /// Replaces the first system message, or puts one first when there is none.
-    pub fn set_system(&mut self, system: &str) {
+    pub(crate) fn set_system(&mut self, system: &str) {
         let message = Arc::new(json!({"role": "system", "content": system}));
         match self.messages.iter_mut().find(|m| m["role"] == "system") {
             Some(existing) => *existing = message,
@@ -103,18 +103,18 @@ impl Conversation {
     }
 
     /// Forgets everything but the system message (chat's `/clear`).
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.messages.retain(|m| m["role"] == "system");
     }
 
-    pub fn push_user(&mut self, text: impl Into<String>) {
+    pub(crate) fn push_user(&mut self, text: impl Into<String>) {
         let message = object([("role", "user".into()), ("content", text.into().into())]);
         self.messages.push(Arc::new(message));
     }
 
     /// A user message with attachments: the text first, then each attachment's content part.
     /// The text is moved in, not copied: a prompt may be tens of MiB.
-    pub fn push_user_with(&mut self, text: impl Into<String>, attachments: Vec<Value>) {
+    pub(crate) fn push_user_with(&mut self, text: impl Into<String>, attachments: Vec<Value>) {
         let text: String = text.into();
         if attachments.is_empty() {
             return self.push_user(text);
@@ -128,7 +128,7 @@ impl Conversation {
     /// The assistant's turn: its text and the tool calls it made. A turn of calls alone has no
     /// `content` at all: strict servers (pydantic models) refuse `"content": null`, and the API
     /// makes the field optional when there are `tool_calls`.
-    pub fn push_assistant(&mut self, content: &str, tool_calls: &[ToolCall]) {
+    pub(crate) fn push_assistant(&mut self, content: &str, tool_calls: &[ToolCall]) {
         let mut message = json!({"role": "assistant"});
         if !content.is_empty() || tool_calls.is_empty() {
             message["content"] = Value::from(content);
@@ -147,7 +147,7 @@ impl Conversation {
 
     /// The text of an answer that did not finish, marked so that a person reading the file, and
     /// the model reading it back, can tell: `[answer incomplete: why]`.
-    pub fn push_partial_answer(&mut self, text: &str, why: &str) {
+    pub(crate) fn push_partial_answer(&mut self, text: &str, why: &str) {
         let separator = if text.is_empty() || text.ends_with('\n') {
             ""
         } else {
@@ -156,7 +156,7 @@ impl Conversation {
         self.push_assistant(&format!("{text}{separator}[answer incomplete: {why}]"), &[]);
     }
 
-    pub fn push_tool_result(&mut self, call_id: &str, content: &str) {
+    pub(crate) fn push_tool_result(&mut self, call_id: &str, content: &str) {
         self.messages.push(Arc::new(
             json!({"role": "tool", "tool_call_id": call_id, "content": content}),
         ));
@@ -168,7 +168,7 @@ impl Conversation {
     /// refers to a stored response. Unless the requests are `stored`, the items go back
     /// without their `id`s, which name stored items (OpenAI's own store-less client, Codex,
     /// never sends them either).
-    pub fn keep_output_items(&mut self, items: &[Value], stored: bool) {
+    pub(crate) fn keep_output_items(&mut self, items: &[Value], stored: bool) {
         let Some(last) = self
             .messages
             .last_mut()
@@ -198,7 +198,7 @@ impl Conversation {
     /// Gives every call of the last assistant message that has no result yet a result saying
     /// why it was not run, so the conversation stays sendable: the API rejects an assistant
     /// message whose `tool_calls` are not all answered. Returns how many it answered.
-    pub fn answer_unanswered_calls(&mut self, why: &str) -> usize {
+    pub(crate) fn answer_unanswered_calls(&mut self, why: &str) -> usize {
         let Some(last_assistant) = self.messages.iter().rposition(|m| m["role"] == "assistant")
         else {
             return 0;
@@ -222,7 +222,7 @@ impl Conversation {
 
     /// Ends the conversation of an answer that did not finish: the text that arrived of the
     /// request in flight (if one was), marked, and results for calls that were not run.
-    pub fn close_unfinished(&mut self, in_flight: Option<&str>, why: &str) {
+    pub(crate) fn close_unfinished(&mut self, in_flight: Option<&str>, why: &str) {
         if let Some(text) = in_flight {
             self.push_partial_answer(text, why);
         }
@@ -230,7 +230,7 @@ impl Conversation {
     }
 
     /// The ids of the tool calls in the last assistant message.
-    pub fn pending_tool_call_ids(&self) -> Vec<&str> {
+    pub(crate) fn pending_tool_call_ids(&self) -> Vec<&str> {
         self.messages
             .iter()
             .rev()
@@ -242,7 +242,7 @@ impl Conversation {
 
     /// Writes the transcript atomically: a temporary file beside the file `path` names (through
     /// any symlinks), then a rename over it.
-    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+    pub(crate) fn save(&self, path: &Path) -> anyhow::Result<()> {
         let format = self.format.unwrap_or_else(|| Format::for_path(path));
         // Written into the file as it is serialized, not into a copy first: attachments.
         let write = |out: &mut dyn Write| -> io::Result<()> {
@@ -262,7 +262,7 @@ impl Conversation {
     }
 
     /// Refuses, before any request, a `--save` path that the save would refuse after it.
-    pub fn check_save_path(path: &Path) -> anyhow::Result<()> {
+    pub(crate) fn check_save_path(path: &Path) -> anyhow::Result<()> {
         resolve_symlinks(path)
             .and_then(|target| replaceable(&target).map(drop))
             .with_context(|| save_failed(path))

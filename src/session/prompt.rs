@@ -16,15 +16,15 @@ const NO_PROMPT_HINT: &str = "no prompt: give it as arguments or on stdin, e.g. 
 /// The most stdin may hold, as a prompt (or `--tools -`), and the longest line a chat reads.
 /// Far beyond any model's context (a million tokens is a few MiB of text), yet bounded: a runaway
 /// `cat /dev/zero | gptstream` ends with a clear error instead of eating the machine's memory.
-pub const MAX_STDIN_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_STDIN_BYTES: usize = 64 * 1024 * 1024;
 
 /// What `MAX_STDIN_BYTES` is called in messages.
-pub const MAX_STDIN_SHOWN: &str = "64 MiB";
+pub(crate) const MAX_STDIN_SHOWN: &str = "64 MiB";
 
 /// Reads stdin whole when it is a pipe or a file; `None` on a terminal, so we never hang there.
 /// The bytes are read once into one buffer that becomes the `String` (no copy); a regular file
 /// gets a buffer of its size up front, so a big one is not grown by doubling.
-pub fn read_stdin_if_piped() -> anyhow::Result<Option<String>> {
+pub(crate) fn read_stdin_if_piped() -> anyhow::Result<Option<String>> {
     let stdin = io::stdin();
     if stdin.is_terminal() {
         return Ok(None);
@@ -76,7 +76,7 @@ fn read_capped(input: impl Read, capacity: usize) -> anyhow::Result<String> {
 
 /// The user message from the argument words and stdin's text; an error when both are empty.
 /// stdin's text is moved, never copied: with arguments too, they are put in front of it in place.
-pub fn user_message(words: &[String], stdin: Option<String>) -> Result<String, UsageError> {
+pub(crate) fn user_message(words: &[String], stdin: Option<String>) -> Result<String, UsageError> {
     let from_args = words.join(" ");
     let from_stdin = stdin.filter(|text| !text.trim().is_empty());
     match (from_args.trim().is_empty(), from_stdin) {

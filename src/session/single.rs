@@ -15,9 +15,9 @@ use crate::session::conversation::Conversation;
 /// `--save` and `--save-partial`.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Save {
-    pub path: Option<PathBuf>,
+    pub(crate) path: Option<PathBuf>,
     /// Also save an answer cut short by an error or a signal.
-    pub partial: bool,
+    pub(crate) partial: bool,
 }
 
 /// `--replay PATH`: decodes a recorded body as a live stream would be (and checks it against

@@ -464,7 +464,7 @@ fn supervise(
 
 impl ToolOutcome {
     /// For the `--json` stream and the stderr note.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match (self.exit_code, self.timed_out) {
             (_, true) => "timed out".into(),
             (Some(code), _) => format!("exit {code}"),

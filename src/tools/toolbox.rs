@@ -13,12 +13,12 @@ use crate::event::{ToolCall, ToolOutcome};
 
 /// The tool definitions and executors from the flags.
 #[derive(Debug, Default)]
-pub struct Toolbox {
+pub(crate) struct Toolbox {
     /// The `tools` array for the request body.
-    pub definitions: Vec<Value>,
+    pub(crate) definitions: Vec<Value>,
     executors: Vec<(String, String)>,
-    pub max_output: usize,
-    pub timeout: Option<Duration>,
+    pub(crate) max_output: usize,
+    pub(crate) timeout: Option<Duration>,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -31,7 +31,7 @@ fn valid_name(name: &str) -> bool {
 
 /// Turns one file's JSON into tool definitions: an OpenAI `tools` array, one tool object, a bare
 /// function object (wrapped for the user), or `{"tools": [...]}`.
-pub fn parse_definitions(json: &Value) -> Result<Vec<Value>, String> {
+pub(crate) fn parse_definitions(json: &Value) -> Result<Vec<Value>, String> {
     let items: Vec<&Value> = match json {
         Value::Array(items) => items.iter().collect(),
         Value::Object(object) => match object.get("tools") {
@@ -69,7 +69,7 @@ pub fn parse_definitions(json: &Value) -> Result<Vec<Value>, String> {
 impl Toolbox {
     /// Loads `--tools` files (`stdin` is the text of `-`, when that was allowed) and checks the
     /// `--tool-exec` names against them.
-    pub fn load(
+    pub(crate) fn load(
         paths: &[PathBuf],
         stdin: Option<&str>,
         exec: &[String],
@@ -115,7 +115,7 @@ impl Toolbox {
     }
 
     /// The command that runs tool `name`, if the user gave one.
-    pub fn executor(&self, name: &str) -> Option<&str> {
+    pub(crate) fn executor(&self, name: &str) -> Option<&str> {
         self.executors
             .iter()
             .find(|(n, _)| n == name)
@@ -126,7 +126,7 @@ impl Toolbox {
     /// poll its pipes) is an error.
     /// A tool that starts after `cancel` was set is killed as soon as it is listed (see
     /// [`crate::control::children::kill_running_tools`]), so a stop can never miss a tool that was being started.
-    pub fn run(&self, call: &ToolCall, cancel: &Cancel) -> anyhow::Result<ToolOutcome> {
+    pub(crate) fn run(&self, call: &ToolCall, cancel: &Cancel) -> anyhow::Result<ToolOutcome> {
         let Some(command) = self.executor(&call.name) else {
             anyhow::bail!("no --tool-exec for {}", call.name);
         };
@@ -148,13 +148,13 @@ impl Toolbox {
 }
 
 /// Splits a `--tool-exec NAME=COMMAND`; `None` unless both parts are there.
-pub fn parse_exec(spec: &str) -> Option<(&str, &str)> {
+pub(crate) fn parse_exec(spec: &str) -> Option<(&str, &str)> {
     spec.split_once('=')
         .filter(|(name, command)| !name.is_empty() && !command.is_empty())
 }
 
 /// Parses `--tool-choice`: auto, none, required, or the name of one function.
-pub fn tool_choice(choice: &str) -> Value {
+pub(crate) fn tool_choice(choice: &str) -> Value {
     match choice {
         "auto" | "none" | "required" => Value::from(choice),
         name => json!({"type": "function", "function": {"name": name}}),

@@ -26,22 +26,22 @@ const JSON_BODY_LIMIT: u64 = 64 * 1024 * 1024;
 
 /// How to reach the server: the time limits and the proxy, from the flags.
 #[derive(Debug, Clone)]
-pub struct Transport {
-    pub connect: Duration,
-    pub first_byte: Duration,
-    pub idle: Duration,
-    pub total: Option<Duration>,
+pub(crate) struct Transport {
+    pub(crate) connect: Duration,
+    pub(crate) first_byte: Duration,
+    pub(crate) idle: Duration,
+    pub(crate) total: Option<Duration>,
     /// The proxy from `--proxy` or the environment, resolved once (see `proxy::resolve`).
-    pub proxy: Option<ProxyInfo>,
+    pub(crate) proxy: Option<ProxyInfo>,
     /// `--cacert`: the roots to trust instead of the built-in ones.
-    pub roots: Option<RootCerts>,
+    pub(crate) roots: Option<RootCerts>,
     /// `--verbose`: show the request and the response head on stderr.
-    pub verbose: bool,
+    pub(crate) verbose: bool,
 }
 
 /// Reads the certificates of a PEM file (`--cacert`, `SSL_CERT_FILE`); a file with none is an
 /// error, not an empty trust store that would fail every connection later.
-pub fn load_roots(path: &Path) -> anyhow::Result<RootCerts> {
+pub(crate) fn load_roots(path: &Path) -> anyhow::Result<RootCerts> {
     let name = path.display();
     let pem = std::fs::read(path)
         .map_err(|err| UsageError(format!("cannot read --cacert {name}: {err}")))?;
@@ -62,7 +62,7 @@ pub fn load_roots(path: &Path) -> anyhow::Result<RootCerts> {
 }
 
 /// A successful answer.
-pub enum Reply {
+pub(crate) enum Reply {
     /// Server-Sent Events, to be decoded as they arrive.
     EventStream(Box<dyn Read + Send>),
     /// A complete chat completion (or response) object, and its bytes as received.
@@ -246,7 +246,7 @@ fn read_limited(body: ureq::Body, limit: u64) -> Vec<u8> {
 
 /// The error for a non-2xx status: the server's own message when it sent OpenAI-style JSON,
 /// otherwise a short excerpt (an HTML error page is summarised by its title, not dumped).
-pub fn status_error(status: u16, content_type: &str, body: &[u8]) -> ApiError {
+pub(crate) fn status_error(status: u16, content_type: &str, body: &[u8]) -> ApiError {
     if let Ok(json) = serde_json::from_slice::<Value>(body)
         && let Some(error) = ApiError::from_body(&json, Some(status))
     {
@@ -434,7 +434,7 @@ fn timeout_error(which: Timeout, host: &str, transport: &Transport) -> anyhow::E
 
 /// Names a failure while reading the stream body. An early close is a truncated stream (exit 5);
 /// the rest are network failures (exit 4).
-pub fn stream_read_error(err: io::Error, url: &str, transport: &Transport) -> anyhow::Error {
+pub(crate) fn stream_read_error(err: io::Error, url: &str, transport: &Transport) -> anyhow::Error {
     let host = host_of(url);
     match ureq::Error::from(err) {
         ureq::Error::Io(io) if io.kind() == io::ErrorKind::UnexpectedEof => StreamError(format!(

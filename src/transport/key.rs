@@ -14,7 +14,7 @@ use crate::error::{UsageError, register_secret};
 
 /// Where the API key comes from.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub enum KeySource {
+pub(crate) enum KeySource {
     /// `OPENAI_API_KEY`, if it is set.
     #[default]
     OpenAiEnv,
@@ -35,10 +35,10 @@ pub enum KeySource {
 
 /// An API key. Printing it by accident prints `***`.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
+pub(crate) struct ApiKey(String);
 
 impl ApiKey {
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }

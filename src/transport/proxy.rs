@@ -16,7 +16,7 @@ use ureq::ProxyProtocol;
 use crate::error::{NetworkError, UsageError, scrub};
 
 /// The proxy variables, in the order ureq reads them.
-pub const ENV_VARS: [&str; 6] = [
+pub(crate) const ENV_VARS: [&str; 6] = [
     "ALL_PROXY",
     "all_proxy",
     "HTTPS_PROXY",
@@ -31,7 +31,7 @@ const EXPECTED: &str = "expected SCHEME://HOST[:PORT], the scheme one of http, h
 
 /// The proxy of a run, and where it was set, so that a failure can name both.
 #[derive(Debug, Clone)]
-pub struct ProxyInfo {
+pub(crate) struct ProxyInfo {
     proxy: ureq::Proxy,
     /// `--proxy`, or the variable that set it.
     origin: &'static str,
@@ -41,7 +41,10 @@ pub struct ProxyInfo {
 /// direct connection. A value that does not parse is a usage error naming where it was set.
 ///
 /// `flag_origin` says where an explicit value came from: `--proxy`, or the config file.
-pub fn resolve(flag: Option<&str>, flag_origin: &'static str) -> anyhow::Result<Option<ProxyInfo>> {
+pub(crate) fn resolve(
+    flag: Option<&str>,
+    flag_origin: &'static str,
+) -> anyhow::Result<Option<ProxyInfo>> {
     let Some((origin, value)) = choose(flag, std::env::var_os) else {
         return Ok(None);
     };
@@ -97,7 +100,7 @@ fn with_no_proxy(proxy: &ureq::Proxy, hosts: &str) -> Result<ureq::Proxy, ureq::
 
 /// The proxy value in force, unparsed: `--proxy`, else the first proxy variable set and not
 /// empty. For decisions made before the proxy is resolved (whether TLS will be needed).
-pub fn setting(flag: Option<&str>) -> Option<String> {
+pub(crate) fn setting(flag: Option<&str>) -> Option<String> {
     choose(flag, std::env::var_os).map(|(_, value)| value.to_string_lossy().into_owned())
 }
 
@@ -150,12 +153,12 @@ fn redacted(value: &str) -> String {
 
 impl ProxyInfo {
     /// The proxy for ureq's `Config`.
-    pub fn proxy(&self) -> &ureq::Proxy {
+    pub(crate) fn proxy(&self) -> &ureq::Proxy {
         &self.proxy
     }
 
     /// Whether a request to `url` goes through the proxy: not when NO_PROXY lists its host.
-    pub fn carries(&self, url: &str) -> bool {
+    pub(crate) fn carries(&self, url: &str) -> bool {
         url.parse::<ureq::http::Uri>()
             .map_or(true, |uri| !self.proxy.is_no_proxy(&uri))
     }
@@ -163,7 +166,7 @@ impl ProxyInfo {
     /// Names a failure to get through the proxy to `url`, so that nobody looks for the fault in
     /// the server; `None` when the proxy played no part (a TLS, HTTP or body error, or a host
     /// that NO_PROXY sends direct), for the caller's usual message.
-    pub fn failure(
+    pub(crate) fn failure(
         &self,
         err: &ureq::Error,
         url: &str,

@@ -14,42 +14,42 @@ use crate::transport::body::Json;
 use crate::transport::key::ApiKey;
 
 /// The default server: OpenAI itself. Any OpenAI-compatible base URL works.
-pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+pub(crate) const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 
 /// The key under which an assistant message keeps the Responses API's output items as
 /// received (see [`crate::session::conversation::Conversation::keep_output_items`]); never sent to a chat server, never saved.
-pub const OUTPUT_ITEMS: &str = "gptstream_output_items";
+pub(crate) const OUTPUT_ITEMS: &str = "gptstream_output_items";
 
 /// Everything needed to send one chat completion request.
 #[derive(Debug, Clone)]
-pub struct Request {
+pub(crate) struct Request {
     /// Which API the body speaks, and so how the conversation goes into it.
-    pub dialect: Dialect,
-    pub url: String,
+    pub(crate) dialect: Dialect,
+    pub(crate) url: String,
     /// Extra headers from `-H`, in the order given.
-    pub headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(String, String)>,
     /// Sent as `Authorization: Bearer ...` unless a `-H Authorization` overrides it.
-    pub api_key: Option<ApiKey>,
+    pub(crate) api_key: Option<ApiKey>,
     /// Every field of the body but the conversation, whose place a `messages` (chat) or `input`
     /// (responses) placeholder keeps.
-    pub body: Value,
+    pub(crate) body: Value,
     /// The conversation, shared with the session rather than copied: it carries attachments.
-    pub messages: Vec<Arc<Value>>,
+    pub(crate) messages: Vec<Arc<Value>>,
 }
 
 /// `{base}/chat/completions`, keeping a query string (Azure's `?api-version=`) at the end and
 /// accepting a base that already names the endpoint.
-pub fn chat_completions_url(base: &str) -> String {
+pub(crate) fn chat_completions_url(base: &str) -> String {
     endpoint_url(base, "/chat/completions")
 }
 
 /// `{base}/responses`, by the same rules as [`chat_completions_url`].
-pub fn responses_url(base: &str) -> String {
+pub(crate) fn responses_url(base: &str) -> String {
     endpoint_url(base, "/responses")
 }
 
 /// `{base}/models`, for `--list-models`; a base that names an endpoint loses it first.
-pub fn models_url(base: &str) -> String {
+pub(crate) fn models_url(base: &str) -> String {
     let (path, query) = match base.split_once('?') {
         Some((path, query)) => (path, Some(query)),
         None => (base, None),
@@ -85,7 +85,7 @@ fn endpoint_url(base: &str, endpoint: &str) -> String {
 }
 
 /// The host part of a URL, for messages and for recognising OpenAI itself.
-pub fn host_of(url: &str) -> &str {
+pub(crate) fn host_of(url: &str) -> &str {
     let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
     let authority = after_scheme.split(['/', '?', '#']).next().unwrap_or("");
     authority
@@ -140,7 +140,7 @@ pub(crate) fn check_header(name: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub fn is_secret_header(name: &str) -> bool {
+pub(crate) fn is_secret_header(name: &str) -> bool {
     [
         "authorization",
         "api-key",
@@ -167,7 +167,7 @@ pub(crate) fn register_header_secrets(headers: &[(String, String)]) {
 
 impl Request {
     /// The headers as sent, in order: Authorization from the key (unless overridden), then `-H`.
-    pub fn header_lines(&self) -> Vec<(&str, String)> {
+    pub(crate) fn header_lines(&self) -> Vec<(&str, String)> {
         let overridden = self
             .headers
             .iter()
@@ -181,7 +181,7 @@ impl Request {
     }
 
     /// The conversation to send, shared with the caller's.
-    pub fn set_messages(&mut self, messages: &[Arc<Value>]) {
+    pub(crate) fn set_messages(&mut self, messages: &[Arc<Value>]) {
         self.messages = messages.to_vec();
     }
 
@@ -227,13 +227,13 @@ impl Request {
 
     /// The body as a value (a copy, for tests).
     #[cfg(test)]
-    pub fn body_value(&self) -> Value {
+    pub(crate) fn body_value(&self) -> Value {
         self.json().to_value()
     }
 
     /// The request line and headers as `--verbose` shows them: secrets (in the URL too) as
     /// `***`.
-    pub fn describe(&self) -> Vec<String> {
+    pub(crate) fn describe(&self) -> Vec<String> {
         let mut lines = vec![
             format!("POST {}", redact_url(&self.url)),
             "Content-Type: application/json".to_owned(),
@@ -246,7 +246,11 @@ impl Request {
 
     /// `--dry-run`: the body as pretty JSON on stdout (so it pipes into jq), the method, URL and
     /// headers on stderr, with secrets shown as `***`.
-    pub fn print_dry_run(&self, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<()> {
+    pub(crate) fn print_dry_run(
+        &self,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> anyhow::Result<()> {
         for line in self.describe() {
             writeln!(err, "{line}")?;
         }
@@ -261,7 +265,7 @@ impl Request {
 
 /// A header's value as it may be shown: secret ones as `***` (keeping a `Bearer ` prefix), the
 /// rest with any registered secret blanked.
-pub fn shown_header_value(name: &str, value: &str) -> String {
+pub(crate) fn shown_header_value(name: &str, value: &str) -> String {
     if !is_secret_header(name) {
         crate::error::scrub(value)
     } else if value.starts_with("Bearer ") {

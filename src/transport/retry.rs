@@ -13,13 +13,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::error::{ApiError, NetworkError};
 
 /// The longest wait we accept from `Retry-After`; past it, retrying is not worth the wait.
-pub const MAX_WAIT: Duration = Duration::from_secs(60);
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(60);
 /// The first backoff; it doubles on each retry.
-pub const BASE_DELAY: Duration = Duration::from_millis(500);
+pub(crate) const BASE_DELAY: Duration = Duration::from_millis(500);
 
 /// What the retry loop does after a failed attempt.
 #[derive(Debug)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Wait this long, then send again; `err` is the failure, for the notice.
     Retry { err: anyhow::Error, wait: Duration },
     /// Stop and report this error.
@@ -29,7 +29,7 @@ pub enum Decision {
 /// Decides whether failed attempt number `attempt` (0-based) is tried again, with `retries`
 /// allowed in all. A server that asks to wait longer than [`MAX_WAIT`] gets no retry: the error
 /// is reported at once, saying how long the server asked for, so the user can decide.
-pub fn plan(mut err: anyhow::Error, attempt: u32, retries: u32) -> Decision {
+pub(crate) fn plan(mut err: anyhow::Error, attempt: u32, retries: u32) -> Decision {
     let Some(server_wish) = retryable(&err).filter(|_| attempt < retries) else {
         return Decision::GiveUp(err);
     };
@@ -61,7 +61,7 @@ fn describe_wait(wait: Duration) -> String {
 }
 
 /// Whether `err` is worth another try, and the server's requested wait if it gave one.
-pub fn retryable(err: &anyhow::Error) -> Option<Option<Duration>> {
+pub(crate) fn retryable(err: &anyhow::Error) -> Option<Option<Duration>> {
     for cause in err.chain() {
         if let Some(api) = cause.downcast_ref::<ApiError>() {
             let status = api.status?;
@@ -76,7 +76,7 @@ pub fn retryable(err: &anyhow::Error) -> Option<Option<Duration>> {
 }
 
 /// True for a 400 whose message names `stream_options`: a server that rejects the usage option.
-pub fn rejects_stream_options(err: &anyhow::Error) -> bool {
+pub(crate) fn rejects_stream_options(err: &anyhow::Error) -> bool {
     err.chain()
         .filter_map(|cause| cause.downcast_ref::<ApiError>())
         .any(|api| {
@@ -86,7 +86,7 @@ pub fn rejects_stream_options(err: &anyhow::Error) -> bool {
 
 /// The wait before retry number `attempt` (0-based): the server's wish, else 0.5 s, 1 s, 2 s...
 /// with up to 25% jitter either way; never more than [`MAX_WAIT`].
-pub fn delay(attempt: u32, server_wish: Option<Duration>) -> Duration {
+pub(crate) fn delay(attempt: u32, server_wish: Option<Duration>) -> Duration {
     if let Some(wish) = server_wish {
         return wish.min(MAX_WAIT);
     }
@@ -110,7 +110,7 @@ fn random_unit() -> f64 {
 /// Parses a `Retry-After` value: delta-seconds, or an HTTP date (IMF-fixdate) relative to `now`.
 /// A value too large to represent is a very long wait (it saturates), not an error and not "no
 /// header": the server clearly wants us gone for a while.
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Some(seconds) = parse_digits(value) {
         return Some(Duration::from_secs(seconds));

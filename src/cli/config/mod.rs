@@ -26,16 +26,16 @@ mod file;
 
 /// What the config file decided, for the layers below the flags.
 #[derive(Debug, Clone)]
-pub struct Applied {
+pub(crate) struct Applied {
     /// The file read, if there was one.
-    pub path: Option<PathBuf>,
+    pub(crate) path: Option<PathBuf>,
     /// The profile used, if one was selected.
-    pub profile: Option<String>,
-    pub key: KeySource,
+    pub(crate) profile: Option<String>,
+    pub(crate) key: KeySource,
     /// With `--profiles`: each profile as `-p NAME` would resolve it here, with no flags.
-    pub listing: Vec<ProfileRow>,
+    pub(crate) listing: Vec<ProfileRow>,
     /// Where an explicit proxy came from, for its errors: `--proxy` or the config file.
-    pub proxy_origin: &'static str,
+    pub(crate) proxy_origin: &'static str,
 }
 
 impl Default for Applied {
@@ -52,7 +52,7 @@ impl Default for Applied {
 
 impl Applied {
     /// `config PATH, profile NAME`, as `--dry-run` and `-v` say it; `None` without a file.
-    pub fn describe(&self) -> Option<String> {
+    pub(crate) fn describe(&self) -> Option<String> {
         let path = self.path.as_ref()?;
         Some(match &self.profile {
             Some(profile) => format!(
@@ -67,11 +67,11 @@ impl Applied {
 
 /// One line of `--profiles`.
 #[derive(Debug, Clone)]
-pub struct ProfileRow {
-    pub name: String,
-    pub base_url: String,
-    pub model: String,
-    pub api: Api,
+pub(crate) struct ProfileRow {
+    pub(crate) name: String,
+    pub(crate) base_url: String,
+    pub(crate) model: String,
+    pub(crate) api: Api,
 }
 
 /// Values of one layer: the top level, or a profile.
@@ -133,7 +133,7 @@ impl Secret {
 
 /// The file, read and checked whole.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub(crate) struct Config {
     path: PathBuf,
     defaults: Layer,
     profiles: Vec<(String, Layer)>,
@@ -278,7 +278,7 @@ fn default_location() -> Option<PathBuf> {
 }
 
 impl Config {
-    pub fn read(path: &Path) -> anyhow::Result<Config> {
+    pub(crate) fn read(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|err| {
             UsageError(format!("cannot read config file {}: {err}", path.display()))
         })?;

@@ -20,7 +20,7 @@ use crate::decode::sse;
 use crate::decode::tool_calls::ToolCalls;
 use crate::error::{ApiError, StreamError, scrub};
 use crate::event::ToolCall;
-pub use crate::event::Turn;
+pub(crate) use crate::event::Turn;
 use crate::event::{Event, Sink, unix_seconds};
 
 /// More distinct choices than anyone asks for: past it the stream is treated as hostile.
@@ -98,13 +98,13 @@ impl Interpreter {
     }
 
     /// Refuses a choice index of `n` or more: the request asked for `n` choices.
-    pub fn asking_choices(mut self, n: u64) -> Self {
+    pub(crate) fn asking_choices(mut self, n: u64) -> Self {
         self.choices_asked = Some(n);
         self
     }
 
     /// Makes choice `choice` (of `-n`) the one whose tool calls the turn records.
-    pub fn recording_choice(mut self, choice: u64) -> Self {
+    pub(crate) fn recording_choice(mut self, choice: u64) -> Self {
         self.recorded_choice = choice;
         self
     }
@@ -162,7 +162,11 @@ impl Interpreter {
 
     /// Interprets a complete, non-streamed chat completion (from a server that ignored
     /// `stream: true`) as if it had been streamed in one chunk.
-    pub fn on_completion(&mut self, body: &Value, sink: &mut dyn Sink) -> anyhow::Result<()> {
+    pub(crate) fn on_completion(
+        &mut self,
+        body: &Value,
+        sink: &mut dyn Sink,
+    ) -> anyhow::Result<()> {
         if !body.is_object() {
             return Err(StreamError("the JSON response is not an object".into()).into());
         }

@@ -17,17 +17,17 @@ use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, Error, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-pub struct PlainChunk<'a> {
+pub(crate) struct PlainChunk<'a> {
     id: Option<Text<'a>>,
     model: Option<Text<'a>>,
-    pub created: Option<i64>,
+    pub(crate) created: Option<i64>,
     /// The first choice inline and the rest in a vector, so one choice costs no allocation.
     first: Option<PlainChoice<'a>>,
     rest: Vec<PlainChoice<'a>>,
 }
 
-pub struct PlainChoice<'a> {
-    pub index: u64,
+pub(crate) struct PlainChoice<'a> {
+    pub(crate) index: u64,
     content: Option<Text<'a>>,
     reasoning_content: Option<Text<'a>>,
     reasoning: Option<Text<'a>>,
@@ -37,38 +37,38 @@ pub struct PlainChoice<'a> {
 
 impl<'a> PlainChunk<'a> {
     /// The chunk, if it is a plain one.
-    pub fn parse(data: &'a str) -> Option<Self> {
+    pub(crate) fn parse(data: &'a str) -> Option<Self> {
         serde_json::from_str(data).ok()
     }
 
-    pub fn id(&self) -> Option<&str> {
+    pub(crate) fn id(&self) -> Option<&str> {
         non_empty(&self.id)
     }
 
-    pub fn model(&self) -> Option<&str> {
+    pub(crate) fn model(&self) -> Option<&str> {
         non_empty(&self.model)
     }
 
-    pub fn choices(&self) -> impl Iterator<Item = &PlainChoice<'a>> {
+    pub(crate) fn choices(&self) -> impl Iterator<Item = &PlainChoice<'a>> {
         self.first.iter().chain(&self.rest)
     }
 }
 
 impl PlainChoice<'_> {
-    pub fn content(&self) -> Option<&str> {
+    pub(crate) fn content(&self) -> Option<&str> {
         non_empty(&self.content)
     }
 
     /// `reasoning_content` (DeepSeek, vLLM) or else `reasoning` (OpenRouter, Ollama).
-    pub fn reasoning(&self) -> Option<&str> {
+    pub(crate) fn reasoning(&self) -> Option<&str> {
         non_empty(&self.reasoning_content).or_else(|| non_empty(&self.reasoning))
     }
 
-    pub fn refusal(&self) -> Option<&str> {
+    pub(crate) fn refusal(&self) -> Option<&str> {
         non_empty(&self.refusal)
     }
 
-    pub fn finish_reason(&self) -> Option<&str> {
+    pub(crate) fn finish_reason(&self) -> Option<&str> {
         non_empty(&self.finish_reason)
     }
 }

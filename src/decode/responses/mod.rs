@@ -35,7 +35,7 @@ enum Ending {
 }
 
 #[derive(Debug)]
-pub struct Interpreter {
+pub(crate) struct Interpreter {
     request_started: Instant,
     started: bool,
     ending: Option<Ending>,
@@ -83,7 +83,7 @@ fn error_of(body: &Value) -> ApiError {
 
 impl Interpreter {
     /// `request_started` is when the request was sent, for time-to-first-token.
-    pub fn new(request_started: Instant) -> Self {
+    pub(crate) fn new(request_started: Instant) -> Self {
         Interpreter {
             request_started,
             started: false,
@@ -101,13 +101,13 @@ impl Interpreter {
 
     /// Also keeps the response's output items in the [`Turn`], to send back in a tool loop or
     /// chat; off, a long answer costs no memory twice.
-    pub fn keeping_items(mut self, keep: bool) -> Self {
+    pub(crate) fn keeping_items(mut self, keep: bool) -> Self {
         self.keep_items = keep;
         self
     }
 
     /// Interprets one SSE event. `Break` means the response ended (or `[DONE]`): stop reading.
-    pub fn on_sse(
+    pub(crate) fn on_sse(
         &mut self,
         event: sse::Event<'_>,
         sink: &mut dyn Sink,
@@ -255,7 +255,11 @@ impl Interpreter {
     }
 
     /// Interprets a complete, non-streamed `response` object (`--no-stream`) as if streamed.
-    pub fn on_completion(&mut self, body: &Value, sink: &mut dyn Sink) -> anyhow::Result<()> {
+    pub(crate) fn on_completion(
+        &mut self,
+        body: &Value,
+        sink: &mut dyn Sink,
+    ) -> anyhow::Result<()> {
         if !body.is_object() {
             return Err(StreamError("the JSON response is not an object".into()).into());
         }
@@ -533,7 +537,7 @@ impl Interpreter {
 
     /// Ends the stream: the usage, then the turn, or a truncation error when no terminal event
     /// came.
-    pub fn finish(mut self, sink: &mut dyn Sink) -> anyhow::Result<Turn> {
+    pub(crate) fn finish(mut self, sink: &mut dyn Sink) -> anyhow::Result<Turn> {
         if let Some(usage) = &self.turn.usage {
             sink.emit(&Event::Usage(usage))?;
         }
