@@ -132,7 +132,9 @@ impl Plan {
         }
         if args.list_models {
             let api_key = key::load_api_key(&config.key)?;
-            let mut template = template(args, &[], api_key, true)?;
+            // Checked as for a completion, though a listing sends no body.
+            let schema = schema(args)?;
+            let mut template = template(args, &[], schema.as_ref(), api_key, true)?;
             template.url = request::models_url(&args.base_url);
             let settings = settings(args, &config, template, Toolbox::default(), false)?;
             return Ok(Plan::ListModels {
@@ -178,7 +180,14 @@ impl Plan {
         let attachments = attachments(args, attach_stdin)?;
         let toolbox = toolbox(args, tools_stdin.as_deref())?;
         let conversation = conversation(args, prompt_stdin, attachments)?;
-        let template = template(args, &toolbox.definitions, api_key, !args.dry_run)?;
+        let schema = schema(args)?;
+        let template = template(
+            args,
+            &toolbox.definitions,
+            schema.as_ref(),
+            api_key,
+            !args.dry_run,
+        )?;
         if args.dry_run {
             let mut request = template;
             request.set_messages(&conversation.messages);
@@ -197,7 +206,7 @@ impl Plan {
                 path: args.save.clone(),
                 partial: args.save_partial,
             },
-            schema: schema(args)?,
+            schema,
         })
     }
 }
@@ -220,7 +229,8 @@ fn resolve_chat(args: &Args, config: &Applied) -> anyhow::Result<Plan> {
     if let Some(system) = &args.system {
         conversation.set_system(system);
     }
-    let template = template(args, &toolbox.definitions, api_key, true)?;
+    let schema = schema(args)?;
+    let template = template(args, &toolbox.definitions, schema.as_ref(), api_key, true)?;
     if let Some(path) = &args.save {
         Conversation::check_save_path(path)?;
     }
@@ -229,7 +239,7 @@ fn resolve_chat(args: &Args, config: &Applied) -> anyhow::Result<Plan> {
         conversation,
         save: args.save.clone(),
         first: Some(args.prompt.join(" ")).filter(|p| !p.trim().is_empty()),
-        schema: schema(args)?,
+        schema,
         attachments: attachments(args, None)?,
     })
 }

@@ -17,6 +17,7 @@ use crate::transport::request::{self, Request};
 pub(super) fn template(
     args: &Args,
     tools: &[Value],
+    schema: Option<&Value>,
     api_key: Option<ApiKey>,
     require_key: bool,
 ) -> anyhow::Result<Request> {
@@ -71,8 +72,8 @@ pub(super) fn template(
         .into());
     }
     let body = match dialect {
-        Dialect::Chat => body(args, tools)?,
-        Dialect::Responses => responses_body(args, tools)?,
+        Dialect::Chat => body(args, tools, schema)?,
+        Dialect::Responses => responses_body(args, tools, schema)?,
     };
     Ok(Request {
         dialect,
@@ -85,7 +86,7 @@ pub(super) fn template(
 }
 
 /// The request body for these flags and tools; `messages` is filled in per request.
-fn body(args: &Args, tools: &[Value]) -> anyhow::Result<Value> {
+fn body(args: &Args, tools: &[Value], schema: Option<&Value>) -> anyhow::Result<Value> {
     let mut body = json!({
         "model": args.model,
         "messages": [],
@@ -115,8 +116,8 @@ fn body(args: &Args, tools: &[Value]) -> anyhow::Result<Value> {
     if let Some(effort) = &args.reasoning_effort {
         body["reasoning_effort"] = json!(effort);
     }
-    if let Some(schema) = schema(args)? {
-        let (field, value) = schema::request_field(&schema, &args.schema_name, false);
+    if let Some(schema) = schema {
+        let (field, value) = schema::request_field(schema, &args.schema_name, false);
         body[field] = value;
     }
     merge_extra(args, &mut body)?;
@@ -126,7 +127,7 @@ fn body(args: &Args, tools: &[Value]) -> anyhow::Result<Value> {
 /// The Responses API's body for these flags and tools; `input` is filled in per request.
 /// `store: false`, because several servers refuse stored responses and each request carries the
 /// whole conversation anyway; usage always comes in the last event, so no `stream_options`.
-fn responses_body(args: &Args, tools: &[Value]) -> anyhow::Result<Value> {
+fn responses_body(args: &Args, tools: &[Value], schema: Option<&Value>) -> anyhow::Result<Value> {
     let mut body = json!({
         "model": args.model,
         "input": [],
@@ -157,8 +158,8 @@ fn responses_body(args: &Args, tools: &[Value]) -> anyhow::Result<Value> {
         body["reasoning"] = json!({"effort": effort, "summary": "auto"});
         body["include"] = json!(["reasoning.encrypted_content"]);
     }
-    if let Some(schema) = schema(args)? {
-        let (field, value) = schema::request_field(&schema, &args.schema_name, true);
+    if let Some(schema) = schema {
+        let (field, value) = schema::request_field(schema, &args.schema_name, true);
         body[field] = value;
     }
     merge_extra(args, &mut body)?;
@@ -221,7 +222,7 @@ mod tests {
             "hi",
         ]);
         let tool = json!({"type":"function","function":{"name":"get_weather"}});
-        let b = body(&a, std::slice::from_ref(&tool)).unwrap();
+        let b = body(&a, std::slice::from_ref(&tool), None).unwrap();
         assert_eq!(b["tools"], json!([tool]));
         assert_eq!(
             b["tool_choice"],
@@ -241,30 +242,33 @@ mod tests {
             r#"{"seed":1,"temperature":0}"#,
             "hi",
         ]);
-        let b = body(&a, &[]).unwrap();
+        let b = body(&a, &[], None).unwrap();
         assert_eq!(
             b,
             json!({"model":"gpt-4o-mini","messages":[],"stream":true,
                    "stream_options":{"include_usage":true},"max_tokens":5,"temperature":0,"seed":1})
         );
-        let b = body(&args(&["--no-usage", "hi"]), &[]).unwrap();
+        let b = body(&args(&["--no-usage", "hi"]), &[], None).unwrap();
         assert!(b.get("stream_options").is_none());
     }
 
     #[test]
     fn extra_must_be_an_object() {
-        let err = body(&args(&["--extra", "[1]", "hi"]), &[]).unwrap_err();
+        let err = body(&args(&["--extra", "[1]", "hi"]), &[], None).unwrap_err();
         assert!(err.is::<UsageError>());
     }
 
     #[test]
     fn a_missing_key_is_an_error_only_for_openai() {
         let openai = args(&["--base-url", "https://api.openai.com/v1", "hi"]);
-        let err = template(&openai, &[], None, true).unwrap_err();
+        let err = template(&openai, &[], None, None, true).unwrap_err();
         assert!(err.to_string().contains("OPENAI_API_KEY"));
-        assert!(template(&openai, &[], None, false).is_ok(), "a dry run");
+        assert!(
+            template(&openai, &[], None, None, false).is_ok(),
+            "a dry run"
+        );
         let local = args(&["--base-url", "http://127.0.0.1:1/v1", "hi"]);
-        assert!(template(&local, &[], None, true).is_ok());
+        assert!(template(&local, &[], None, None, true).is_ok());
     }
 
     #[test]
@@ -278,7 +282,7 @@ mod tests {
             "X-Org: acme",
             "hi",
         ]);
-        let request = template(&a, &[], None, false).unwrap();
+        let request = template(&a, &[], None, None, false).unwrap();
         let (mut out, mut err) = (Vec::new(), Vec::new());
         request.print_dry_run(&mut out, &mut err).unwrap();
         let err = String::from_utf8(err).unwrap();
@@ -294,7 +298,7 @@ mod tests {
     #[test]
     fn defect9_dry_run_and_the_scheme_error_hide_the_secrets_in_the_url() {
         let base = "http://me:url-password-1@h/v1?api-version=1&key=url-query-key-1";
-        let request = template(&args(&["--base-url", base, "hi"]), &[], None, true).unwrap();
+        let request = template(&args(&["--base-url", base, "hi"]), &[], None, None, true).unwrap();
         assert_eq!(
             request.describe()[0],
             "POST http://me:***@h/v1/chat/completions?api-version=1&key=***"
@@ -304,7 +308,7 @@ mod tests {
             "echo *** ***"
         );
         let ftp = base.replace("http:", "ftp:");
-        let err = template(&args(&["--base-url", &ftp, "hi"]), &[], None, true).unwrap_err();
+        let err = template(&args(&["--base-url", &ftp, "hi"]), &[], None, None, true).unwrap_err();
         assert_eq!(
             err.to_string(),
             "--base-url must start with http:// or https://, got \
