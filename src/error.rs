@@ -2,7 +2,7 @@
 //!
 //! Most errors are plain `anyhow` errors with context. A typed error exists only where something
 //! branches on it: the exit code, and the `--json` error event (which wants status and code).
-//! Text that came from a server passes through [`scrub`] before it can reach a terminal.
+//! Text that came from a server passes through `scrub` before it can reach a terminal.
 
 use std::fmt;
 use std::io;

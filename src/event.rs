@@ -34,7 +34,7 @@ pub enum Event<'a> {
     Start {
         id: Option<&'a str>,
         model: Option<&'a str>,
-        /// Whole seconds since the epoch ([`unix_seconds`]).
+        /// Whole seconds since the epoch (see `unix_seconds`).
         created: Option<i64>,
     },
     Content {

@@ -1,7 +1,7 @@
 //! gptstream: stream a chat completion from any OpenAI-compatible server into a pipe.
 //!
 //! The stages of the data's path, one folder each, each importing only from the stages below
-//! it (README, "How it works"): `cli` (flags, config file → one [`cli::plan::Plan`]) → `session`
+//! it (README, "How it works"): `cli` (flags, config file → one `Plan`) → `session`
 //! (the conversation and its drivers: one answer, a chat) → `tools` (`--tools`, `--tool-exec`)
 //! → `control` (the worker, signals, child processes) → `transport` (request, HTTP, proxy,
 //! retry) → `decode` (SSE → chunk or Responses events) → `emit` (text and JSON sinks). Under

@@ -3,8 +3,8 @@
 //! Everything that can be checked before a byte is sent is checked here: the key and its file,
 //! the headers (their secrets registered once per process), the request template, the tools,
 //! the conversation, the time limits and the trust roots. Nothing after this looks at a flag:
-//! a single run and a chat are two drivers of the same [`Settings`] (see [`crate::run`] and
-//! [`crate::session::chat`]).
+//! a single run and a chat are two drivers of the same [`Settings`] (see [`crate::session::single`]
+//! and [`crate::session::chat`]).
 
 use std::io::{self, IsTerminal, Read};
 use std::path::{Path, PathBuf};

@@ -69,7 +69,7 @@ fn committed_completions_are_up_to_date() {
     );
 }
 
-/// `--man` prints `doc/gptstream.1` (a unit test in src/manual.rs keeps that page in step with
+/// `--man` prints `doc/gptstream.1` (a unit test in src/cli/manual.rs keeps that page in step with
 /// the flags), and `man` must render it without a warning.
 #[test]
 fn the_man_page_is_printed_whole_and_renders_cleanly() {
