@@ -280,6 +280,12 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     exit::OTHER
 }
 
+/// True when the error needs no line from `main`: the sink said it (`interrupted ...`), or the
+/// panic hook did.
+pub fn is_reported(err: &anyhow::Error) -> bool {
+    err.is::<Interrupted>() || err.is::<Panicked>()
+}
+
 /// True when the error is only that our reader went away (`| head`): that is success.
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {

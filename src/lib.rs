@@ -6,7 +6,8 @@
 //! → `control` (the worker, signals, child processes) → `transport` (request, HTTP, proxy,
 //! retry) → `decode` (SSE → chunk or Responses events) → `emit` (text and JSON sinks). Under
 //! them all: `event` (the pipeline's vocabulary) and `error` (error kinds and exit codes).
-//! `decode` and `emit` do no I/O of their own and are tested on bytes.
+//! The SSE decoder, the interpreters and the sinks do no I/O of their own (the sinks write to
+//! whatever `Write` they are given) and are tested on bytes.
 //!
 //! What is `pub` here is what the binary and the benchmarks use; everything else is
 //! `pub(crate)`, so rustc finds what is dead.
@@ -23,4 +24,5 @@ mod tools;
 mod transport;
 
 pub use cli::args::Args;
-pub use run::{is_reported, run};
+pub use error::is_reported;
+pub use run::run;

@@ -1,17 +1,17 @@
-//! The top: flags in, one [`Plan`], and the driver that carries it out. A single run and a chat
-//! ([`crate::session::chat`]) drive the same session; this thread owns the sink and the conversation, and
-//! writes how the run ended once, after the worker that streamed it has been joined.
+//! The top: flags in, one [`Plan`] (from [`crate::cli::resolve`]), and each kind of plan handed
+//! to the stage that carries it out: a single run ([`crate::session::single`]), a chat
+//! ([`crate::session::chat`]), a listing. A failure is reported through the sink, once, here.
 
 use std::io::{self, Write};
 
 use crate::cli::args::Args;
 use crate::cli::plan::Plan;
-use crate::error::{Interrupted, Panicked, is_broken_pipe};
+use crate::error::{Interrupted, is_broken_pipe};
 use crate::event::{ErrorReport, Event, Sink};
 use crate::session::single;
 
 /// Runs gptstream with parsed flags. An error that comes back has been reported through the
-/// sink (the `--json` error event) but not printed; `main` prints it, unless [`is_reported`].
+/// sink (the `--json` error event) but not printed; `main` prints it, unless [`crate::error::is_reported`].
 pub fn run(args: Args) -> anyhow::Result<()> {
     install_panic_hook();
     let (mut sink, plan) = crate::cli::resolve(args);
@@ -24,12 +24,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let _ = sink.emit(&Event::Error(&ErrorReport::from_error(err)));
     }
     result
-}
-
-/// True when the error needs no line from `main`: the sink said it (`interrupted ...`), or the
-/// panic hook did.
-pub fn is_reported(err: &anyhow::Error) -> bool {
-    err.is::<Interrupted>() || err.is::<Panicked>()
 }
 
 fn carry_out(plan: Plan, sink: &mut (dyn Sink + Send)) -> anyhow::Result<()> {

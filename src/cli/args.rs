@@ -418,6 +418,16 @@ pub(crate) enum ReasoningDisplay {
     Hide,
 }
 
+/// The longest time limit: about 31 years, far from where a deadline would overflow.
+pub(crate) const MAX_SECONDS: f64 = 1e9;
+
+/// A time limit in seconds as a duration, if it is one: positive, finite and not absurd.
+pub(crate) fn valid_seconds(secs: f64) -> Option<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero() && secs <= MAX_SECONDS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

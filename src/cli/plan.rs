@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::Value;
 
-use crate::cli::args::{Args, ReasoningDisplay};
+use crate::cli::args::{Args, MAX_SECONDS, ReasoningDisplay, valid_seconds};
 use crate::cli::config::Applied;
 use crate::cli::template::{schema, template};
 use crate::emit::json::JsonSink;
@@ -132,9 +132,7 @@ impl Plan {
         }
         if args.list_models {
             let api_key = key::load_api_key(&config.key)?;
-            // Checked as for a completion, though a listing sends no body.
-            let schema = schema(args)?;
-            let mut template = template(args, &[], schema.as_ref(), api_key, true)?;
+            let (mut template, _) = template(args, &[], api_key, true)?;
             template.url = request::models_url(&args.base_url);
             let settings = settings(args, &config, template, Toolbox::default(), false)?;
             return Ok(Plan::ListModels {
@@ -180,14 +178,7 @@ impl Plan {
         let attachments = attachments(args, attach_stdin)?;
         let toolbox = toolbox(args, tools_stdin.as_deref())?;
         let conversation = conversation(args, prompt_stdin, attachments)?;
-        let schema = schema(args)?;
-        let template = template(
-            args,
-            &toolbox.definitions,
-            schema.as_ref(),
-            api_key,
-            !args.dry_run,
-        )?;
+        let (template, schema) = template(args, &toolbox.definitions, api_key, !args.dry_run)?;
         if args.dry_run {
             let mut request = template;
             request.set_messages(&conversation.messages);
@@ -229,8 +220,7 @@ fn resolve_chat(args: &Args, config: &Applied) -> anyhow::Result<Plan> {
     if let Some(system) = &args.system {
         conversation.set_system(system);
     }
-    let schema = schema(args)?;
-    let template = template(args, &toolbox.definitions, schema.as_ref(), api_key, true)?;
+    let (template, schema) = template(args, &toolbox.definitions, api_key, true)?;
     if let Some(path) = &args.save {
         Conversation::check_save_path(path)?;
     }
@@ -344,16 +334,6 @@ fn seconds(flag: &str, secs: f64) -> anyhow::Result<Duration> {
         ))
         .into()
     })
-}
-
-/// The longest time limit: about 31 years, far from where a deadline would overflow.
-pub(crate) const MAX_SECONDS: f64 = 1e9;
-
-/// A time limit in seconds as a duration, if it is one: positive, finite and not absurd.
-pub(crate) fn valid_seconds(secs: f64) -> Option<Duration> {
-    Duration::try_from_secs_f64(secs)
-        .ok()
-        .filter(|d| !d.is_zero() && secs <= MAX_SECONDS)
 }
 
 /// Whether the connection will need TLS: an https:// server, or a proxy reached over https.

@@ -12,15 +12,15 @@ use crate::tools::toolbox;
 use crate::transport::key::ApiKey;
 use crate::transport::request::{self, Request};
 
-/// The request for these flags and tools, without the conversation. `require_key`: refuse to
+/// The request for these flags and tools, without the conversation, and `--schema` (read and
+/// checked after everything else here, as the body needs it). `require_key`: refuse to
 /// send to OpenAI itself without a key (not for `--dry-run`, which sends nothing).
 pub(super) fn template(
     args: &Args,
     tools: &[Value],
-    schema: Option<&Value>,
     api_key: Option<ApiKey>,
     require_key: bool,
-) -> anyhow::Result<Request> {
+) -> anyhow::Result<(Request, Option<Value>)> {
     if let Some(choice) = args.choice.filter(|&k| k >= args.choices) {
         return Err(UsageError(format!(
             "--choice {choice} needs -n {} or more (choices count from 0)",
@@ -71,18 +71,20 @@ pub(super) fn template(
         )
         .into());
     }
+    let schema = schema(args)?;
     let body = match dialect {
-        Dialect::Chat => body(args, tools, schema)?,
-        Dialect::Responses => responses_body(args, tools, schema)?,
+        Dialect::Chat => body(args, tools, schema.as_ref())?,
+        Dialect::Responses => responses_body(args, tools, schema.as_ref())?,
     };
-    Ok(Request {
+    let request = Request {
         dialect,
         url,
         headers,
         api_key,
         body,
         messages: Vec::new(),
-    })
+    };
+    Ok((request, schema))
 }
 
 /// The request body for these flags and tools; `messages` is filled in per request.
@@ -261,14 +263,11 @@ mod tests {
     #[test]
     fn a_missing_key_is_an_error_only_for_openai() {
         let openai = args(&["--base-url", "https://api.openai.com/v1", "hi"]);
-        let err = template(&openai, &[], None, None, true).unwrap_err();
+        let err = template(&openai, &[], None, true).unwrap_err();
         assert!(err.to_string().contains("OPENAI_API_KEY"));
-        assert!(
-            template(&openai, &[], None, None, false).is_ok(),
-            "a dry run"
-        );
+        assert!(template(&openai, &[], None, false).is_ok(), "a dry run");
         let local = args(&["--base-url", "http://127.0.0.1:1/v1", "hi"]);
-        assert!(template(&local, &[], None, None, true).is_ok());
+        assert!(template(&local, &[], None, true).is_ok());
     }
 
     #[test]
@@ -282,7 +281,7 @@ mod tests {
             "X-Org: acme",
             "hi",
         ]);
-        let request = template(&a, &[], None, None, false).unwrap();
+        let (request, _) = template(&a, &[], None, false).unwrap();
         let (mut out, mut err) = (Vec::new(), Vec::new());
         request.print_dry_run(&mut out, &mut err).unwrap();
         let err = String::from_utf8(err).unwrap();
@@ -298,7 +297,7 @@ mod tests {
     #[test]
     fn defect9_dry_run_and_the_scheme_error_hide_the_secrets_in_the_url() {
         let base = "http://me:url-password-1@h/v1?api-version=1&key=url-query-key-1";
-        let request = template(&args(&["--base-url", base, "hi"]), &[], None, None, true).unwrap();
+        let (request, _) = template(&args(&["--base-url", base, "hi"]), &[], None, true).unwrap();
         assert_eq!(
             request.describe()[0],
             "POST http://me:***@h/v1/chat/completions?api-version=1&key=***"
@@ -308,7 +307,7 @@ mod tests {
             "echo *** ***"
         );
         let ftp = base.replace("http:", "ftp:");
-        let err = template(&args(&["--base-url", &ftp, "hi"]), &[], None, None, true).unwrap_err();
+        let err = template(&args(&["--base-url", &ftp, "hi"]), &[], None, true).unwrap_err();
         assert_eq!(
             err.to_string(),
             "--base-url must start with http:// or https://, got \

@@ -497,7 +497,7 @@ impl Chat<'_> {
                 }
                 self.conversation.messages.truncate(before);
                 // A bug (a worker's panic, already said) ends the chat too.
-                if is_broken_pipe(&err) || !self.terminal || crate::is_reported(&err) {
+                if is_broken_pipe(&err) || !self.terminal || crate::error::is_reported(&err) {
                     return Err(err);
                 }
                 // At a terminal the chat goes on; the user may try again.

@@ -354,3 +354,18 @@ fn compat6_a_mismatch_still_gives_the_summary_line_of_the_completed_stream() {
          gptstream: the answer does not match --schema: /age: expected integer, got string\n"
     );
 }
+
+/// The review of #21: parsing --schema once moved its errors before the template's own; the
+/// template's come first, as they did.
+#[test]
+fn the_templates_usage_errors_come_before_the_schemas() {
+    let out = gptstream()
+        .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+        .args(["--api", "responses", "-n", "2", "--schema", "name", "hi"])
+        .run();
+    assert_eq!(
+        out.render(),
+        "status: 2\n--- stdout\n\n--- stderr\n\
+         gptstream: -n 2 needs --api chat: the Responses API has no choices\n"
+    );
+}

@@ -186,11 +186,11 @@ impl File<'_> {
             };
             let seconds = || {
                 let secs = number()?;
-                match crate::cli::plan::valid_seconds(secs) {
+                match crate::cli::args::valid_seconds(secs) {
                     Some(_) => Ok(secs),
                     None => Err(fail(&format!(
                         "expected a positive number of seconds, at most {:e}",
-                        crate::cli::plan::MAX_SECONDS
+                        crate::cli::args::MAX_SECONDS
                     ))),
                 }
             };
