@@ -23,7 +23,7 @@ _gptstream() {
 
     case "${cmd}" in
         gptstream)
-            opts="-m -s -H -a -n -v -q -p -h -V --model --system --max-tokens --temperature --api --reasoning-effort --base-url --api-key-file --insecure-key-file --header --extra --attach --schema --schema-name --no-stream --choices --choice --verbose --no-usage --usage --no-stdin --dry-run --chat --json --reasoning --color --quiet --replay --record --messages --save --save-partial --tools --tool-choice --no-parallel-tool-calls --tool-exec --max-tool-rounds --max-tool-output --tool-timeout --tool-result --retries --proxy --cacert --connect-timeout --first-byte-timeout --idle-timeout --timeout --profile --profiles --list-models --completions --man --help --version"
+            opts="-m -s -H -a -n -v -q -p -h -V --model --system --max-tokens --temperature --api --reasoning-effort --base-url --api-key-file --insecure-key-file --header --extra --attach --schema --schema-name --no-stream --choices --choice --verbose --no-usage --usage --no-stdin --dry-run --chat --json --reasoning --color --quiet --replay --record --messages --save --save-partial --tools --tool-choice --no-parallel-tool-calls --tool-exec --max-tool-rounds --max-tool-output --tool-timeout --mcp --mcp-timeout --list-tools --tool-result --retries --proxy --cacert --connect-timeout --first-byte-timeout --idle-timeout --timeout --profile --profiles --list-models --completions --man --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -154,6 +154,14 @@ _gptstream() {
                     return 0
                     ;;
                 --tool-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mcp)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mcp-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

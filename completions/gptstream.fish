@@ -28,7 +28,9 @@ complete -c gptstream -l tool-choice -d 'Which tool the model may call: auto, no
 complete -c gptstream -l tool-exec -d 'Run COMMAND (with sh -c) when the model calls NAME: arguments JSON on its stdin, its stdout back to the model, then the answer continues (repeatable)' -r
 complete -c gptstream -l max-tool-rounds -d 'Most rounds of running tools and asking again before giving up (exit 6)' -r
 complete -c gptstream -l max-tool-output -d 'Bytes of a tool\'s output sent back to the model; the rest is cut, and that is said' -r
-complete -c gptstream -l tool-timeout -d 'Seconds a --tool-exec command may run before it is killed' -r
+complete -c gptstream -l tool-timeout -d 'Seconds a --tool-exec command (or an MCP tool call) may run before it is stopped' -r
+complete -c gptstream -l mcp -d 'Bring the tools of an MCP server, started with sh -c COMMAND and spoken to over stdio; NAME defaults to the server\'s own name (repeatable)' -r
+complete -c gptstream -l mcp-timeout -d 'Seconds an MCP server has to start, initialize and list its tools (else exit 8)' -r
 complete -c gptstream -l tool-result -d 'Answer a tool call from --messages: ID=TEXT, or ID=@FILE to read the result from a file (repeatable)' -r
 complete -c gptstream -l retries -d 'Retries after a refused or reset connection, 408, 409, 429 or 5xx, before any output (exponential backoff with jitter, honouring Retry-After); 0 turns them off' -r
 complete -c gptstream -l proxy -d 'Proxy for the request (http://, socks5://...); overrides HTTPS_PROXY, HTTP_PROXY, ALL_PROXY; \'\' connects directly' -r
@@ -55,6 +57,7 @@ complete -c gptstream -l json -d 'Write every event as one JSON object per line 
 complete -c gptstream -s q -l quiet -d 'No summary line on stderr (errors and warnings are still printed)'
 complete -c gptstream -l save-partial -d 'With --save: also save after a failed or interrupted answer, with the text that arrived'
 complete -c gptstream -l no-parallel-tool-calls -d 'Ask for at most one tool call per turn (parallel_tool_calls: false)'
+complete -c gptstream -l list-tools -d 'List the tools offered (NAME, SERVER, DESCRIPTION, tab-separated; with --json one object per line) and exit, asking the model nothing'
 complete -c gptstream -l profiles -d 'List the config file\'s profiles (name, base URL, model, API) and exit'
 complete -c gptstream -l list-models -d 'List the server\'s models (GET {base}/models), one id per line, and exit'
 complete -c gptstream -l man -d 'Print the man page (roff) and exit'

@@ -18,6 +18,7 @@ pub mod exit {
     pub const STREAM: u8 = 5;
     pub const TOOL_ROUNDS: u8 = 6;
     pub const SCHEMA: u8 = 7;
+    pub const MCP: u8 = 8;
     /// 128 + SIGINT.
     pub const INTERRUPTED: u8 = 130;
     /// 128 + SIGTERM.
@@ -81,6 +82,18 @@ impl fmt::Display for SchemaError {
 }
 
 impl std::error::Error for SchemaError {}
+
+/// An MCP server could not be started, initialized or listed: exit 8, before any request.
+#[derive(Debug)]
+pub(crate) struct McpError(pub String);
+
+impl fmt::Display for McpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for McpError {}
 
 /// SIGINT or SIGTERM stopped the run: exit 130 or 143. Already reported by the sink.
 #[derive(Debug)]
@@ -273,6 +286,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if cause.is::<SchemaError>() {
             return exit::SCHEMA;
         }
+        if cause.is::<McpError>() {
+            return exit::MCP;
+        }
         if let Some(Interrupted(signal)) = cause.downcast_ref() {
             return signal.exit_code();
         }
@@ -360,7 +376,7 @@ mod tests {
 
     #[test]
     fn each_typed_error_has_its_own_exit_code_even_under_context() {
-        let cases: [(anyhow::Error, u8); 7] = [
+        let cases: [(anyhow::Error, u8); 8] = [
             (anyhow::anyhow!("plain"), exit::OTHER),
             (UsageError("u".into()).into(), exit::USAGE),
             (
@@ -371,6 +387,7 @@ mod tests {
             (StreamError("s".into()).into(), exit::STREAM),
             (ToolRoundsError("t".into()).into(), exit::TOOL_ROUNDS),
             (SchemaError("s".into()).into(), exit::SCHEMA),
+            (McpError("m".into()).into(), exit::MCP),
         ];
         for (err, code) in cases {
             let wrapped = Err::<(), _>(err).context("outer").unwrap_err();

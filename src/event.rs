@@ -244,11 +244,29 @@ pub struct ToolOutcome {
     pub(crate) output_bytes: usize,
     pub(crate) truncated: bool,
     pub(crate) timed_out: bool,
+    /// The MCP server that ran the call; `None` for a `--tool-exec` command.
+    pub(crate) server: Option<String>,
+    /// An MCP call's `isError` (or a call that failed on the way); `None` for `--tool-exec`.
+    pub(crate) is_error: Option<bool>,
 }
 
 impl ToolOutcome {
     pub(crate) fn succeeded(&self) -> bool {
-        self.exit_code == Some(0)
+        match self.is_error {
+            Some(is_error) => !is_error && !self.timed_out,
+            None => self.exit_code == Some(0),
+        }
+    }
+
+    /// For the stderr note: how a command ended, or whether an MCP call was an error.
+    pub(crate) fn describe(&self) -> String {
+        match (self.exit_code, self.timed_out, self.is_error) {
+            (_, true, _) => "timed out".into(),
+            (_, _, Some(true)) => "error".into(),
+            (_, _, Some(false)) => "ok".into(),
+            (Some(code), _, None) => format!("exit {code}"),
+            (None, _, None) => "not run".into(),
+        }
     }
 }
 

@@ -36,6 +36,7 @@ fn carry_out(plan: Plan, sink: &mut (dyn Sink + Send)) -> anyhow::Result<()> {
         } => single::replay(&path, schema.as_ref(), choice, sink),
         Plan::Man => crate::cli::manual::write(&mut io::stdout().lock()),
         Plan::Profiles { config, json } => crate::cli::config::list(&config, json),
+        Plan::ListTools { toolbox, json } => toolbox.print_listing(json),
         Plan::ListModels { settings, json } => crate::session::models::list(settings, json),
         Plan::DryRun { request, config } => {
             let mut err = io::stderr().lock();

@@ -30,6 +30,7 @@ Examples:
   gptstream -p local --list-models             # a profile of ~/.config/gptstream/config.toml
   gptstream --schema 'name, email' < signature.txt | jq -r .email
   gptstream -a screenshot.png \"What is on screen?\"
+  gptstream --mcp 'npx -y @modelcontextprotocol/server-filesystem .' \"Which files are here?\"
 
 Exit codes:
   0  success (also when stdout is closed early, as by `| head`)
@@ -40,6 +41,7 @@ Exit codes:
   5  truncated or malformed stream (ended before [DONE] with a choice unfinished, bad JSON)
   6  the model was still calling tools after --max-tool-rounds rounds
   7  the answer does not match --schema (not JSON, a mismatch, or a refusal)
+  8  an --mcp server could not be started, or did not initialize within --mcp-timeout
   130, 143  interrupted by Ctrl-C (SIGINT) or SIGTERM; the text so far stays on stdout";
 
 #[derive(Debug, Clone, Parser)]
@@ -224,9 +226,23 @@ pub struct Args {
     )]
     pub(crate) max_tool_output: usize,
 
-    /// Seconds a --tool-exec command may run before it is killed
+    /// Seconds a --tool-exec command (or an MCP tool call) may run before it is stopped
     #[arg(long = "tool-timeout", value_name = "SECS", default_value_t = 120.0)]
     pub(crate) tool_timeout: f64,
+
+    /// Bring the tools of an MCP server, started with sh -c COMMAND and spoken to over stdio;
+    /// NAME defaults to the server's own name (repeatable)
+    #[arg(long = "mcp", value_name = "[NAME=]COMMAND")]
+    pub(crate) mcp: Vec<String>,
+
+    /// Seconds an MCP server has to start, initialize and list its tools (else exit 8)
+    #[arg(long = "mcp-timeout", value_name = "SECS", default_value_t = 30.0)]
+    pub(crate) mcp_timeout: f64,
+
+    /// List the tools offered (NAME, SERVER, DESCRIPTION, tab-separated; with --json one object
+    /// per line) and exit, asking the model nothing
+    #[arg(long = "list-tools", conflicts_with_all = ["chat", "replay", "dry_run", "list_models", "profiles"])]
+    pub(crate) list_tools: bool,
 
     /// Answer a tool call from --messages: ID=TEXT, or ID=@FILE to read the result from a file
     /// (repeatable)

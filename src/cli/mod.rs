@@ -28,7 +28,6 @@ pub(crate) fn resolve(mut args: Args) -> (Box<dyn Sink + Send>, anyhow::Result<P
         config::apply(&mut args)
     };
     let chat = plan::is_chat(&args);
-    let sink = plan::sink(&args, chat);
     if let Ok(configured) = &configured
         && args.verbose
         && !args.dry_run
@@ -37,7 +36,12 @@ pub(crate) fn resolve(mut args: Args) -> (Box<dyn Sink + Send>, anyhow::Result<P
         eprintln!("* {config}");
     }
     let plan = configured.and_then(|configured| Plan::resolve(&args, configured, chat));
-    (sink, plan)
+    // After the plan, which knows the MCP servers' tools: their calls are not the answer.
+    let mut executed = plan::exec_names(&args);
+    if let Ok(plan) = &plan {
+        executed.extend(plan.mcp_tool_names());
+    }
+    (plan::sink(&args, chat, executed), plan)
 }
 
 /// Generated in memory first: clap_complete panics on a write error, and `| head` is one.

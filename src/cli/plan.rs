@@ -23,9 +23,10 @@ use crate::event::Sink;
 use crate::session::answer::Settings;
 use crate::session::conversation::Conversation;
 use crate::session::single::Save;
+use crate::tools::mcp;
 use crate::tools::toolbox::{self, Toolbox};
 use crate::transport::http::{self, Transport};
-use crate::transport::key::{self};
+use crate::transport::key::{self, KeySource};
 use crate::transport::request::{self, Request};
 use crate::{emit, session::prompt};
 
@@ -37,6 +38,8 @@ pub(crate) enum Plan {
     Man,
     /// `--profiles`: what the config file holds; `json`: as JSON lines.
     Profiles { config: Applied, json: bool },
+    /// `--list-tools`: the tools offered, and where each comes from.
+    ListTools { toolbox: Toolbox, json: bool },
     /// `--list-models`: `GET {base}/models` with the key, headers, retries and timeouts of a
     /// completion request (the template's URL is the models URL).
     ListModels { settings: Settings, json: bool },
@@ -82,6 +85,7 @@ pub(crate) fn is_chat(args: &Args) -> bool {
             && args.completions.is_none()
             && !args.profiles
             && !args.list_models
+            && !args.list_tools
             && !args.man
             && args.tool_results.is_empty()
             && !args.tools.iter().any(|path| path == Path::new("-"))
@@ -90,7 +94,8 @@ pub(crate) fn is_chat(args: &Args) -> bool {
 }
 
 /// The text or JSON sink, writing to stdout and stderr.
-pub(crate) fn sink(args: &Args, chat: bool) -> Box<dyn Sink + Send> {
+/// `executed`: the tools gptstream runs, whose calls are not printed on stdout.
+pub(crate) fn sink(args: &Args, chat: bool, executed: Vec<String>) -> Box<dyn Sink + Send> {
     if args.json {
         return Box::new(JsonSink::new(emit::stdout()));
     }
@@ -101,21 +106,40 @@ pub(crate) fn sink(args: &Args, chat: bool) -> Box<dyn Sink + Send> {
         dim: args.color.enabled(io::stderr().is_terminal()),
         choice: args.choice.map_or(0, u64::from),
         all_choices: args.choices > 1 && args.choice.is_none(),
-        hold_until_answer: args.schema.is_some() && !args.tool_exec.is_empty(),
+        hold_until_answer: args.schema.is_some() && runs_tools(args),
         clean_answer: io::stdout().is_terminal(),
     };
-    let executed = args
-        .tool_exec
-        .iter()
-        .filter_map(|spec| toolbox::parse_exec(spec).map(|(name, _)| name.to_owned()))
-        .collect();
     Box::new(
         TextSink::new(emit::stdout(), io::LineWriter::new(io::stderr()), options)
             .with_executed_tools(executed),
     )
 }
 
+/// Whether gptstream may run tools itself: a tool loop, whose text before the last answer is
+/// not the answer.
+fn runs_tools(args: &Args) -> bool {
+    !args.tool_exec.is_empty() || !args.mcp.is_empty()
+}
+
+/// The `--tool-exec` names.
+pub(crate) fn exec_names(args: &Args) -> Vec<String> {
+    args.tool_exec
+        .iter()
+        .filter_map(|spec| toolbox::parse_exec(spec).map(|(name, _)| name.to_owned()))
+        .collect()
+}
+
 impl Plan {
+    /// The MCP servers' tools in this plan, which gptstream runs.
+    pub(crate) fn mcp_tool_names(&self) -> Vec<String> {
+        match self {
+            Plan::Run { settings, .. } | Plan::Chat { settings, .. } => {
+                settings.toolbox.mcp_tool_names()
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// Resolves the flags; `chat` is [`is_chat`]'s answer.
     pub(crate) fn resolve(args: &Args, config: Applied, chat: bool) -> anyhow::Result<Plan> {
         if let Some(shell) = args.completions {
@@ -127,6 +151,17 @@ impl Plan {
         if args.profiles {
             return Ok(Plan::Profiles {
                 config,
+                json: args.json,
+            });
+        }
+        if args.list_tools {
+            let stdin = if args.tools.iter().any(|path| path == Path::new("-")) {
+                prompt::read_stdin_if_piped()?
+            } else {
+                None
+            };
+            return Ok(Plan::ListTools {
+                toolbox: toolbox(args, &config, stdin.as_deref())?,
                 json: args.json,
             });
         }
@@ -176,7 +211,7 @@ impl Plan {
             (stdin, None)
         };
         let attachments = attachments(args, attach_stdin)?;
-        let toolbox = toolbox(args, tools_stdin.as_deref())?;
+        let toolbox = toolbox(args, &config, tools_stdin.as_deref())?;
         let conversation = conversation(args, prompt_stdin, attachments)?;
         let (template, schema) = template(args, &toolbox.definitions, api_key, !args.dry_run)?;
         if args.dry_run {
@@ -212,7 +247,7 @@ fn resolve_chat(args: &Args, config: &Applied) -> anyhow::Result<Plan> {
         return Err(UsageError("-a - cannot be used with --chat: stdin is the chat".into()).into());
     }
     let api_key = key::load_api_key(&config.key)?;
-    let toolbox = toolbox(args, None)?;
+    let toolbox = toolbox(args, config, None)?;
     let mut conversation = match &args.messages {
         Some(path) => Conversation::load(path)?,
         None => Conversation::new(),
@@ -244,10 +279,7 @@ fn settings(
     Ok(Settings {
         transport: transport(args, config)?,
         template,
-        keep_text: chat
-            || args.save.is_some()
-            || !args.tool_exec.is_empty()
-            || args.schema.is_some(),
+        keep_text: chat || args.save.is_some() || runs_tools(args) || args.schema.is_some(),
         toolbox,
         max_tool_rounds: args.max_tool_rounds,
         retries: args.retries,
@@ -257,11 +289,32 @@ fn settings(
 }
 
 /// The tools from `--tools` (`-` being `tools_stdin`) and `--tool-exec`, with their limits.
-fn toolbox(args: &Args, tools_stdin: Option<&str>) -> anyhow::Result<Toolbox> {
+/// The MCP servers (`--mcp`) are started here, before any request: one that cannot be is exit 8.
+fn toolbox(args: &Args, config: &Applied, tools_stdin: Option<&str>) -> anyhow::Result<Toolbox> {
     let mut toolbox = Toolbox::load(&args.tools, tools_stdin, &args.tool_exec)?;
     toolbox.max_output = args.max_tool_output;
     toolbox.timeout = Some(seconds("--tool-timeout", args.tool_timeout)?);
-    Ok(toolbox)
+    if args.mcp.is_empty() {
+        return Ok(toolbox);
+    }
+    let specs = args
+        .mcp
+        .iter()
+        .map(|spec| mcp::Spec::parse(spec))
+        .collect::<Result<Vec<_>, _>>()?;
+    let timeout = seconds("--mcp-timeout", args.mcp_timeout)?;
+    // A server is someone else's program: it gets none of the API key's variables.
+    let mut hidden = vec!["OPENAI_API_KEY".to_owned()];
+    if let KeySource::Env { var, .. } = &config.key {
+        hidden.push(var.clone());
+    }
+    let servers = mcp::Servers::start(&mcp::Start {
+        specs: &specs,
+        timeout,
+        hidden,
+        verbose: args.verbose,
+    })?;
+    Ok(toolbox.with_mcp(servers)?)
 }
 
 /// The `-a` attachments as content parts, in order (`-` being `stdin`'s bytes).

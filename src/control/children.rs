@@ -1,5 +1,7 @@
 //! The tools' process groups while they run: listed here, so that a stop (Ctrl-C, SIGTERM, the
-//! last-resort exit) can kill every one of them, wherever the tool runs.
+//! last-resort exit) can kill every one of them, wherever the tool runs. MCP servers, which
+//! live for the whole run, are listed apart ([`crate::control::reaper::spawn_kept`]): a stop
+//! leaves them be, the last-resort exit kills them too.
 
 use std::sync::{Mutex, PoisonError};
 
@@ -36,3 +38,16 @@ pub(crate) fn kill_group(id: u32) {
 
 #[cfg(not(unix))]
 pub(crate) fn kill_group(_id: u32) {}
+
+/// SIGTERM (or, with `kill`, SIGKILL) to the whole group `id`.
+#[cfg(unix)]
+pub(crate) fn signal_group(id: u32, kill: bool) {
+    use rustix::process::{Pid, Signal, kill_process_group};
+    if let Some(pid) = i32::try_from(id).ok().and_then(Pid::from_raw) {
+        let signal = if kill { Signal::KILL } else { Signal::TERM };
+        let _ = kill_process_group(pid, signal);
+    }
+}
+
+#[cfg(not(unix))]
+pub(crate) fn signal_group(_id: u32, _kill: bool) {}

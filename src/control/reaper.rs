@@ -61,6 +61,34 @@ pub(crate) fn spawn(command: &mut Command) -> std::io::Result<Child> {
     Ok(child)
 }
 
+/// The children that live for the whole run (MCP servers): a sweep neither kills them nor waits
+/// for them, and the last-resort exit kills their groups. Listed from spawn until reaped.
+static KEPT: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+fn kept() -> MutexGuard<'static, Vec<u32>> {
+    KEPT.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Spawns a child that stays for the whole run, and lists it as kept.
+pub(crate) fn spawn_kept(command: &mut Command) -> std::io::Result<Child> {
+    let mut kept = kept();
+    let child = command.spawn()?;
+    kept.push(child.id());
+    Ok(child)
+}
+
+/// Kept child `id` has been reaped.
+pub(crate) fn release(id: u32) {
+    kept().retain(|&listed| listed != id);
+}
+
+/// At the last-resort exit: SIGKILL to every kept child's group; what is left is then swept.
+pub(crate) fn kill_kept() {
+    for id in kept().drain(..) {
+        crate::control::children::signal_group(id, true);
+    }
+}
+
 /// `id`'s `Child` has reaped it.
 pub(crate) fn disown(id: u32) {
     owned().retain(|&listed| listed != id);
@@ -100,9 +128,10 @@ fn reap_orphans(owned: &[u32], deadline: Instant) {
     // Killed and not reaped yet: still our children, so their pids are not reused meanwhile.
     let mut killed: Vec<u32> = Vec::new();
     loop {
+        let kept = kept().clone();
         let found: Vec<u32> = children(std::process::id())
             .into_iter()
-            .filter(|pid| !owned.contains(pid))
+            .filter(|pid| !owned.contains(pid) && !kept.contains(pid))
             .collect();
         for &pid in &found {
             if !killed.contains(&pid)

@@ -270,6 +270,7 @@ fn last_word(line: String, code: u8) -> ! {
             let _ = written.send(());
         });
     crate::control::children::kill_running_tools();
+    crate::control::reaper::kill_kept();
     crate::control::reaper::sweep_at_exit();
     let _ = done.recv_timeout(Duration::from_millis(200));
     std::process::exit(i32::from(code))

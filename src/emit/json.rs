@@ -124,20 +124,29 @@ impl<W: Write> JsonSink<W> {
                 choice,
                 call,
                 outcome,
-            } => Object::new(line, "tool_result")
-                .num("choice", choice)?
-                .num("index", call.index as u64)?
-                .str("id", &call.id)?
-                .str("name", &call.name)?
-                .value(
-                    "exit_code",
-                    &outcome.exit_code.map_or(Value::Null, Value::from),
-                )?
-                .value("timed_out", &Value::from(outcome.timed_out))?
-                .num("output_bytes", outcome.output_bytes as u64)?
-                .value("truncated", &Value::from(outcome.truncated))?
-                .str("output", &outcome.content)?
-                .end(),
+            } => {
+                let object = Object::new(line, "tool_result")
+                    .num("choice", choice)?
+                    .num("index", call.index as u64)?
+                    .str("id", &call.id)?
+                    .str("name", &call.name)?
+                    .value(
+                        "exit_code",
+                        &outcome.exit_code.map_or(Value::Null, Value::from),
+                    )?
+                    .value("timed_out", &Value::from(outcome.timed_out))?
+                    .num("output_bytes", outcome.output_bytes as u64)?
+                    .value("truncated", &Value::from(outcome.truncated))?
+                    .str("output", &outcome.content)?;
+                // An MCP call's: which server ran it, and whether it was an error.
+                match (&outcome.server, outcome.is_error) {
+                    (Some(server), Some(is_error)) => object
+                        .str("server", server)?
+                        .value("is_error", &Value::from(is_error))?
+                        .end(),
+                    _ => object.end(),
+                }
+            }
             Event::Finish {
                 choice,
                 reason,

@@ -398,9 +398,13 @@ impl<O: Write, E: Write> TextSink<O, E> {
                     return Ok(());
                 }
                 let truncated = if outcome.truncated { ", truncated" } else { "" };
+                let server = match &outcome.server {
+                    Some(server) => format!(" on {}", scrub(server)),
+                    None => String::new(),
+                };
                 writeln!(
                     self.err,
-                    "gptstream: ran tool {} ({}): {}, {} bytes{truncated}",
+                    "gptstream: ran tool {} ({}){server}: {}, {} bytes{truncated}",
                     scrub(&call.name),
                     scrub(&call.id),
                     outcome.describe(),

@@ -189,10 +189,7 @@ impl Session {
             let calls = turn.tool_calls.clone();
             turns.push(turn);
             let toolbox = &self.settings.toolbox;
-            let runnable: Vec<&ToolCall> = calls
-                .iter()
-                .filter(|c| toolbox.executor(&c.name).is_some())
-                .collect();
+            let runnable: Vec<&ToolCall> = calls.iter().filter(|c| toolbox.runs(&c.name)).collect();
             if runnable.is_empty() {
                 return Ok(turns);
             }

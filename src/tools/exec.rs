@@ -129,6 +129,8 @@ pub(super) fn run_command(
         output_bytes,
         truncated,
         timed_out: ran.timed_out,
+        server: None,
+        is_error: None,
     })
 }
 
@@ -460,17 +462,6 @@ fn supervise(
         status,
         timed_out,
     })
-}
-
-impl ToolOutcome {
-    /// For the `--json` stream and the stderr note.
-    pub(crate) fn describe(&self) -> String {
-        match (self.exit_code, self.timed_out) {
-            (_, true) => "timed out".into(),
-            (Some(code), _) => format!("exit {code}"),
-            (None, _) => "not run".into(),
-        }
-    }
 }
 
 #[cfg(test)]

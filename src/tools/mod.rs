@@ -1,4 +1,6 @@
-//! The user's tools: their definitions and the runner of `--tool-exec` commands.
+//! The user's tools: their definitions, the runner of `--tool-exec` commands, and the MCP
+//! client that brings a server's tools (`--mcp`).
 
 pub(crate) mod exec;
+pub(crate) mod mcp;
 pub(crate) mod toolbox;

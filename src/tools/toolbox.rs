@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::control::supervisor::Cancel;
 use crate::error::UsageError;
 use crate::event::{ToolCall, ToolOutcome};
+use crate::tools::mcp::{McpTool, Servers};
 
 /// The tool definitions and executors from the flags.
 #[derive(Debug, Default)]
@@ -17,6 +18,8 @@ pub(crate) struct Toolbox {
     /// The `tools` array for the request body.
     pub(crate) definitions: Vec<Value>,
     executors: Vec<(String, String)>,
+    /// The MCP servers (`--mcp`) and their tools, which are among `definitions` too.
+    mcp: Servers,
     pub(crate) max_output: usize,
     pub(crate) timeout: Option<Duration>,
 }
@@ -108,6 +111,85 @@ impl Toolbox {
         Ok(toolbox)
     }
 
+    /// Adds the tools of the MCP servers; a name that `--tools` defines too is exit 2.
+    pub(crate) fn with_mcp(mut self, servers: Servers) -> Result<Toolbox, UsageError> {
+        for tool in &servers.tools {
+            if self.names().any(|defined| defined == tool.name) {
+                return Err(UsageError(format!(
+                    "MCP server {} and --tools both define a tool named {}",
+                    crate::error::scrub(&tool.server),
+                    crate::error::scrub(&tool.name)
+                )));
+            }
+        }
+        self.definitions
+            .extend(servers.tools.iter().map(McpTool::definition));
+        self.mcp = servers;
+        Ok(self)
+    }
+
+    /// Whether gptstream runs tool `name` (with `--tool-exec` or on an MCP server).
+    pub(crate) fn runs(&self, name: &str) -> bool {
+        self.executor(name).is_some() || self.mcp.server_of(name).is_some()
+    }
+
+    /// The names of the MCP servers' tools.
+    pub(crate) fn mcp_tool_names(&self) -> Vec<String> {
+        self.mcp
+            .tools
+            .iter()
+            .map(|tool| tool.name.clone())
+            .collect()
+    }
+
+    /// `--list-tools`: `NAME<TAB>SERVER<TAB>DESCRIPTION` per tool (no server for `--tools`),
+    /// or with `json` one object per line with the parameters too.
+    pub(crate) fn print_listing(&self, json: bool) -> anyhow::Result<()> {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        for (name, server, description, parameters) in self.listing() {
+            if json {
+                let line = json!({"name": name, "server": server, "description": description,
+                                  "parameters": parameters});
+                writeln!(out, "{line}")?;
+            } else {
+                // One line per tool, whatever the server wrote: no tab, newline or escape.
+                let cell = |text: &str| {
+                    crate::emit::terminal::visible(&crate::error::scrub(text))
+                        .replace(['\t', '\n', '\r'], " ")
+                };
+                writeln!(
+                    out,
+                    "{}\t{}\t{}",
+                    cell(name),
+                    cell(server.unwrap_or("")),
+                    cell(description.trim())
+                )?;
+            }
+        }
+        out.flush()?;
+        Ok(())
+    }
+
+    /// Every tool offered, for `--list-tools`: name, the MCP server (none for `--tools`),
+    /// description and parameters.
+    pub(crate) fn listing(&self) -> Vec<(&str, Option<&str>, &str, &Value)> {
+        static NONE: Value = Value::Null;
+        self.definitions
+            .iter()
+            .map(|d| {
+                let function = &d["function"];
+                let name = function["name"].as_str().unwrap_or("");
+                (
+                    name,
+                    self.mcp.server_of(name),
+                    function["description"].as_str().unwrap_or(""),
+                    function.get("parameters").unwrap_or(&NONE),
+                )
+            })
+            .collect()
+    }
+
     fn names(&self) -> impl Iterator<Item = &str> {
         self.definitions
             .iter()
@@ -128,6 +210,9 @@ impl Toolbox {
     /// [`crate::control::children::kill_running_tools`]), so a stop can never miss a tool that was being started.
     pub(crate) fn run(&self, call: &ToolCall, cancel: &Cancel) -> anyhow::Result<ToolOutcome> {
         let Some(command) = self.executor(&call.name) else {
+            if self.mcp.server_of(&call.name).is_some() {
+                return self.mcp.call(call, self.max_output, self.timeout, cancel);
+            }
             anyhow::bail!("no --tool-exec for {}", call.name);
         };
         if call.parsed_arguments().is_none() {
@@ -141,6 +226,8 @@ impl Toolbox {
                 output_bytes: 0,
                 truncated: false,
                 timed_out: false,
+                server: None,
+                is_error: None,
             });
         }
         super::exec::run_command(command, call, self.max_output, self.timeout, cancel)
@@ -173,6 +260,7 @@ mod tests {
         Toolbox {
             definitions: vec![json!({"type":"function","function":{"name":"t"}})],
             executors: vec![("t".into(), command.into())],
+            mcp: Servers::default(),
             max_output,
             timeout: Some(Duration::from_secs(10)),
         }

@@ -14,6 +14,7 @@ mod escapes;
 mod hostile;
 mod interop;
 mod json;
+mod mcp;
 mod models;
 mod modes;
 mod profiles;

@@ -1,0 +1,217 @@
+//! An MCP server over stdio: `sh -c COMMAND` in a process group of its own, its stdin ours to
+//! write, its stdout read by one thread (its only owner) that hands each message over a
+//! channel, its stderr read by another (kept as the last line, for errors; shown with `-v`).
+//! At the end its stdin is closed, then its group is sent SIGTERM and, after a grace, SIGKILL;
+//! it is reaped and both threads are joined.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::Value;
+
+use super::rpc::{self, Incoming, MAX_MESSAGE};
+
+/// How long a server has to leave once its stdin is closed, and again after SIGTERM.
+const GRACE: Duration = Duration::from_millis(500);
+
+/// What the stdout thread hands over.
+#[derive(Debug)]
+pub(crate) enum FromServer {
+    Message(Incoming),
+    /// stdout ended: the server exited, or closed it.
+    Closed,
+}
+
+pub(crate) struct Process {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    pub(crate) messages: Receiver<FromServer>,
+    stdout: Option<JoinHandle<()>>,
+    stderr: Option<JoinHandle<()>>,
+    last_stderr: Arc<Mutex<String>>,
+}
+
+impl Process {
+    /// Starts `command`; its environment lacks `hidden` (the API key's variables).
+    pub(crate) fn start(
+        name: &str,
+        command: &str,
+        hidden: &[String],
+        verbose: bool,
+    ) -> anyhow::Result<Process> {
+        let mut shell = shell(command);
+        for var in hidden {
+            shell.env_remove(var);
+        }
+        shell
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = crate::control::reaper::spawn_kept(&mut shell)
+            .with_context(|| format!("cannot start MCP server {name}"))?;
+        let stdin = child.stdin.take();
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            anyhow::bail!("cannot start MCP server {name}: no pipes");
+        };
+        let (sender, messages) = channel();
+        let stdout = std::thread::Builder::new()
+            .name(format!("mcp-{name}-stdout"))
+            .spawn(move || read_stdout(stdout, &sender))
+            .context("cannot start a thread")?;
+        let last_stderr = Arc::new(Mutex::new(String::new()));
+        let kept = Arc::clone(&last_stderr);
+        let shown_name = crate::error::scrub(name);
+        let stderr = std::thread::Builder::new()
+            .name(format!("mcp-{name}-stderr"))
+            .spawn(move || read_stderr(stderr, &kept, verbose.then_some(shown_name)))
+            .context("cannot start a thread")?;
+        Ok(Process {
+            child,
+            stdin,
+            messages,
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+            last_stderr,
+        })
+    }
+
+    /// Writes one message and its newline.
+    pub(crate) fn send(&mut self, message: &Value) -> std::io::Result<()> {
+        let Some(stdin) = &mut self.stdin else {
+            return Err(std::io::ErrorKind::BrokenPipe.into());
+        };
+        let mut line = serde_json::to_vec(message)?;
+        line.push(b'\n');
+        stdin.write_all(&line)?;
+        stdin.flush()
+    }
+
+    /// Why the server is gone, as well as can be said: its exit status (once it has one) and
+    /// the last line it wrote on stderr.
+    pub(crate) fn gone(&mut self) -> String {
+        let deadline = Instant::now() + Duration::from_millis(200);
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                _ => break None,
+            }
+        };
+        let mut why = match status.and_then(|s| s.code()) {
+            Some(code) => format!("exited with status {code}"),
+            None if status.is_some() => "was killed by a signal".to_owned(),
+            None => "closed its stdout".to_owned(),
+        };
+        // The stderr thread may still be reading the last line.
+        std::thread::sleep(Duration::from_millis(20));
+        let last = self
+            .last_stderr
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if !last.is_empty() {
+            why.push_str(": ");
+            why.push_str(&crate::error::scrub(&last));
+        }
+        why
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // Closing stdin is how a stdio server is told to leave.
+        drop(self.stdin.take());
+        let id = self.child.id();
+        let exited = |child: &mut Child, within: Duration| {
+            let deadline = Instant::now() + within;
+            loop {
+                match child.try_wait() {
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(5))
+                    }
+                    Ok(None) => return false,
+                    _ => return true,
+                }
+            }
+        };
+        if !exited(&mut self.child, GRACE) {
+            crate::control::children::signal_group(id, false);
+            if !exited(&mut self.child, GRACE) {
+                crate::control::children::signal_group(id, true);
+                let _ = self.child.wait();
+            }
+        }
+        // What is left of its group (a child of its own holding the pipes) goes too.
+        crate::control::children::signal_group(id, true);
+        crate::control::reaper::release(id);
+        if let Some(thread) = self.stdout.take() {
+            let _ = thread.join();
+        }
+        if let Some(thread) = self.stderr.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn read_stdout(stdout: impl std::io::Read, sender: &Sender<FromServer>) {
+    let reader = BufReader::with_capacity(64 * 1024, stdout);
+    let _ = rpc::read_messages(reader, MAX_MESSAGE, |message| {
+        sender.send(FromServer::Message(message)).is_ok()
+    });
+    let _ = sender.send(FromServer::Closed);
+}
+
+/// Keeps the last line (at most 300 bytes of it); with `verbose`, shows each line as it comes.
+fn read_stderr(stderr: impl std::io::Read, last: &Mutex<String>, verbose: Option<String>) {
+    let mut reader = BufReader::new(stderr);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        // Bounded: a line is read in pieces of the buffer's size at most.
+        match reader.by_ref().take(64 * 1024).read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end();
+        if text.is_empty() {
+            continue;
+        }
+        if let Some(name) = &verbose {
+            eprintln!(
+                "* mcp {name}: {}",
+                crate::emit::terminal::visible(&crate::error::scrub(text))
+            );
+        }
+        let mut kept = last.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.clear();
+        let mut end = text.len().min(300);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        kept.push_str(&text[..end]);
+    }
+}
+
+#[cfg(unix)]
+fn shell(command: &str) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut shell = Command::new("sh");
+    // Its own group: the terminal's Ctrl-C is ours to handle, and the end kills all of it.
+    shell.arg("-c").arg(command).process_group(0);
+    shell
+}
+
+#[cfg(not(unix))]
+fn shell(command: &str) -> Command {
+    let mut shell = Command::new("cmd");
+    shell.arg("/C").arg(command);
+    shell
+}
