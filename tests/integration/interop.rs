@@ -858,3 +858,213 @@ fn llama_lists_its_model_by_alias() {
     let out = llama().gptstream().arg("--list-models").run();
     assert_eq!(out.render(), "status: 0\n--- stdout\ntiny\n\n--- stderr\n");
 }
+
+// MCP: real MCP servers over stdio, the official Python SDK's FastMCP
+// (scripts/interop/mcp/server.py) and the reference `@modelcontextprotocol/server-everything`
+// from npm, each driven through a whole tool loop by a scripted model on 127.0.0.1.
+
+/// The command that starts a pinned MCP server (`GPTSTREAM_INTEROP_MCP_PYTHON`, `..._EVERYTHING`).
+fn mcp_command(name: &str) -> String {
+    let var = format!("GPTSTREAM_INTEROP_MCP_{name}");
+    std::env::var(&var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run scripts/interop/run, which installs the server and sets it")
+    })
+}
+
+/// A model that calls each of `calls` (name, arguments) in turn, one per request, then answers.
+fn mcp_model(calls: &[(&str, &str)], answer: &str) -> crate::server::Server {
+    use crate::server::{DONE, content, delta, finish, sse};
+    let mut scripts: Vec<_> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, (name, arguments))| {
+            sse(&[
+                delta(
+                    json!({"tool_calls":[{"index":0,"id":format!("call_{i}"),"type":"function",
+                           "function":{"name":name,"arguments":arguments}}]}),
+                    None,
+                ),
+                finish("tool_calls"),
+                DONE.to_owned(),
+            ])
+        })
+        .collect();
+    scripts.push(sse(&[content(answer), finish("stop"), DONE.to_owned()]));
+    crate::server::Server::start(scripts)
+}
+
+/// Processes whose command line holds `marker`, other than ours.
+fn processes_with(marker: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            let state = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let zombie = state
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z');
+            (pid != std::process::id() && !zombie && cmdline.contains(marker))
+                .then(|| format!("{pid}: {cmdline}"))
+        })
+        .collect()
+}
+
+fn tool_results(out: &Output) -> Vec<Value> {
+    out.json_lines()
+        .into_iter()
+        .filter(|e| e["type"] == "tool_result")
+        .collect()
+}
+
+#[test]
+#[ignore = "needs the MCP Python SDK: scripts/interop/run"]
+fn mcp_python_sdk_tools_are_listed_as_it_defines_them() {
+    let out = gptstream()
+        .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+        .args(["--list-tools", "--mcp", &mcp_command("PYTHON")])
+        .run();
+    assert_eq!(
+        out.render(),
+        "status: 0\n--- stdout\n\
+         add\tinterop-python\tAdds two integers.\n\
+         shout\tinterop-python\tUpper-cases a text.\n\
+         broken\tinterop-python\tAlways fails.\n\n--- stderr\n"
+    );
+}
+
+#[test]
+#[ignore = "needs the MCP Python SDK: scripts/interop/run"]
+fn mcp_python_sdk_runs_a_tool_loop_with_an_error_result_and_leaves_no_process() {
+    let marker = format!("gptstream-interop-marker-{}", std::process::id());
+    let model = mcp_model(
+        &[("add", r#"{"a":2,"b":3}"#), ("broken", "{}")],
+        "Five, and broken.",
+    );
+    let command = format!("py={} {marker}", mcp_command("PYTHON"));
+    let out = gptstream()
+        .server(&model)
+        .args(["--json", "--mcp", &command, "Add 2 and 3, then break."])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    let results = tool_results(&out);
+    assert_eq!(
+        (
+            &results[0]["output"],
+            &results[0]["server"],
+            &results[0]["is_error"]
+        ),
+        (&json!("5"), &json!("py"), &json!(false))
+    );
+    assert_eq!(results[1]["is_error"], true, "{}", results[1]);
+    let broken = results[1]["output"].as_str().unwrap();
+    assert!(
+        broken.starts_with("error: ") && broken.contains("this tool is broken"),
+        "{broken}"
+    );
+    let _ = model.request();
+    let second = model.request().json();
+    assert_eq!(
+        second["messages"][2],
+        json!({"role":"tool","tool_call_id":"call_0","content":"5"})
+    );
+    assert_eq!(content_of(&out.json_lines()), "Five, and broken.");
+    assert_eq!(
+        processes_with(&marker),
+        Vec::<String>::new(),
+        "the server outlived gptstream"
+    );
+}
+
+#[test]
+#[ignore = "needs the MCP Python SDK: scripts/interop/run"]
+fn mcp_python_sdk_works_with_the_responses_api_too() {
+    let model = {
+        use crate::server::sse;
+        let call = r#"{"type":"response.output_item.done","output_index":0,"item":{"type":"function_call","id":"fc_1","call_id":"call_1","name":"shout","arguments":"{\"text\":\"hi\"}"}}"#;
+        let done = r#"{"type":"response.completed","response":{"id":"r1","status":"completed","output":[]}}"#;
+        let text = r#"{"type":"response.output_text.delta","output_index":0,"content_index":0,"delta":"HI it is."}"#;
+        crate::server::Server::start(vec![
+            sse(&[format!("data: {call}\n\n"), format!("data: {done}\n\n")]),
+            sse(&[format!("data: {text}\n\n"), format!("data: {done}\n\n")]),
+        ])
+    };
+    let out = gptstream()
+        .server(&model)
+        .args([
+            "--api",
+            "responses",
+            "-q",
+            "--mcp",
+            &mcp_command("PYTHON"),
+            "Shout hi",
+        ])
+        .run();
+    assert_eq!(
+        out.render(),
+        "status: 0\n--- stdout\nHI it is.\n--- stderr\n"
+    );
+    let first = model.request().json();
+    assert_eq!(first["tools"][0]["name"], "add", "flat Responses tools");
+    let second = model.request().json();
+    let output = second["input"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["type"] == "function_call_output")
+        .cloned()
+        .expect("the tool's result goes back");
+    assert_eq!(output["output"], "HI");
+}
+
+#[test]
+#[ignore = "needs @modelcontextprotocol/server-everything: scripts/interop/run"]
+fn mcp_server_everything_sums_shows_an_image_and_never_sees_the_key() {
+    let model = mcp_model(
+        &[
+            ("get-sum", r#"{"a":2,"b":3}"#),
+            ("get-tiny-image", "{}"),
+            ("get-env", "{}"),
+        ],
+        "Done.",
+    );
+    let out = gptstream()
+        .server(&model)
+        .env("OPENAI_API_KEY", "sk-interop-mcp-canary")
+        .args([
+            "--json",
+            "--mcp",
+            &mcp_command("EVERYTHING"),
+            "Use the tools.",
+        ])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    let results = tool_results(&out);
+    assert_eq!(results.len(), 3, "{}", out.render());
+    for result in &results {
+        assert_eq!(result["server"], "mcp-servers/everything");
+        assert_eq!(result["is_error"], false, "{result}");
+    }
+    let sum = results[0]["output"].as_str().unwrap();
+    assert!(sum.contains('5'), "{sum}");
+    let image = results[1]["output"].as_str().unwrap();
+    assert!(image.contains("[image: image/png, about "), "{image}");
+    let env = results[2]["output"].as_str().unwrap();
+    // The harness gives gptstream a small environment; the server inherits it, less the key.
+    assert!(
+        env.contains("OPENAI_BASE_URL"),
+        "the server's environment: {env}"
+    );
+    assert!(
+        !env.contains("sk-interop-mcp-canary") && !env.contains("OPENAI_API_KEY"),
+        "the MCP server saw the API key: {env}"
+    );
+    assert_eq!(content_of(&out.json_lines()), "Done.");
+}
