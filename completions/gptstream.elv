@@ -50,7 +50,7 @@ set edit:completion:arg-completer[gptstream] = {|@words|
             cand --max-tool-rounds 'Most rounds of running tools and asking again before giving up (exit 6)'
             cand --max-tool-output 'Bytes of a tool''s output sent back to the model; the rest is cut, and that is said'
             cand --tool-timeout 'Seconds a --tool-exec command (or an MCP tool call) may run before it is stopped'
-            cand --mcp 'Bring the tools of an MCP server, started with sh -c COMMAND and spoken to over stdio; NAME defaults to the server''s own name (repeatable)'
+            cand --mcp 'Bring the tools of an MCP server: started with sh -c COMMAND and spoken to over stdio, or at an http(s):// URL over Streamable HTTP; NAME defaults to the server''s own name (repeatable)'
             cand --mcp-timeout 'Seconds an MCP server has to start, initialize and list its tools (else exit 8)'
             cand --tool-result 'Answer a tool call from --messages: ID=TEXT, or ID=@FILE to read the result from a file (repeatable)'
             cand --retries 'Retries after a refused or reset connection, 408, 409, 429 or 5xx, before any output (exponential backoff with jitter, honouring Retry-After); 0 turns them off'

@@ -29,7 +29,7 @@ complete -c gptstream -l tool-exec -d 'Run COMMAND (with sh -c) when the model c
 complete -c gptstream -l max-tool-rounds -d 'Most rounds of running tools and asking again before giving up (exit 6)' -r
 complete -c gptstream -l max-tool-output -d 'Bytes of a tool\'s output sent back to the model; the rest is cut, and that is said' -r
 complete -c gptstream -l tool-timeout -d 'Seconds a --tool-exec command (or an MCP tool call) may run before it is stopped' -r
-complete -c gptstream -l mcp -d 'Bring the tools of an MCP server, started with sh -c COMMAND and spoken to over stdio; NAME defaults to the server\'s own name (repeatable)' -r
+complete -c gptstream -l mcp -d 'Bring the tools of an MCP server: started with sh -c COMMAND and spoken to over stdio, or at an http(s):// URL over Streamable HTTP; NAME defaults to the server\'s own name (repeatable)' -r
 complete -c gptstream -l mcp-timeout -d 'Seconds an MCP server has to start, initialize and list its tools (else exit 8)' -r
 complete -c gptstream -l tool-result -d 'Answer a tool call from --messages: ID=TEXT, or ID=@FILE to read the result from a file (repeatable)' -r
 complete -c gptstream -l retries -d 'Retries after a refused or reset connection, 408, 409, 429 or 5xx, before any output (exponential backoff with jitter, honouring Retry-After); 0 turns them off' -r

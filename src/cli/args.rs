@@ -41,7 +41,7 @@ Exit codes:
   5  truncated or malformed stream (ended before [DONE] with a choice unfinished, bad JSON)
   6  the model was still calling tools after --max-tool-rounds rounds
   7  the answer does not match --schema (not JSON, a mismatch, or a refusal)
-  8  an --mcp server could not be started, or did not initialize within --mcp-timeout
+  8  an --mcp server could not be started or reached, or did not initialize within --mcp-timeout
   130, 143  interrupted by Ctrl-C (SIGINT) or SIGTERM; the text so far stays on stdout";
 
 #[derive(Debug, Clone, Parser)]
@@ -230,9 +230,10 @@ pub struct Args {
     #[arg(long = "tool-timeout", value_name = "SECS", default_value_t = 120.0)]
     pub(crate) tool_timeout: f64,
 
-    /// Bring the tools of an MCP server, started with sh -c COMMAND and spoken to over stdio;
-    /// NAME defaults to the server's own name (repeatable)
-    #[arg(long = "mcp", value_name = "[NAME=]COMMAND")]
+    /// Bring the tools of an MCP server: started with sh -c COMMAND and spoken to over stdio, or
+    /// at an http(s):// URL over Streamable HTTP; NAME defaults to the server's own name
+    /// (repeatable)
+    #[arg(long = "mcp", value_name = "[NAME=]COMMAND|URL")]
     pub(crate) mcp: Vec<String>,
 
     /// Seconds an MCP server has to start, initialize and list its tools (else exit 8)

@@ -308,10 +308,16 @@ fn toolbox(args: &Args, config: &Applied, tools_stdin: Option<&str>) -> anyhow::
     if let KeySource::Env { var, .. } = &config.key {
         hidden.push(var.clone());
     }
+    let agent = specs
+        .iter()
+        .any(|spec| matches!(spec.endpoint, mcp::Endpoint::Url { .. }))
+        .then(|| transport(args, config).map(|transport| http::tool_agent(&transport)))
+        .transpose()?;
     let servers = mcp::Servers::start(&mcp::Start {
         specs: &specs,
         timeout,
         hidden,
+        agent,
         verbose: args.verbose,
     })?;
     Ok(toolbox.with_mcp(servers)?)
@@ -398,6 +404,10 @@ fn uses_tls(args: &Args) -> bool {
             .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
     };
     https(&args.base_url)
+        || args
+            .mcp
+            .iter()
+            .any(|spec| spec.to_ascii_lowercase().contains("https://"))
         || crate::transport::proxy::setting(args.proxy.as_deref())
             .is_some_and(|proxy| https(&proxy))
 }

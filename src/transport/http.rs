@@ -81,6 +81,22 @@ const MAX_RESPONSE_HEAD: usize = IO_BUFFER;
 /// connection is reused (tool-loop follow-ups, retries, chat turns), and shutting it down ends
 /// a read blocked on a silent server.
 pub(crate) fn agent(transport: &Transport) -> anyhow::Result<ureq::Agent> {
+    Ok(config(transport)
+        .timeout_recv_response(Some(transport.first_byte))
+        .timeout_per_read(Some(transport.idle))
+        .timeout_global(transport.total)
+        .build()
+        .into())
+}
+
+/// The agent for MCP servers over Streamable HTTP: the same proxy, roots and connect timeout,
+/// but no limit on a tool's time to answer or pauses between its events: `--tool-timeout` and
+/// `--mcp-timeout` say that, and shutting the agent down ends what is left at the end.
+pub(crate) fn tool_agent(transport: &Transport) -> ureq::Agent {
+    config(transport).build().into()
+}
+
+fn config(transport: &Transport) -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
     let mut config = ureq::Agent::config_builder();
     // Set even when there is none: ureq's default reads the environment itself, and skips a
     // value it cannot parse.
@@ -88,7 +104,7 @@ pub(crate) fn agent(transport: &Transport) -> anyhow::Result<ureq::Agent> {
     if let Some(roots) = &transport.roots {
         config = config.tls_config(TlsConfig::builder().root_certs(roots.clone()).build());
     }
-    let agent: ureq::Agent = config
+    config
         .http_status_as_error(false)
         // ureq's 128 KiB buffers each way are zero-filled when the connection opens, which is
         // 6% of our peak memory. A request head and a response head fit in far less, and the
@@ -99,12 +115,6 @@ pub(crate) fn agent(transport: &Transport) -> anyhow::Result<ureq::Agent> {
         .max_redirects(0)
         .user_agent(concat!("gptstream/", env!("CARGO_PKG_VERSION")))
         .timeout_connect(Some(transport.connect))
-        .timeout_recv_response(Some(transport.first_byte))
-        .timeout_per_read(Some(transport.idle))
-        .timeout_global(transport.total)
-        .build()
-        .into();
-    Ok(agent)
 }
 
 /// Sends the request through `agent` and waits for the response headers.

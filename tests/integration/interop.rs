@@ -1068,3 +1068,78 @@ fn mcp_server_everything_sums_shows_an_image_and_never_sees_the_key() {
     );
     assert_eq!(content_of(&out.json_lines()), "Done.");
 }
+
+#[test]
+#[ignore = "needs the MCP Python SDK: scripts/interop/run"]
+fn mcp_python_sdk_over_streamable_http_runs_a_tool_loop_and_ends_its_sessions() {
+    for answers in ["SSE", "JSON"] {
+        let url = mcp_command(&format!("HTTP_{answers}"));
+        let model = mcp_model(
+            &[("add", r#"{"a":2,"b":3}"#), ("broken", "{}")],
+            "Five, and broken.",
+        );
+        let out = gptstream()
+            .server(&model)
+            .args([
+                "-v",
+                "--json",
+                "--mcp",
+                &format!("web={url}"),
+                "Add, then break.",
+            ])
+            .run();
+        assert_eq!(out.code, 0, "{answers}: {}", out.render());
+        let results: Vec<_> = tool_results(&out)
+            .iter()
+            .map(|r| format!("{} {} {}", r["server"], r["is_error"], r["output"]))
+            .collect();
+        assert_eq!(
+            results,
+            [
+                r#""web" false "5""#,
+                r#""web" true "error: Error executing tool broken: this tool is broken""#,
+            ],
+            "{answers}"
+        );
+        // The server's log notification came during the call; its answers were of the kind
+        // asked for; the session it gave was ended, and it agreed.
+        let stderr = &out.stderr;
+        let media = if answers == "SSE" {
+            "text/event-stream"
+        } else {
+            "application/json"
+        };
+        assert!(
+            stderr.contains(&format!("* mcp web: < 200 {media}")),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("* mcp web: > Mcp-Session-Id: "),
+            "{answers}: {stderr}"
+        );
+        if answers == "SSE" {
+            assert!(stderr.contains("adding 2 and 3"), "{stderr}");
+        }
+        let end = stderr
+            .split("* mcp web: > DELETE ")
+            .nth(1)
+            .expect("the session is ended");
+        assert!(end.contains("* mcp web: < 200"), "{answers}: {end}");
+    }
+}
+
+#[test]
+#[ignore = "needs the MCP Python SDK: scripts/interop/run"]
+fn mcp_python_sdk_over_streamable_http_lists_its_tools() {
+    let out = gptstream()
+        .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+        .args(["--list-tools", "--mcp", &mcp_command("HTTP_SSE")])
+        .run();
+    assert_eq!(
+        out.render(),
+        "status: 0\n--- stdout\n\
+         add\tinterop-python\tAdds two integers.\n\
+         shout\tinterop-python\tUpper-cases a text.\n\
+         broken\tinterop-python\tAlways fails.\n\n--- stderr\n"
+    );
+}

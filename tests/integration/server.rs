@@ -172,13 +172,14 @@ fn serve(stream: TcpStream, scripts: &Scripts, tx: &Sender<Recorded>, validator:
             return;
         };
         // A POST must carry a JSON body; a GET (`--list-models`) carries none.
-        let verdict = if request.method == "GET" && request.body.is_empty() {
-            Ok(())
-        } else {
-            serde_json::from_str(&request.body)
-                .map_err(|e| e.to_string())
-                .and_then(|body| validator(&body))
-        };
+        let verdict =
+            if (request.method == "GET" || request.method == "DELETE") && request.body.is_empty() {
+                Ok(())
+            } else {
+                serde_json::from_str(&request.body)
+                    .map_err(|e| e.to_string())
+                    .and_then(|body| validator(&body))
+            };
         let script = match verdict {
             Ok(()) => match scripts.lock().unwrap().pop_front() {
                 Some(script) => script,

@@ -7,6 +7,7 @@
 //! meanwhile a `ping` of the server's is answered, its other requests get "method not found",
 //! and its notifications are shown with `-v` only. Servers are stopped when the toolbox goes.
 
+mod http;
 mod rpc;
 mod stdio;
 
@@ -19,8 +20,9 @@ use serde_json::{Map, Value, json};
 use crate::control::supervisor::Cancel;
 use crate::error::{McpError, UsageError};
 use crate::event::{ToolCall, ToolOutcome};
-use rpc::Incoming;
-use stdio::{FromServer, Process};
+use http::Http;
+use rpc::{FromServer, Incoming};
+use stdio::Process;
 
 /// The revision we ask for, and the ones we accept a server choosing instead.
 const PROTOCOL_VERSION: &str = "2025-11-25";
@@ -33,17 +35,33 @@ const MAX_TOOLS: usize = 1024;
 /// How often a wait looks at the cancel flag.
 const SLICE: Duration = Duration::from_millis(50);
 
-/// `--mcp [NAME=]COMMAND`, parsed.
+/// `--mcp [NAME=]COMMAND` or `--mcp [NAME=]URL`, parsed (or a `[mcp.NAME]` table).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Spec {
     /// The name the user gave; else the server's own `serverInfo.name`.
     pub(crate) name: Option<String>,
-    pub(crate) command: String,
+    pub(crate) endpoint: Endpoint,
+}
+
+/// Where a server is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    /// Over stdio: `sh -c command`, with `env` added to the environment.
+    Command {
+        command: String,
+        env: Vec<(String, String)>,
+    },
+    /// Over Streamable HTTP, every POST with `headers`.
+    Url {
+        url: String,
+        headers: Vec<(String, String)>,
+    },
 }
 
 impl Spec {
     /// `NAME=` is a name when what precedes the first `=` is one (letters, digits, `_`, `-`);
-    /// a command that starts with a variable assignment needs a name before it.
+    /// a command that starts with a variable assignment needs a name before it. An
+    /// `http://` or `https://` URL is a Streamable HTTP server.
     pub(crate) fn parse(spec: &str) -> Result<Spec, UsageError> {
         let (name, command) = match spec.split_once('=') {
             Some((name, command)) if is_name(name) => (Some(name.to_owned()), command),
@@ -51,20 +69,45 @@ impl Spec {
         };
         if command.trim().is_empty() {
             return Err(UsageError(format!(
-                "bad --mcp {spec:?}: expected [NAME=]COMMAND"
+                "bad --mcp {}: expected [NAME=]COMMAND or [NAME=]URL",
+                crate::error::scrub(spec)
             )));
         }
-        let lower = command.trim_start().to_ascii_lowercase();
-        if lower.starts_with("http://") || lower.starts_with("https://") {
-            return Err(UsageError(format!(
-                "--mcp {}: MCP servers over Streamable HTTP are not supported yet; run the server over stdio",
-                crate::emit::redact::redact_url(command.trim())
-            )));
+        let endpoint = match Endpoint::url(command.trim())? {
+            Some(url) => url,
+            None => Endpoint::Command {
+                command: command.to_owned(),
+                env: Vec::new(),
+            },
+        };
+        Ok(Spec { name, endpoint })
+    }
+}
+
+impl Endpoint {
+    /// `text` as a Streamable HTTP endpoint, if it is a URL: one ureq can reach.
+    pub(crate) fn url(text: &str) -> Result<Option<Endpoint>, UsageError> {
+        let lower = text.to_ascii_lowercase();
+        if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+            return Ok(None);
         }
-        Ok(Spec {
-            name,
-            command: command.to_owned(),
-        })
+        let shown = crate::emit::redact::redact_url(text);
+        match text.parse::<ureq::http::Uri>() {
+            Ok(uri) if uri.host().is_some_and(|host| !host.is_empty()) => Ok(Some(Endpoint::Url {
+                url: text.to_owned(),
+                headers: Vec::new(),
+            })),
+            _ => Err(UsageError(format!("bad --mcp URL {shown}"))),
+        }
+    }
+
+    /// The server as notes and errors show it before it has a name: its command, or its URL
+    /// without secrets.
+    fn shown(&self) -> String {
+        match self {
+            Endpoint::Command { command, .. } => command.clone(),
+            Endpoint::Url { url, .. } => crate::emit::redact::redact_url(url),
+        }
     }
 }
 
@@ -120,6 +163,8 @@ pub(crate) struct Start<'a> {
     pub(crate) timeout: Duration,
     /// Variables the servers must not see: the API key's.
     pub(crate) hidden: Vec<String>,
+    /// The agent for Streamable HTTP servers (proxy, `--cacert`, `--connect-timeout`).
+    pub(crate) agent: Option<ureq::Agent>,
     pub(crate) verbose: bool,
 }
 
@@ -130,12 +175,28 @@ impl Servers {
         let mut servers = Servers::default();
         for spec in start.specs {
             let deadline = Instant::now() + start.timeout;
-            let shown = spec.name.clone().unwrap_or_else(|| spec.command.clone());
-            let process = Process::start(&shown, &spec.command, &start.hidden, start.verbose)
-                .map_err(|err| McpError(format!("{err:#}")))?;
+            let shown = spec.name.clone().unwrap_or_else(|| spec.endpoint.shown());
+            let link = match &spec.endpoint {
+                Endpoint::Command { command, env } => Link::Stdio(
+                    Process::start(&shown, command, env, &start.hidden, start.verbose)
+                        .map_err(|err| McpError(format!("{err:#}")))?,
+                ),
+                Endpoint::Url { url, headers } => {
+                    let Some(agent) = &start.agent else {
+                        anyhow::bail!("no HTTP agent for MCP server {shown}");
+                    };
+                    Link::Http(Http::new(
+                        &shown,
+                        url,
+                        headers,
+                        agent.clone(),
+                        start.verbose,
+                    ))
+                }
+            };
             let mut server = Server {
                 name: shown,
-                process,
+                link,
                 next_id: 0,
                 abandoned: Vec::new(),
                 verbose: start.verbose,
@@ -324,9 +385,40 @@ enum Failure {
     Other(String),
 }
 
+/// How messages reach a server and come back.
+enum Link {
+    Stdio(Process),
+    Http(Http),
+}
+
+impl Link {
+    /// Sends one message; the error says why the server cannot be reached.
+    fn send(&mut self, message: &Value) -> Result<(), String> {
+        match self {
+            Link::Stdio(process) => process.send(message).map_err(|_| process.gone()),
+            Link::Http(http) => http.send(message),
+        }
+    }
+
+    fn receive(&mut self, wait: Duration) -> Result<FromServer, RecvTimeoutError> {
+        match self {
+            Link::Stdio(process) => process.messages.recv_timeout(wait),
+            Link::Http(http) => http.receive(wait),
+        }
+    }
+
+    /// Why the server is gone (stdio: its exit status and last stderr line).
+    fn gone(&mut self) -> String {
+        match self {
+            Link::Stdio(process) => process.gone(),
+            Link::Http(_) => "closed the connection".to_owned(),
+        }
+    }
+}
+
 struct Server {
     name: String,
-    process: Process,
+    link: Link,
     next_id: u64,
     /// Requests given up on (timed out): a late answer to one is dropped, not an error.
     abandoned: Vec<u64>,
@@ -354,15 +446,12 @@ impl Server {
             ))
             .into());
         }
-        self.process
+        if let Link::Http(http) = &self.link {
+            http.agreed(version);
+        }
+        self.link
             .send(&rpc::notification("notifications/initialized", json!({})))
-            .map_err(|_| {
-                McpError(format!(
-                    "MCP server {} {}",
-                    self.shown(),
-                    self.process.gone()
-                ))
-            })?;
+            .map_err(|why| McpError(format!("MCP server {} {why}", self.shown())))?;
         Ok(info)
     }
 
@@ -473,12 +562,8 @@ impl Server {
     ) -> Result<Value, Failure> {
         self.next_id += 1;
         let id = self.next_id;
-        if self
-            .process
-            .send(&rpc::request(id, method, params))
-            .is_err()
-        {
-            return Err(Failure::Other(self.process.gone()));
+        if let Err(why) = self.link.send(&rpc::request(id, method, params)) {
+            return Err(Failure::Other(why));
         }
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
@@ -497,10 +582,18 @@ impl Server {
                 }
                 None => SLICE,
             };
-            let message = match self.process.messages.recv_timeout(wait) {
+            let message = match self.link.receive(wait) {
                 Ok(FromServer::Message(message)) => message,
                 Ok(FromServer::Closed) | Err(RecvTimeoutError::Disconnected) => {
-                    return Err(Failure::Other(self.process.gone()));
+                    return Err(Failure::Other(self.link.gone()));
+                }
+                Ok(FromServer::Failed { id: failed, why }) => {
+                    if failed.as_u64() == Some(id) {
+                        return Err(Failure::Other(why));
+                    }
+                    // A request given up on earlier, failing late.
+                    self.note(&format!("request {failed} {why}"));
+                    continue;
                 }
                 Err(RecvTimeoutError::Timeout) => continue,
             };
@@ -531,8 +624,8 @@ impl Server {
                 }
                 Incoming::Request { id, method } => {
                     self.note(&format!("asks {method}"));
-                    if self.process.send(&rpc::answer(&id, &method)).is_err() {
-                        return Err(Failure::Other(self.process.gone()));
+                    if let Err(why) = self.link.send(&rpc::answer(&id, &method)) {
+                        return Err(Failure::Other(why));
                     }
                 }
                 Incoming::Notification { method, params } => {
@@ -557,7 +650,7 @@ impl Server {
     /// will be dropped.
     fn abandon(&mut self, id: u64, reason: &str) {
         self.abandoned.push(id);
-        let _ = self.process.send(&rpc::notification(
+        let _ = self.link.send(&rpc::notification(
             "notifications/cancelled",
             json!({"requestId": id, "reason": reason}),
         ));
@@ -565,22 +658,26 @@ impl Server {
 
     fn note(&self, what: &str) {
         if self.verbose {
-            let mut what = what.to_owned();
-            if what.len() > 300 {
-                let mut end = 300;
-                while !what.is_char_boundary(end) {
-                    end -= 1;
-                }
-                what.truncate(end);
-                what.push('…');
-            }
-            eprintln!(
-                "* mcp {}: {}",
-                self.shown(),
-                crate::emit::terminal::visible(&crate::error::scrub(&what))
-            );
+            note(&self.shown(), what);
         }
     }
+}
+
+/// Shows `what` of server `name` on stderr (`-v`), shortened to one safe line.
+fn note(name: &str, what: &str) {
+    let mut what = what.to_owned();
+    if what.len() > 300 {
+        let mut end = 300;
+        while !what.is_char_boundary(end) {
+            end -= 1;
+        }
+        what.truncate(end);
+        what.push('…');
+    }
+    eprintln!(
+        "* mcp {name}: {}",
+        crate::emit::terminal::visible(&crate::error::scrub(&what))
+    );
 }
 
 fn seconds(duration: Duration) -> String {
@@ -597,16 +694,35 @@ mod tests {
             Spec::parse("fs=npx server /tmp").unwrap(),
             Spec {
                 name: Some("fs".into()),
-                command: "npx server /tmp".into()
+                endpoint: Endpoint::Command {
+                    command: "npx server /tmp".into(),
+                    env: Vec::new()
+                }
             }
         );
         assert_eq!(
             Spec::parse("python3 server.py --x=1").unwrap(),
             Spec {
                 name: None,
-                command: "python3 server.py --x=1".into()
+                endpoint: Endpoint::Command {
+                    command: "python3 server.py --x=1".into(),
+                    env: Vec::new()
+                }
             }
         );
+        assert_eq!(
+            Spec::parse("web=https://mcp.example.com/mcp?x=1").unwrap(),
+            Spec {
+                name: Some("web".into()),
+                endpoint: Endpoint::Url {
+                    url: "https://mcp.example.com/mcp?x=1".into(),
+                    headers: Vec::new()
+                }
+            }
+        );
+        assert!(Spec::parse("HTTP://127.0.0.1:8/mcp").is_ok_and(|spec| spec.name.is_none()));
+        assert!(Spec::parse("http://").is_err());
+        assert!(Spec::parse("http://exa mple.com/").is_err());
         assert!(Spec::parse("fs=").is_err());
         assert!(Spec::parse("").is_err());
     }

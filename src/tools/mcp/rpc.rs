@@ -27,6 +27,19 @@ pub(crate) enum Incoming {
     TooLong,
 }
 
+/// What a transport's reader hands over to the client.
+#[derive(Debug)]
+pub(crate) enum FromServer {
+    Message(Incoming),
+    /// stdout ended: the server exited, or closed it.
+    Closed,
+    /// The HTTP exchange of request `id` failed: no answer will come.
+    Failed {
+        id: Value,
+        why: String,
+    },
+}
+
 /// A JSON-RPC error object.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RpcError {
@@ -37,14 +50,16 @@ pub(crate) struct RpcError {
 impl Incoming {
     /// Tells one line apart.
     pub(crate) fn parse(line: &[u8]) -> Incoming {
-        let value: Value = match serde_json::from_slice(line) {
-            Ok(value) => value,
-            Err(_) => {
-                return Incoming::Garbage {
-                    what: format!("not JSON: {:?}", shown(line)),
-                };
-            }
-        };
+        match serde_json::from_slice(line) {
+            Ok(value) => Incoming::of(value),
+            Err(_) => Incoming::Garbage {
+                what: format!("not JSON: {:?}", shown(line)),
+            },
+        }
+    }
+
+    /// Tells one JSON value apart.
+    pub(crate) fn of(value: Value) -> Incoming {
         let method = value.get("method").and_then(Value::as_str);
         let id = value
             .get("id")
@@ -81,7 +96,10 @@ impl Incoming {
                 }
             }
             (None, None) => Incoming::Garbage {
-                what: format!("no JSON-RPC message: {:?}", shown(line)),
+                what: format!(
+                    "no JSON-RPC message: {:?}",
+                    shown(value.to_string().as_bytes())
+                ),
             },
         }
     }

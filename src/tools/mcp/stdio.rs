@@ -14,18 +14,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::Value;
 
-use super::rpc::{self, Incoming, MAX_MESSAGE};
+use super::rpc::{self, FromServer, MAX_MESSAGE};
 
 /// How long a server has to leave once its stdin is closed, and again after SIGTERM.
 const GRACE: Duration = Duration::from_millis(500);
-
-/// What the stdout thread hands over.
-#[derive(Debug)]
-pub(crate) enum FromServer {
-    Message(Incoming),
-    /// stdout ended: the server exited, or closed it.
-    Closed,
-}
 
 pub(crate) struct Process {
     child: Child,
@@ -37,10 +29,12 @@ pub(crate) struct Process {
 }
 
 impl Process {
-    /// Starts `command`; its environment lacks `hidden` (the API key's variables).
+    /// Starts `command`; its environment lacks `hidden` (the API key's variables) and has
+    /// `env` (a config table's) added.
     pub(crate) fn start(
         name: &str,
         command: &str,
+        env: &[(String, String)],
         hidden: &[String],
         verbose: bool,
     ) -> anyhow::Result<Process> {
@@ -48,6 +42,7 @@ impl Process {
         for var in hidden {
             shell.env_remove(var);
         }
+        shell.envs(env.iter().map(|(name, value)| (name, value)));
         shell
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
