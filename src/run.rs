@@ -38,10 +38,17 @@ fn carry_out(plan: Plan, sink: &mut (dyn Sink + Send)) -> anyhow::Result<()> {
         Plan::Profiles { config, json } => crate::cli::config::list(&config, json),
         Plan::ListTools { toolbox, json } => toolbox.print_listing(json),
         Plan::ListModels { settings, json } => crate::session::models::list(settings, json),
-        Plan::DryRun { request, config } => {
+        Plan::DryRun {
+            request,
+            config,
+            mcp,
+        } => {
             let mut err = io::stderr().lock();
             if let Some(config) = config {
                 writeln!(err, "* {config}")?;
+            }
+            for server in mcp {
+                writeln!(err, "* {server}")?;
             }
             request.print_dry_run(&mut io::stdout().lock(), &mut err)
         }

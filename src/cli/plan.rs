@@ -53,6 +53,8 @@ pub(crate) enum Plan {
     DryRun {
         request: Request,
         config: Option<String>,
+        /// The MCP servers whose tools are in the request, one line each, secrets as `***`.
+        mcp: Vec<String>,
     },
     /// One answer (with its tool loop) to one conversation.
     Run {
@@ -106,7 +108,7 @@ pub(crate) fn sink(args: &Args, chat: bool, executed: Vec<String>) -> Box<dyn Si
         dim: args.color.enabled(io::stderr().is_terminal()),
         choice: args.choice.map_or(0, u64::from),
         all_choices: args.choices > 1 && args.choice.is_none(),
-        hold_until_answer: args.schema.is_some() && runs_tools(args),
+        hold_until_answer: args.schema.is_some() && !executed.is_empty(),
         clean_answer: io::stdout().is_terminal(),
     };
     Box::new(
@@ -117,8 +119,8 @@ pub(crate) fn sink(args: &Args, chat: bool, executed: Vec<String>) -> Box<dyn Si
 
 /// Whether gptstream may run tools itself: a tool loop, whose text before the last answer is
 /// not the answer.
-fn runs_tools(args: &Args) -> bool {
-    !args.tool_exec.is_empty() || !args.mcp.is_empty()
+fn runs_tools(args: &Args, config: &Applied) -> bool {
+    !args.tool_exec.is_empty() || !args.mcp.is_empty() || !config.mcp_enabled.is_empty()
 }
 
 /// The `--tool-exec` names.
@@ -220,6 +222,7 @@ impl Plan {
             return Ok(Plan::DryRun {
                 request,
                 config: config.describe(),
+                mcp: toolbox.describe_mcp(),
             });
         }
         if let Some(path) = &args.save {
@@ -279,7 +282,7 @@ fn settings(
     Ok(Settings {
         transport: transport(args, config)?,
         template,
-        keep_text: chat || args.save.is_some() || runs_tools(args) || args.schema.is_some(),
+        keep_text: chat || args.save.is_some() || runs_tools(args, config) || args.schema.is_some(),
         toolbox,
         max_tool_rounds: args.max_tool_rounds,
         retries: args.retries,
@@ -294,14 +297,10 @@ fn toolbox(args: &Args, config: &Applied, tools_stdin: Option<&str>) -> anyhow::
     let mut toolbox = Toolbox::load(&args.tools, tools_stdin, &args.tool_exec)?;
     toolbox.max_output = args.max_tool_output;
     toolbox.timeout = Some(seconds("--tool-timeout", args.tool_timeout)?);
-    if args.mcp.is_empty() {
+    let specs = mcp_specs(args, config)?;
+    if specs.is_empty() {
         return Ok(toolbox);
     }
-    let specs = args
-        .mcp
-        .iter()
-        .map(|spec| mcp::Spec::parse(spec))
-        .collect::<Result<Vec<_>, _>>()?;
     let timeout = seconds("--mcp-timeout", args.mcp_timeout)?;
     // A server is someone else's program: it gets none of the API key's variables.
     let mut hidden = vec!["OPENAI_API_KEY".to_owned()];
@@ -321,6 +320,37 @@ fn toolbox(args: &Args, config: &Applied, tools_stdin: Option<&str>) -> anyhow::
         verbose: args.verbose,
     })?;
     Ok(toolbox.with_mcp(servers)?)
+}
+
+/// The MCP servers of the run: the profile's (`mcp = [...]`), then each `--mcp`, which is a
+/// `[mcp.NAME]` table when it is the name of one, else a command or a URL. A server named
+/// twice is started once.
+fn mcp_specs(args: &Args, config: &Applied) -> Result<Vec<mcp::Spec>, UsageError> {
+    let table = |name: &str| {
+        config
+            .mcp_servers
+            .iter()
+            .find(|(server, _)| server == name)
+            .map(|(server, endpoint)| mcp::Spec {
+                name: Some(server.clone()),
+                endpoint: endpoint.clone(),
+            })
+    };
+    let mut specs: Vec<mcp::Spec> = config
+        .mcp_enabled
+        .iter()
+        .filter_map(|name| table(name))
+        .collect();
+    for flag in &args.mcp {
+        let spec = match table(flag) {
+            Some(spec) => spec,
+            None => mcp::Spec::parse(flag)?,
+        };
+        if !specs.contains(&spec) {
+            specs.push(spec);
+        }
+    }
+    Ok(specs)
 }
 
 /// The `-a` attachments as content parts, in order (`-` being `stdin`'s bytes).
@@ -398,7 +428,7 @@ fn seconds(flag: &str, secs: f64) -> anyhow::Result<Duration> {
 /// Whether the connection will need TLS: an https:// server, or a proxy reached over https.
 /// Without it, `--cacert`/`SSL_CERT_FILE` is not read: a system-wide bundle costs ~400 KiB of
 /// memory to parse, half of everything gptstream allocates for a plain http:// server.
-fn uses_tls(args: &Args) -> bool {
+fn uses_tls(args: &Args, config: &Applied) -> bool {
     let https = |url: &str| {
         url.get(..8)
             .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
@@ -408,6 +438,10 @@ fn uses_tls(args: &Args) -> bool {
             .mcp
             .iter()
             .any(|spec| spec.to_ascii_lowercase().contains("https://"))
+        || config
+            .mcp_servers
+            .iter()
+            .any(|(_, endpoint)| matches!(endpoint, mcp::Endpoint::Url { url, .. } if https(url)))
         || crate::transport::proxy::setting(args.proxy.as_deref())
             .is_some_and(|proxy| https(&proxy))
 }
@@ -422,7 +456,7 @@ fn transport(args: &Args, config: &Applied) -> anyhow::Result<Transport> {
         roots: args
             .cacert
             .as_deref()
-            .filter(|_| uses_tls(args))
+            .filter(|_| uses_tls(args, config))
             .map(http::load_roots)
             .transpose()?,
         verbose: args.verbose,

@@ -134,6 +134,11 @@ impl Toolbox {
     }
 
     /// The names of the MCP servers' tools.
+    /// `--dry-run`: each MCP server, as [`Servers::describe`] shows it.
+    pub(crate) fn describe_mcp(&self) -> Vec<String> {
+        self.mcp.describe()
+    }
+
     pub(crate) fn mcp_tool_names(&self) -> Vec<String> {
         self.mcp
             .tools

@@ -140,12 +140,13 @@ fn harden13_a_setsid_child_holding_the_output_is_killed_at_the_tool_timeout() {
         escapee("true", &file, ""),
         wait_for(&file)
     );
-    let (render, result) = run_tool(&scratch, &exec, "1");
+    // 3 s: time enough for the escapee to write its pid on a loaded 2-core machine.
+    let (render, result) = run_tool(&scratch, &exec, "3");
     let pids = pids(&file, &mut escapees);
     assert_eq!(render, TIMED_OUT);
     assert_eq!(
         result,
-        "error: the tool timed out after 1s and was killed\nhi\n"
+        "error: the tool timed out after 3s and was killed\nhi\n"
     );
     for pid in &pids {
         assert_gone(pid);
@@ -162,12 +163,13 @@ fn harden13_a_setsid_child_of_a_tool_that_runs_into_the_timeout_is_killed() {
         escapee("true", &file, QUIET),
         wait_for(&file)
     );
-    let (render, result) = run_tool(&scratch, &exec, "1");
+    // 3 s: time enough for the escapee to write its pid on a loaded 2-core machine.
+    let (render, result) = run_tool(&scratch, &exec, "3");
     let pids = pids(&file, &mut escapees);
     assert_eq!(render, TIMED_OUT);
     assert_eq!(
         result,
-        "error: the tool timed out after 1s and was killed\nhi\n"
+        "error: the tool timed out after 3s and was killed\nhi\n"
     );
     for pid in &pids {
         assert_gone(pid);

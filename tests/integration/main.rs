@@ -15,6 +15,7 @@ mod hostile;
 mod interop;
 mod json;
 mod mcp;
+mod mcp_config;
 mod mcp_http;
 mod models;
 mod modes;

@@ -36,6 +36,7 @@ const KEYS: &[&str] = &[
     "api_key_env",
     "api_key_file",
     "api_key",
+    "mcp",
 ];
 
 impl Config {
@@ -54,8 +55,12 @@ impl Config {
         })?;
         let mut profiles = Vec::new();
         let mut top = DeTable::new();
+        let mut servers = Vec::new();
+        let mut server_secrets = Vec::new();
         for (key, value) in root.get_ref() {
-            if key.get_ref() == "profiles" {
+            if key.get_ref() == "mcp" {
+                servers = file.servers(key, value, &mut server_secrets)?;
+            } else if key.get_ref() == "profiles" {
                 let DeValue::Table(tables) = value.get_ref() else {
                     return Err(file.error(
                         key,
@@ -76,6 +81,18 @@ impl Config {
             }
         }
         let defaults = file.layer(&top, None)?;
+        for (profile, layer) in &profiles {
+            for (name, line) in &layer.mcp {
+                if !servers.iter().any(|(server, _)| server == name) {
+                    return Err(UsageError(format!(
+                        "{}:{line}: profiles.{}.mcp: no [mcp.{}] table",
+                        path.display(),
+                        crate::error::scrub(profile),
+                        crate::error::scrub(name)
+                    )));
+                }
+            }
+        }
         let layers = || profiles.iter().map(|(_, layer)| layer).chain([&defaults]);
         for layer in layers() {
             if let Some(KeySource::Inline(key)) = &layer.key {
@@ -85,6 +102,7 @@ impl Config {
         // The first secret in the file's order is the one named.
         if let Some(held) = layers()
             .flat_map(|layer| &layer.secrets)
+            .chain(&server_secrets)
             .min_by_key(|held| held.line)
         {
             refuse_shared(path, held)?;
@@ -93,12 +111,13 @@ impl Config {
             path: path.to_owned(),
             defaults,
             profiles,
+            servers,
         })
     }
 }
 
 /// The file being read, for errors that name a line.
-struct File<'a> {
+pub(super) struct File<'a> {
     text: &'a str,
     path: &'a Path,
 }
@@ -135,7 +154,7 @@ impl File<'_> {
             + 1
     }
 
-    fn error<T>(&self, at: &Spanned<T>, key: &str, why: &str) -> UsageError {
+    pub(super) fn error<T>(&self, at: &Spanned<T>, key: &str, why: &str) -> UsageError {
         UsageError(format!(
             "{}:{}: {}: {why}",
             self.path.display(),
@@ -144,7 +163,7 @@ impl File<'_> {
         ))
     }
 
-    fn held<T>(&self, at: &Spanned<T>, place: &str, what: Secret) -> Held {
+    pub(super) fn held<T>(&self, at: &Spanned<T>, place: &str, what: Secret) -> Held {
         Held {
             line: self.line(at.span().start),
             place: crate::error::scrub(place),
@@ -325,6 +344,19 @@ impl File<'_> {
                     }
                     key_sources.push((key, KeySource::Inline(key_text)))
                 }
+                "mcp" if profile.is_some() => {
+                    let DeValue::Array(names) = value.get_ref() else {
+                        return Err(fail("expected a list of [mcp.NAME] names"));
+                    };
+                    for name in names {
+                        let DeValue::String(text) = name.get_ref() else {
+                            return Err(self.error(name, &place, "expected a name"));
+                        };
+                        layer
+                            .mcp
+                            .push((text.to_string(), self.line(name.span().start)));
+                    }
+                }
                 "profiles" if profile.is_some() => {
                     return Err(self.error(key, &place, "profiles do not nest"));
                 }
@@ -350,7 +382,13 @@ impl File<'_> {
 
 /// The key the user probably meant: the closest known one, a small edit away.
 fn did_you_mean(unknown: &str) -> Option<&'static str> {
-    KEYS.iter()
+    closest(unknown, KEYS)
+}
+
+/// The one of `known` closest to `unknown`, if it is a small edit away.
+pub(super) fn closest(unknown: &str, known: &[&'static str]) -> Option<&'static str> {
+    known
+        .iter()
         .copied()
         .map(|known| (edit_distance(unknown, known), known))
         .filter(|(distance, known)| *distance <= 2.max(known.len() / 4))
@@ -434,7 +472,7 @@ fn refuse_shared(path: &Path, held: &Held) -> Result<(), UsageError> {
     };
     let or_else = match held.what {
         Secret::ApiKey => ", or use api_key_env or api_key_file",
-        Secret::Header | Secret::Url | Secret::ProxyPassword => "",
+        Secret::Header | Secret::Url | Secret::ProxyPassword | Secret::Variable => "",
     };
     Err(UsageError(format!(
         "{}:{}: {}: {} in a file other users can access (mode {mode:o}); run chmod 600 on it{or_else}",

@@ -20,9 +20,11 @@ use serde_json::{Map, Value};
 
 use crate::cli::args::{Api, Args, Color};
 use crate::error::UsageError;
+use crate::tools::mcp::Endpoint;
 use crate::transport::key::KeySource;
 
 mod file;
+mod servers;
 
 /// What the config file decided, for the layers below the flags.
 #[derive(Debug, Clone)]
@@ -36,6 +38,10 @@ pub(crate) struct Applied {
     pub(crate) listing: Vec<ProfileRow>,
     /// Where an explicit proxy came from, for its errors: `--proxy` or the config file.
     pub(crate) proxy_origin: &'static str,
+    /// The file's `[mcp.NAME]` servers, which `--mcp NAME` enables.
+    pub(crate) mcp_servers: Vec<(String, Endpoint)>,
+    /// The servers the profile enables (`mcp = [...]`).
+    pub(crate) mcp_enabled: Vec<String>,
 }
 
 impl Default for Applied {
@@ -46,6 +52,8 @@ impl Default for Applied {
             key: KeySource::default(),
             listing: Vec::new(),
             proxy_origin: "--proxy",
+            mcp_servers: Vec::new(),
+            mcp_enabled: Vec::new(),
         }
     }
 }
@@ -96,6 +104,8 @@ struct Layer {
     no_usage: Option<bool>,
     color: Option<Color>,
     key: Option<KeySource>,
+    /// A profile's `mcp = [...]`: the servers it enables, each with its line.
+    mcp: Vec<(String, usize)>,
     /// The settings that hold a secret, which only the file's owner may be able to read.
     secrets: Vec<Held>,
 }
@@ -118,6 +128,7 @@ enum Secret {
     Header,
     Url,
     ProxyPassword,
+    Variable,
 }
 
 impl Secret {
@@ -127,6 +138,7 @@ impl Secret {
             Secret::Header => "a secret header",
             Secret::Url => "a password or key in the URL",
             Secret::ProxyPassword => "a proxy password",
+            Secret::Variable => "a secret environment variable",
         }
     }
 }
@@ -137,6 +149,8 @@ pub(crate) struct Config {
     path: PathBuf,
     defaults: Layer,
     profiles: Vec<(String, Layer)>,
+    /// `[mcp.NAME]`.
+    servers: Vec<(String, Endpoint)>,
 }
 
 /// Reads the config file (if any), picks the profile, and folds both into `args` by the
@@ -404,6 +418,10 @@ impl Config {
             .unwrap_or_default();
         applied.path = Some(self.path.clone());
         applied.profile = args.profile.clone();
+        applied.mcp_servers = self.servers.clone();
+        applied.mcp_enabled = profile
+            .map(|p| p.mcp.iter().map(|(name, _)| name.clone()).collect())
+            .unwrap_or_default();
         Ok(())
     }
 }

@@ -175,7 +175,7 @@ fn lock(session: &Mutex<Session>) -> std::sync::MutexGuard<'_, Session> {
 
 fn note(endpoint: &Endpoint, what: &str) {
     if endpoint.verbose {
-        super::note(&endpoint.name, what);
+        super::client::note(&endpoint.name, what);
     }
 }
 

@@ -1,0 +1,212 @@
+//! `[mcp.NAME]` tables in the config file: a server named once, enabled with `--mcp NAME` or by
+//! a profile's `mcp = [...]`; its env (stdio) or headers (HTTP) given, its secrets never shown.
+
+use serde_json::{Value, json};
+
+use crate::server::{self, DONE, Server, Step, content, delta, finish, sse};
+use crate::util::{Scratch, gptstream};
+
+const FAKE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/mcp/fake_server.py"
+);
+
+/// A config file of mode 600 (it may hold secrets) in a scratch directory.
+fn config(scratch: &Scratch, text: &str) -> String {
+    let path = scratch.file("config.toml", text);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+fn logged(log: &str) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("the fake server logs JSON"))
+        .collect()
+}
+
+fn stdio_config(scratch: &Scratch, log: &str) -> String {
+    config(
+        scratch,
+        &format!(
+            r#"
+[mcp.fk]
+command = "python3 {FAKE} ok {log}"
+env = {{ FAKE_GIVEN = "from the table" }}
+
+[profiles.tooled]
+model = "m"
+mcp = ["fk"]
+
+[profiles.plain]
+model = "m"
+"#
+        ),
+    )
+}
+
+#[test]
+fn a_table_is_enabled_by_its_name_and_its_env_is_given() {
+    let scratch = Scratch::new("mcp-config-name");
+    let log = scratch.path("log");
+    let path = stdio_config(&scratch, &log);
+    let model = Server::start(vec![
+        sse(&[
+            delta(
+                json!({"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"echo","arguments":"{\"text\":\"hi\"}"}}]}),
+                None,
+            ),
+            finish("tool_calls"),
+            DONE.to_owned(),
+        ]),
+        sse(&[content("It said hi."), finish("stop"), DONE.to_owned()]),
+    ]);
+    let out = gptstream()
+        .server(&model)
+        .env("GPTSTREAM_CONFIG", &path)
+        .args(["-q", "--mcp", "fk", "go"])
+        .run();
+    assert_eq!(
+        out.render(),
+        "status: 0\n--- stdout\nIt said hi.\n--- stderr\n"
+    );
+    let log = logged(&log);
+    assert_eq!(log[0]["given"], "from the table");
+    let _ = model.request();
+    assert_eq!(model.request().json()["messages"][2]["content"], "echo: hi");
+}
+
+#[test]
+fn a_profile_enables_its_servers_and_another_profile_does_not() {
+    let scratch = Scratch::new("mcp-config-profile");
+    let log = scratch.path("log");
+    let path = stdio_config(&scratch, &log);
+    let list = |profile: &str| {
+        gptstream()
+            .env("GPTSTREAM_CONFIG", &path)
+            .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+            .args(["-p", profile, "--list-tools"])
+            .run()
+            .render()
+    };
+    assert_eq!(
+        list("tooled"),
+        "status: 0\n--- stdout\n\
+         echo\tfk\tEchoes its text\n\
+         fail\tfk\tAlways an error result with a tab\n\
+         slow\tfk\tNever answers\n\n--- stderr\n"
+    );
+    assert_eq!(list("plain"), "status: 0\n--- stdout\n\n--- stderr\n");
+    // Named by the profile and by the flag: started once.
+    let out = gptstream()
+        .env("GPTSTREAM_CONFIG", &path)
+        .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+        .args(["-p", "tooled", "--mcp", "fk", "--list-tools"])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    // A word that names no table is a command, as before.
+    let out = gptstream()
+        .env("GPTSTREAM_CONFIG", &path)
+        .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+        .args(["--mcp", "no-such-server-command", "--list-tools"])
+        .run();
+    assert_eq!(out.code, 8, "{}", out.render());
+}
+
+#[test]
+fn an_http_table_sends_its_headers_and_never_shows_their_secrets() {
+    let scratch = Scratch::new("mcp-config-http");
+    let secret = "mcp-header-canary-4711";
+    let initialized = json!({"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25",
+        "capabilities":{},"serverInfo":{"name":"web"}}})
+    .to_string();
+    let tools = json!({"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"lookup"}]}}).to_string();
+    let accepted = || {
+        vec![Step::Raw(
+            b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        )]
+    };
+    let start = || {
+        vec![
+            server::full(200, "application/json", &initialized),
+            accepted(),
+            server::full(200, "application/json", &tools),
+        ]
+    };
+    // Twice: --dry-run, then -v; then a refusal that echoes the token.
+    let mut scripts = start();
+    scripts.extend(start());
+    scripts.push(server::full(
+        401,
+        "application/json",
+        &format!(r#"{{"error":{{"message":"token Bearer {secret} is revoked"}}}}"#),
+    ));
+    let mcp = Server::start(scripts);
+    let url = format!("{}/mcp", mcp.base_url().trim_end_matches("/v1"));
+    let path = config(
+        &scratch,
+        &format!(
+            "[mcp.web]\nurl = \"{url}\"\nheaders = {{ Authorization = \"Bearer {secret}\", X-Team = \"blue\" }}\n"
+        ),
+    );
+    let run = |args: &[&str]| {
+        gptstream()
+            .env("GPTSTREAM_CONFIG", &path)
+            .env("OPENAI_API_KEY", "sk-model-key")
+            .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+            .args(args)
+            .run()
+    };
+    let out = run(&["--dry-run", "--mcp", "web", "hi"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert!(
+        out.stderr.contains(&format!(
+            "* mcp web: POST {url} (Authorization: Bearer ***, X-Team: blue)\n"
+        )),
+        "{}",
+        out.stderr
+    );
+    let first = mcp.request();
+    assert_eq!(
+        first.header("authorization"),
+        Some(&*format!("Bearer {secret}"))
+    );
+    assert_eq!(first.header("x-team"), Some("blue"));
+    assert!(
+        mcp.request().header("authorization").is_some(),
+        "on every POST"
+    );
+    let _ = mcp.request();
+
+    let out = run(&["-v", "--list-tools", "--mcp", "web"]);
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert!(
+        out.stderr
+            .contains("* mcp web: > Authorization: Bearer ***\n"),
+        "{}",
+        out.stderr
+    );
+    for _ in 0..3 {
+        let _ = mcp.request();
+    }
+
+    let out = run(&["--mcp", "web", "hi"]);
+    assert_eq!(
+        out.render(),
+        "status: 8\n--- stdout\n\n--- stderr\n\
+         gptstream: MCP server web answered HTTP 401 Unauthorized: token *** is revoked\n"
+    );
+    // A file others can read may not hold the header.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run(&["--mcp", "web", "--list-tools"]);
+    assert_eq!(
+        out.render(),
+        format!(
+            "status: 2\n--- stdout\n\n--- stderr\n\
+             gptstream: {path}:3: mcp.web.headers.Authorization: a secret header in a file other users can access (mode 644); run chmod 600 on it\n"
+        )
+    );
+}
