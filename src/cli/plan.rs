@@ -307,16 +307,16 @@ fn toolbox(args: &Args, config: &Applied, tools_stdin: Option<&str>) -> anyhow::
     if let KeySource::Env { var, .. } = &config.key {
         hidden.push(var.clone());
     }
-    let agent = specs
+    let transport = specs
         .iter()
         .any(|spec| matches!(spec.endpoint, mcp::Endpoint::Url { .. }))
-        .then(|| transport(args, config).map(|transport| http::tool_agent(&transport)))
+        .then(|| transport(args, config))
         .transpose()?;
     let servers = mcp::Servers::start(&mcp::Start {
         specs: &specs,
         timeout,
         hidden,
-        agent,
+        transport,
         verbose: args.verbose,
     })?;
     Ok(toolbox.with_mcp(servers)?)

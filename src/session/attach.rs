@@ -165,61 +165,19 @@ fn data_url(
             return Ok(None);
         }
         if n == 0 {
-            base64(&buf[..filled], &mut url);
+            crate::transport::base64::encode(&buf[..filled], &mut url);
             return Ok(Some(url));
         }
         let whole = filled / 3 * 3;
-        base64(&buf[..whole], &mut url);
+        crate::transport::base64::encode(&buf[..whole], &mut url);
         buf.copy_within(whole..filled, 0);
         filled -= whole;
-    }
-}
-
-/// Standard base64 with padding (RFC 4648), appended to `out`.
-fn base64(bytes: &[u8], out: &mut String) {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> shift) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn encoded(bytes: &[u8]) -> String {
-        let mut out = String::new();
-        base64(bytes, &mut out);
-        out
-    }
-
-    #[test]
-    fn base64_matches_rfc_4648() {
-        for (plain, coded) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(encoded(plain.as_bytes()), coded, "{plain}");
-        }
-        assert_eq!(encoded(&[0xfb, 0xff]), "+/8=");
-    }
 
     #[test]
     fn what_a_file_is_comes_from_its_bytes() {
@@ -276,7 +234,8 @@ mod tests {
                     Ok(n)
                 }
             }
-            let whole = format!("data:image/png;base64,{}", encoded(&bytes));
+            let mut whole = "data:image/png;base64,".to_owned();
+            crate::transport::base64::encode(&bytes, &mut whole);
             for part in [
                 part("x", "x", &bytes[..], Some(bytes.len() as u64)).unwrap(),
                 part("x", "x", Trickle(&bytes), None).unwrap(),

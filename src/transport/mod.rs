@@ -1,5 +1,6 @@
 //! Requests on the wire: the request and its body, the HTTP agent, proxies and retries.
 
+pub(crate) mod base64;
 pub(crate) mod body;
 pub(crate) mod http;
 pub(crate) mod key;

@@ -1143,3 +1143,54 @@ fn mcp_python_sdk_over_streamable_http_lists_its_tools() {
          broken\tinterop-python\tAlways fails.\n\n--- stderr\n"
     );
 }
+
+#[test]
+#[ignore = "needs the MCP Python SDK 2: scripts/interop/run"]
+fn mcp_python_sdk_2_speaks_2026_07_28_over_stdio_and_http_with_param_headers_it_checks() {
+    for (how, server) in [
+        ("stdio", mcp_command("V2")),
+        ("http", mcp_command("V2_HTTP")),
+    ] {
+        let model = mcp_model(
+            &[
+                ("add", r#"{"a":2,"b":3}"#),
+                // Not plain ASCII: over HTTP its Mcp-Param-Name header is base64, and the SDK
+                // refuses a call whose header and body disagree.
+                ("greet", r#"{"name":"Jörg Ünal"}"#),
+                ("broken", "{}"),
+            ],
+            "Done.",
+        );
+        let out = gptstream()
+            .server(&model)
+            .args(["-v", "--json", "--mcp", &format!("v2={server}"), "Go."])
+            .run();
+        assert_eq!(out.code, 0, "{how}: {}", out.render());
+        let results: Vec<_> = tool_results(&out)
+            .iter()
+            .map(|r| format!("{} {}", r["is_error"], r["output"]))
+            .collect();
+        assert_eq!(results.len(), 3, "{how}: {}", out.render());
+        assert_eq!(results[0], r#"false "5""#, "{how}");
+        assert_eq!(results[1], r#"false "Hello, Jörg Ünal!""#, "{how}");
+        assert!(
+            results[2].starts_with(r#"true "error: "#)
+                && results[2].contains("this tool is broken"),
+            "{how}: {}",
+            results[2]
+        );
+        let stderr = &out.stderr;
+        assert!(
+            stderr.contains("* mcp v2: speaks 2026-07-28"),
+            "{how}: {stderr}"
+        );
+        if how == "http" {
+            assert!(
+                stderr.contains("* mcp v2: > Mcp-Param-Name: =?base64?SsO2cmcgw5xuYWw=?="),
+                "{stderr}"
+            );
+            assert!(!stderr.contains("Mcp-Session-Id"), "no session: {stderr}");
+            assert!(!stderr.contains("DELETE"), "no session to end: {stderr}");
+        }
+    }
+}

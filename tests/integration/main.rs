@@ -17,6 +17,7 @@ mod json;
 mod mcp;
 mod mcp_config;
 mod mcp_http;
+mod mcp_modern;
 mod models;
 mod modes;
 mod profiles;

@@ -117,6 +117,7 @@ fn an_mcp_tool_is_offered_called_and_its_result_sent_back() {
     assert_eq!(
         methods(&log),
         [
+            "server/discover",
             "initialize",
             "notifications/initialized",
             "tools/list",
@@ -124,8 +125,18 @@ fn an_mcp_tool_is_offered_called_and_its_result_sent_back() {
             "tools/call"
         ]
     );
-    assert_eq!(log[1]["params"]["protocolVersion"], "2025-11-25");
-    assert_eq!(log[1]["params"]["clientInfo"]["name"], "gptstream");
+    // The era probe first (2026-07-28), which this legacy server does not know; then the
+    // handshake.
+    assert_eq!(
+        log[1]["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"],
+        "2026-07-28"
+    );
+    assert_eq!(log[2]["params"]["protocolVersion"], "2025-11-25");
+    assert_eq!(log[2]["params"]["clientInfo"]["name"], "gptstream");
+    assert!(
+        log[3..].iter().all(|m| m["params"].get("_meta").is_none()),
+        "no per-request metadata for a legacy server"
+    );
     assert_eq!(
         log[0]["env"],
         json!({"OPENAI_API_KEY": false, "MY_PROFILE_KEY": false}),
@@ -359,7 +370,7 @@ fn a_server_that_misbehaves_in_a_call_gives_an_error_result() {
     let cases = [
         (
             "wrong-id",
-            "error: answered a request gptstream never sent (id 1004)",
+            "error: answered a request gptstream never sent (id 1005)",
         ),
         ("huge", "error: sent a message over 16 MiB"),
         ("die-in-call", "error: exited with status 9: fake: crashed"),

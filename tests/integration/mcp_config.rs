@@ -119,10 +119,10 @@ fn a_profile_enables_its_servers_and_another_profile_does_not() {
 fn an_http_table_sends_its_headers_and_never_shows_their_secrets() {
     let scratch = Scratch::new("mcp-config-http");
     let secret = "mcp-header-canary-4711";
-    let initialized = json!({"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25",
+    let initialized = json!({"jsonrpc":"2.0","id":2,"result":{"protocolVersion":"2025-11-25",
         "capabilities":{},"serverInfo":{"name":"web"}}})
     .to_string();
-    let tools = json!({"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"lookup"}]}}).to_string();
+    let tools = json!({"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"lookup"}]}}).to_string();
     let accepted = || {
         vec![Step::Raw(
             b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n".to_vec(),
@@ -130,6 +130,8 @@ fn an_http_table_sends_its_headers_and_never_shows_their_secrets() {
     };
     let start = || {
         vec![
+            // The era probe, refused as a 2025-11-25 server does.
+            server::full(400, "application/json", "{}"),
             server::full(200, "application/json", &initialized),
             accepted(),
             server::full(200, "application/json", &tools),
@@ -138,11 +140,15 @@ fn an_http_table_sends_its_headers_and_never_shows_their_secrets() {
     // Twice: --dry-run, then -v; then a refusal that echoes the token.
     let mut scripts = start();
     scripts.extend(start());
-    scripts.push(server::full(
-        401,
-        "application/json",
-        &format!(r#"{{"error":{{"message":"token Bearer {secret} is revoked"}}}}"#),
-    ));
+    let revoked = || {
+        server::full(
+            401,
+            "application/json",
+            &format!(r#"{{"error":{{"message":"token Bearer {secret} is revoked"}}}}"#),
+        )
+    };
+    // At the probe, and at the handshake.
+    scripts.extend([revoked(), revoked()]);
     let mcp = Server::start(scripts);
     let url = format!("{}/mcp", mcp.base_url().trim_end_matches("/v1"));
     let path = config(
@@ -174,11 +180,12 @@ fn an_http_table_sends_its_headers_and_never_shows_their_secrets() {
         Some(&*format!("Bearer {secret}"))
     );
     assert_eq!(first.header("x-team"), Some("blue"));
-    assert!(
-        mcp.request().header("authorization").is_some(),
-        "on every POST"
-    );
-    let _ = mcp.request();
+    for _ in 0..3 {
+        assert!(
+            mcp.request().header("authorization").is_some(),
+            "on every POST"
+        );
+    }
 
     let out = run(&["-v", "--list-tools", "--mcp", "web"]);
     assert_eq!(out.code, 0, "{}", out.render());
@@ -188,7 +195,7 @@ fn an_http_table_sends_its_headers_and_never_shows_their_secrets() {
         "{}",
         out.stderr
     );
-    for _ in 0..3 {
+    for _ in 0..4 {
         let _ = mcp.request();
     }
 

@@ -47,12 +47,17 @@ fn tools() -> Value {
                       "inputSchema": {"type": "object", "properties": {"word": {"type": "string"}}}}]})
 }
 
-/// The start every test shares: `initialize` (JSON, with a session id), `initialized` (202),
+/// How the official Python SDK's 2025-11-25 server refuses a 2026-07-28 request.
+const LEGACY_REFUSAL: &str = r#"{"jsonrpc":"2.0","id":"server-error","error":{"code":-32600,"message":"Bad Request: Unsupported protocol version: 2026-07-28"}}"#;
+
+/// The start every test shares: the probe refused, `initialize` (JSON, with a session id), `initialized` (202),
 /// `tools/list` (an event stream: a priming event, a log notification, then the answer).
 fn start() -> Vec<Vec<Step>> {
-    let list = json!({"jsonrpc": "2.0", "id": 2, "result": tools()}).to_string();
+    let list = json!({"jsonrpc": "2.0", "id": 3, "result": tools()}).to_string();
     vec![
-        json_answer(&initialized(1), "Mcp-Session-Id: sess-42\r\n"),
+        // The era probe (server/discover, 2026-07-28): refused as a 2025-11-25 server does.
+        server::full(400, "application/json", LEGACY_REFUSAL),
+        json_answer(&initialized(2), "Mcp-Session-Id: sess-42\r\n"),
         accepted(),
         sse(&[
             "id: 1\ndata:\n\n".to_owned(),
@@ -97,7 +102,7 @@ fn an_http_server_is_initialized_listed_called_and_its_session_ended() {
     let mut scripts = start();
     // The call's answer: a ping of the server's first, then the result, split mid-event.
     let result = answer(
-        3,
+        4,
         json!({"content": [{"type": "text", "text": "gnu: an antelope"}]}),
     );
     let result = format!("data: {result}\n\n");
@@ -127,7 +132,7 @@ fn an_http_server_is_initialized_listed_called_and_its_session_ended() {
         model.request().json()["messages"][2],
         json!({"role":"tool","tool_call_id":"call_1","content":"gnu: an antelope"})
     );
-    let got = received(&mcp, 6);
+    let got = received(&mcp, 7);
     let shape: Vec<_> = got
         .iter()
         .map(|r| {
@@ -150,6 +155,7 @@ fn an_http_server_is_initialized_listed_called_and_its_session_ended() {
     assert_eq!(
         shape,
         [
+            format!("POST /mcp server/discover session=- version=2026-07-28 accept={both}"),
             format!("POST /mcp initialize session=- version=- accept={both}"),
             format!(
                 "POST /mcp notifications/initialized session=sess-42 version=2025-11-25 accept={both}"
@@ -160,9 +166,14 @@ fn an_http_server_is_initialized_listed_called_and_its_session_ended() {
             "DELETE /mcp - session=sess-42 version=2025-11-25 accept=*/*".to_owned(),
         ]
     );
-    assert_eq!(got[0].json()["params"]["protocolVersion"], "2025-11-25");
+    assert_eq!(got[0].header("mcp-method"), Some("server/discover"));
+    assert_eq!(got[1].json()["params"]["protocolVersion"], "2025-11-25");
+    assert!(
+        got[1..].iter().all(|r| r.header("mcp-method").is_none()),
+        "no 2026-07-28 headers once the server is known to be legacy"
+    );
     assert_eq!(
-        got[4].json(),
+        got[5].json(),
         json!({"jsonrpc":"2.0","id":"srv-1","result":{}}),
         "the ping is answered"
     );
@@ -178,7 +189,7 @@ fn json_tool_results_of_an_http_server_name_it_and_an_error_result_goes_on() {
     let mut scripts = start();
     scripts.push(json_answer(
         &answer(
-            3,
+            4,
             json!({"content": [{"type": "text", "text": "no such word"}], "isError": true}),
         ),
         "",
@@ -202,7 +213,7 @@ fn json_tool_results_of_an_http_server_name_it_and_an_error_result_goes_on() {
                "exit_code":null,"timed_out":false,"output_bytes":19,"truncated":false,
                "output":"error: no such word","server":"dict","is_error":true})
     );
-    assert_eq!(received(&mcp, 5)[4].method, "DELETE");
+    assert_eq!(received(&mcp, 6)[5].method, "DELETE");
 }
 
 #[test]
@@ -224,11 +235,15 @@ fn list_tools_over_http_prints_the_tools_and_asks_no_model() {
 
 #[test]
 fn an_http_server_that_refuses_or_cannot_be_reached_is_exit_8_without_its_secrets() {
-    let mcp = Server::start(vec![server::full(
-        401,
-        "application/json",
-        r#"{"error":{"message":"bad token"}}"#,
-    )]);
+    // Refused at the probe, and again at the handshake.
+    let refused = || {
+        server::full(
+            401,
+            "application/json",
+            r#"{"error":{"message":"bad token"}}"#,
+        )
+    };
+    let mcp = Server::start(vec![refused(), refused()]);
     let with_password = url(&mcp).replace("http://", "http://me:pa55word-secret@");
     let out = gptstream()
         .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
@@ -268,7 +283,12 @@ fn an_http_server_that_refuses_or_cannot_be_reached_is_exit_8_without_its_secret
 #[test]
 fn a_silent_http_server_is_exit_8_at_the_mcp_timeout() {
     let (release, hold) = std::sync::mpsc::channel::<()>();
-    let mcp = Server::start(vec![vec![Step::WaitFor(hold)]]);
+    let (release_probe, hold_probe) = std::sync::mpsc::channel::<()>();
+    // Silent at the probe, and at the handshake.
+    let mcp = Server::start(vec![
+        vec![Step::WaitFor(hold_probe)],
+        vec![Step::WaitFor(hold)],
+    ]);
     let out = gptstream()
         .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
         .args([
@@ -279,7 +299,7 @@ fn a_silent_http_server_is_exit_8_at_the_mcp_timeout() {
             "hi",
         ])
         .run();
-    drop(release);
+    drop((release, release_probe));
     assert_eq!(
         out.render(),
         "status: 8\n--- stdout\n\n--- stderr\n\
@@ -310,13 +330,13 @@ fn a_call_that_hangs_over_http_is_cancelled_at_the_tool_timeout_and_the_loop_goe
          gptstream: ran tool lookup (call_1) on web: timed out, 59 bytes\n\
          finish_reason=stop tool_calls=1 requests=2 usage=none ttft_ms=* duration_ms=*\n"
     );
-    let got = received(&mcp, 6);
+    let got = received(&mcp, 7);
     assert_eq!(
-        got[4].json()["params"],
-        json!({"requestId": 3, "reason": "timed out"}),
+        got[5].json()["params"],
+        json!({"requestId": 4, "reason": "timed out"}),
         "the call is cancelled"
     );
-    assert_eq!(got[5].method, "DELETE");
+    assert_eq!(got[6].method, "DELETE");
 }
 
 #[test]
@@ -327,7 +347,7 @@ fn hostile_http_answers_are_error_results_and_the_loop_goes_on() {
     scripts.push(json_answer(&answer(99, json!({})), ""));
     scripts.push(server::full(200, "text/html", "<html>hello</html>"));
     let huge = format!(
-        "{{\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{{\"content\":[{{\"type\":\"text\",\"text\":\"{}\"}}]}}}}",
+        "{{\"jsonrpc\":\"2.0\",\"id\":6,\"result\":{{\"content\":[{{\"type\":\"text\",\"text\":\"{}\"}}]}}}}",
         "x".repeat(17 << 20)
     );
     scripts.push(server::full(200, "application/json", &huge));
@@ -377,8 +397,8 @@ fn ctrl_c_during_an_http_call_is_130_and_ends_the_session() {
         .server(&model)
         .args(["--mcp", &url(&mcp), "gnu?"])
         .spawn();
-    let got = received(&mcp, 4);
-    assert_eq!(got[3].json()["method"], "tools/call");
+    let got = received(&mcp, 5);
+    assert_eq!(got[4].json()["method"], "tools/call");
     std::thread::sleep(std::time::Duration::from_millis(100));
     let pid = child.id().to_string();
     assert!(

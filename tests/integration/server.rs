@@ -123,6 +123,11 @@ impl Server {
         format!("http://127.0.0.1:{}/v1", self.port)
     }
 
+    /// The next request the server received, if it has one now.
+    pub fn try_request(&self) -> Option<Recorded> {
+        self.requests.try_recv().ok()
+    }
+
     /// The next request the server received.
     pub fn request(&self) -> Recorded {
         self.requests

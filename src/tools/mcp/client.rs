@@ -7,16 +7,25 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
-use super::http::Http;
-use super::rpc::{self, FromServer, Incoming};
+use super::http::{Http, MODERN};
+use super::rpc::{self, FromServer, Incoming, RpcError};
 use super::stdio::Process;
 use super::{McpTool, is_name};
 use crate::control::supervisor::Cancel;
 use crate::error::McpError;
 
-/// The revision we ask for, and the ones we accept a server choosing instead.
+/// The legacy revision we ask for in `initialize`, and the ones we accept a server choosing
+/// instead. The modern one (2026-07-28, no handshake) is tried first: [`MODERN`].
 const PROTOCOL_VERSION: &str = "2025-11-25";
 const ACCEPTED_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+
+/// How long the era probe (`server/discover`) may take before the server is taken for a legacy
+/// one that does not answer what it does not know.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// JSON-RPC errors of the 2026-07-28 revision.
+const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+const MISSING_CLIENT_CAPABILITY: i64 = -32021;
 
 /// Bounds on what a server may list: pages of `tools/list`, and tools in all.
 const MAX_PAGES: usize = 100;
@@ -29,7 +38,30 @@ const SLICE: Duration = Duration::from_millis(50);
 pub(super) enum Failure {
     TimedOut(Duration),
     Cancelled,
+    /// The server answered with a JSON-RPC error.
+    Rpc(RpcError),
+    /// The server answered with an HTTP error status.
+    Refused(String),
+    /// It could not be reached, died, or sent what is no answer.
     Other(String),
+}
+
+impl Failure {
+    /// The failure of request `method` as the end of "MCP server NAME ...".
+    pub(super) fn why(self, method: &str) -> String {
+        match self {
+            Failure::TimedOut(after) => {
+                format!("did not answer {method} within {}", seconds(after))
+            }
+            Failure::Cancelled => "was stopped".to_owned(),
+            Failure::Rpc(error) => format!(
+                "answered {method} with error {}: {}",
+                error.code,
+                crate::error::scrub(&error.message)
+            ),
+            Failure::Refused(why) | Failure::Other(why) => why,
+        }
+    }
 }
 
 /// How messages reach a server and come back.
@@ -54,6 +86,13 @@ impl Link {
         }
     }
 
+    /// Gives up request `id`: over HTTP its stream is closed.
+    fn stop(&mut self, id: u64) {
+        if let Link::Http(http) = self {
+            http.stop(&json!(id));
+        }
+    }
+
     /// Why the server is gone (stdio: its exit status and last stderr line).
     fn gone(&mut self) -> String {
         match self {
@@ -72,6 +111,10 @@ pub(super) struct Server {
     next_id: u64,
     /// Requests given up on (timed out): a late answer to one is dropped, not an error.
     abandoned: Vec<u64>,
+    /// The 2026-07-28 era: every request carries its protocol metadata, there is no handshake.
+    modern: bool,
+    /// The era probe is out: a server that does not answer it is not told it was given up.
+    probing: bool,
     verbose: bool,
 }
 
@@ -83,15 +126,105 @@ impl Server {
             link,
             next_id: 0,
             abandoned: Vec::new(),
+            modern: false,
+            probing: false,
             verbose,
         }
     }
 
-    pub(super) fn initialize(
+    /// Finds out which era the server speaks, as the 2026-07-28 revision asks of a client that
+    /// speaks both: `server/discover` first; a discover result offering 2026-07-28 makes it
+    /// modern; any other answer, or none within [`PROBE_TIMEOUT`] (or half of `--mcp-timeout`),
+    /// makes it legacy, and then
+    /// comes the `initialize` handshake. A server that can be reached but shares no version
+    /// with us is exit 8. Returns the name the server gives itself.
+    pub(super) fn start_up(
         &mut self,
         deadline: Instant,
         timeout: Duration,
-    ) -> anyhow::Result<Value> {
+    ) -> anyhow::Result<Option<String>> {
+        self.set_modern(true);
+        self.probing = true;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let probe = self.request(
+            "server/discover",
+            json!({}),
+            // Half the start's time at most: the handshake may need the rest.
+            Some((left / 2).min(PROBE_TIMEOUT)),
+            None,
+        );
+        self.probing = false;
+        let own_name = |info: &Value, pointer: &str| {
+            info.pointer(pointer)
+                .and_then(Value::as_str)
+                .filter(|name| !name.is_empty())
+                .map(str::to_owned)
+        };
+        let offered = |versions: Option<&Value>| -> Vec<String> {
+            versions
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        };
+        match probe {
+            Ok(result) => {
+                let versions = offered(result.get("supportedVersions"));
+                if versions.iter().any(|v| v == MODERN) {
+                    self.note(&format!("speaks {MODERN}"));
+                    return Ok(own_name(
+                        &result,
+                        "/_meta/io.modelcontextprotocol~1serverInfo/name",
+                    ));
+                }
+                // It answers discover, but offers only handshake versions: legacy.
+            }
+            Err(Failure::Rpc(error)) if error.code == UNSUPPORTED_PROTOCOL_VERSION => {
+                let versions = offered(error.data.get("supported"));
+                if !versions
+                    .iter()
+                    .any(|v| ACCEPTED_VERSIONS.contains(&v.as_str()))
+                {
+                    return Err(McpError(format!(
+                        "MCP server {} speaks protocol versions {}; gptstream speaks {MODERN}, {}",
+                        self.shown(),
+                        crate::error::scrub(&versions.join(", ")),
+                        ACCEPTED_VERSIONS.join(", ")
+                    ))
+                    .into());
+                }
+            }
+            Err(Failure::Rpc(error)) if error.code == MISSING_CLIENT_CAPABILITY => {
+                return Err(McpError(format!(
+                    "MCP server {} needs client capabilities gptstream does not offer ({}): {}",
+                    self.shown(),
+                    crate::error::scrub(&error.data.to_string()),
+                    crate::error::scrub(&error.message)
+                ))
+                .into());
+            }
+            // What does not know discover answers anything, or nothing.
+            Err(Failure::Rpc(_) | Failure::Refused(_) | Failure::TimedOut(_)) => {}
+            Err(failure) => {
+                let why = failure.why("server/discover");
+                return Err(McpError(format!("MCP server {} {why}", self.shown())).into());
+            }
+        }
+        self.set_modern(false);
+        let info = self.initialize(deadline, timeout)?;
+        Ok(own_name(&info, "/serverInfo/name"))
+    }
+
+    fn set_modern(&mut self, modern: bool) {
+        self.modern = modern;
+        if let Link::Http(http) = &self.link {
+            http.set_modern(modern);
+        }
+    }
+
+    fn initialize(&mut self, deadline: Instant, timeout: Duration) -> anyhow::Result<Value> {
         let params = json!({
             "protocolVersion": PROTOCOL_VERSION,
             "capabilities": {},
@@ -181,6 +314,23 @@ impl Server {
             Some(Value::Object(schema)) => Value::Object(schema.clone()),
             _ => json!({"type": "object", "properties": Map::new()}),
         };
+        if self.modern
+            && let Link::Http(http) = &self.link
+        {
+            // 2026-07-28: a tool whose arguments go into headers too, if its schema says so
+            // lawfully; else it is left out, as the revision asks.
+            match super::http::header_annotations(&parameters) {
+                Ok(headers) => http.annotate(name, headers),
+                Err(why) => {
+                    eprintln!(
+                        "gptstream: MCP server {}: tool {} left out: {why}",
+                        self.shown(),
+                        crate::error::scrub(name)
+                    );
+                    return None;
+                }
+            }
+        }
         Some(McpTool {
             name: name.to_owned(),
             server: self.name.clone(),
@@ -209,8 +359,7 @@ impl Server {
                         "did not answer {method} within {} (--mcp-timeout)",
                         seconds(timeout)
                     ),
-                    Failure::Cancelled => "was stopped".to_owned(),
-                    Failure::Other(why) => why,
+                    other => other.why(method),
                 };
                 McpError(format!("MCP server {} {why}", self.shown())).into()
             })
@@ -231,6 +380,21 @@ impl Server {
     ) -> Result<Value, Failure> {
         self.next_id += 1;
         let id = self.next_id;
+        let mut params = params;
+        if self.modern
+            && let Value::Object(fields) = &mut params
+        {
+            // 2026-07-28: what the handshake said once, every request says itself.
+            fields.insert(
+                "_meta".to_owned(),
+                json!({
+                    "io.modelcontextprotocol/protocolVersion": MODERN,
+                    "io.modelcontextprotocol/clientInfo":
+                        {"name": "gptstream", "version": env!("CARGO_PKG_VERSION")},
+                    "io.modelcontextprotocol/clientCapabilities": {},
+                }),
+            );
+        }
         if let Err(why) = self.link.send(&rpc::request(id, method, params)) {
             return Err(Failure::Other(why));
         }
@@ -256,9 +420,17 @@ impl Server {
                 Ok(FromServer::Closed) | Err(RecvTimeoutError::Disconnected) => {
                     return Err(Failure::Other(self.link.gone()));
                 }
-                Ok(FromServer::Failed { id: failed, why }) => {
+                Ok(FromServer::Failed {
+                    id: failed,
+                    why,
+                    refused,
+                }) => {
                     if failed.as_u64() == Some(id) {
-                        return Err(Failure::Other(why));
+                        return Err(if refused {
+                            Failure::Refused(why)
+                        } else {
+                            Failure::Other(why)
+                        });
                     }
                     // A request given up on earlier, failing late.
                     self.note(&format!("request {failed} {why}"));
@@ -272,13 +444,7 @@ impl Server {
                     outcome,
                 } => {
                     if answered.as_u64() == Some(id) {
-                        return outcome.map_err(|error| {
-                            Failure::Other(format!(
-                                "answered {method} with error {}: {}",
-                                error.code,
-                                crate::error::scrub(&error.message)
-                            ))
-                        });
+                        return outcome.map_err(Failure::Rpc);
                     }
                     if answered
                         .as_u64()
@@ -315,14 +481,21 @@ impl Server {
         }
     }
 
-    /// Tells the server request `id` is given up (`notifications/cancelled`); its late answer
+    /// Tells the server request `id` is given up: `notifications/cancelled`, and over HTTP its
+    /// stream closed (which alone is the cancellation in the 2026-07-28 era). A late answer
     /// will be dropped.
     fn abandon(&mut self, id: u64, reason: &str) {
         self.abandoned.push(id);
-        let _ = self.link.send(&rpc::notification(
-            "notifications/cancelled",
-            json!({"requestId": id, "reason": reason}),
-        ));
+        // Not for the probe (a legacy server never saw it begin), nor for a modern server over
+        // HTTP (closing the stream is its cancellation).
+        let closing_is_cancelling = self.modern && matches!(self.link, Link::Http(_));
+        if !(self.probing || closing_is_cancelling) {
+            let _ = self.link.send(&rpc::notification(
+                "notifications/cancelled",
+                json!({"requestId": id, "reason": reason}),
+            ));
+        }
+        self.link.stop(id);
     }
 
     fn note(&self, what: &str) {

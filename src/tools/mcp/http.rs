@@ -2,16 +2,22 @@
 //! server's one endpoint, answered by one JSON message, by an SSE stream of messages that ends
 //! with the answer, or (for a notification or an answer of ours) by 202 and nothing.
 //!
-//! A request's POST runs on a thread of its own, the one owner of its response body, which hands
-//! each message over the same channel a stdio server's reader uses: the client waits for an
-//! answer as it does on stdio, watching for its timeout and for a stop, and a POST that fails
-//! becomes [`FromServer::Failed`] for its request. A notification's POST is sent and settled on
-//! the caller's thread, so that `notifications/initialized` reaches the server before the next
-//! request does. The session id of `initialize`'s answer (`Mcp-Session-Id`) and the protocol
-//! version agreed there (`MCP-Protocol-Version`) go with every later POST. At the end the
-//! session is ended with DELETE, the agent is shut down (which ends a read blocked on a silent
-//! server) and every thread is joined.
+//! A request's POST runs on a thread of its own, the one owner of its response body, with an
+//! agent of its own, so that the request alone can be stopped (closing its stream, which is how
+//! a 2026-07-28 server is told to cancel). The thread hands each message over the same channel
+//! a stdio server's reader uses: the client waits for an answer as it does on stdio, watching
+//! for its timeout and for a stop, and a POST that fails becomes [`FromServer::Failed`] for its
+//! request. A notification's POST is sent and settled on the caller's thread, so that
+//! `notifications/initialized` reaches the server before the next request does.
+//!
+//! Two eras. Modern (2026-07-28): every POST says `MCP-Protocol-Version`, `Mcp-Method`, and
+//! for `tools/call` `Mcp-Name` and the `Mcp-Param-*` headers the tool's `x-mcp-header`
+//! annotations ask for; there is no session. Legacy (2025-11-25 and before): the session id of
+//! `initialize`'s answer (`Mcp-Session-Id`) and the version agreed there go with every later
+//! POST, and the session is ended with DELETE. At the end the agents are shut down (which ends
+//! a read blocked on a silent server) and every thread is joined.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::ops::ControlFlow;
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -25,7 +31,11 @@ use super::rpc::{FromServer, Incoming, MAX_MESSAGE};
 use crate::decode::sse::Decoder;
 use crate::emit::redact::redact_url;
 use crate::error::scrub;
+use crate::transport::http::{Transport, tool_agent};
 use crate::transport::request::shown_header_value;
+
+/// The revision whose POSTs carry their metadata in headers.
+pub(crate) const MODERN: &str = "2026-07-28";
 
 /// How long a notification's POST (or an answer of ours) may take: the server only has to
 /// say 202.
@@ -40,6 +50,10 @@ const MAX_SESSION_ID: usize = 1024;
 /// The read buffer of an event stream.
 const READ_BUFFER: usize = 16 * 1024;
 
+/// A tool's `x-mcp-header` annotations: each header name, and the path of `properties` keys to
+/// the argument it mirrors.
+pub(crate) type Annotations = Vec<(String, Vec<String>)>;
+
 /// What one POST needs, shared by the threads.
 struct Endpoint {
     /// Shown in notes and errors: the server's name, scrubbed.
@@ -47,23 +61,36 @@ struct Endpoint {
     url: String,
     /// `[mcp.NAME] headers`.
     headers: Vec<(String, String)>,
+    /// For notifications and the closing DELETE; each request gets an agent of its own.
     agent: ureq::Agent,
+    transport: Transport,
     session: Mutex<Session>,
+    /// Each tool's `x-mcp-header` annotations: header name and the path to its argument.
+    annotations: Mutex<HashMap<String, Annotations>>,
     verbose: bool,
 }
 
 /// What the server and we agreed on.
 #[derive(Clone, Default)]
 struct Session {
+    /// The 2026-07-28 era: metadata in headers, no session.
+    modern: bool,
     id: Option<String>,
     version: Option<String>,
+}
+
+/// A request's POST in flight: its thread, and the agent that ends it.
+struct Post {
+    id: Value,
+    agent: ureq::Agent,
+    thread: JoinHandle<()>,
 }
 
 pub(crate) struct Http {
     endpoint: Arc<Endpoint>,
     sender: Sender<FromServer>,
     messages: Receiver<FromServer>,
-    posts: Vec<JoinHandle<()>>,
+    posts: Vec<Post>,
 }
 
 impl Http {
@@ -72,7 +99,7 @@ impl Http {
         name: &str,
         url: &str,
         headers: &[(String, String)],
-        agent: ureq::Agent,
+        transport: &Transport,
         verbose: bool,
     ) -> Http {
         let (sender, messages) = channel();
@@ -81,8 +108,10 @@ impl Http {
                 name: scrub(name),
                 url: url.to_owned(),
                 headers: headers.to_vec(),
-                agent,
+                agent: tool_agent(transport),
+                transport: transport.clone(),
                 session: Mutex::new(Session::default()),
+                annotations: Mutex::new(HashMap::new()),
                 verbose,
             }),
             sender,
@@ -97,29 +126,48 @@ impl Http {
         let body = serde_json::to_vec(message).map_err(|err| err.to_string())?;
         let method = message.get("method").and_then(Value::as_str);
         let Some(id) = message.get("id").filter(|_| method.is_some()).cloned() else {
-            return exchange(&self.endpoint, &body, None, false, Some(NOTIFY_TIMEOUT));
+            let endpoint = &self.endpoint;
+            let post = Exchange {
+                endpoint,
+                agent: &endpoint.agent,
+                message,
+                answer_to: None,
+                timeout: Some(NOTIFY_TIMEOUT),
+            };
+            return post.run(&body).map_err(|failure| failure.why);
         };
-        let initialize = method == Some("initialize");
         let endpoint = Arc::clone(&self.endpoint);
         let sender = self.sender.clone();
-        let post = std::thread::Builder::new()
-            .name(format!("mcp-{}-post", self.endpoint.name))
-            .spawn(move || {
-                let answer_to = Some((&id, &sender));
-                if let Err(why) = exchange(&endpoint, &body, answer_to, initialize, None) {
-                    let _ = sender.send(FromServer::Failed { id, why });
-                }
-            })
-            .map_err(|err| format!("cannot start a thread: {err}"))?;
+        let agent = tool_agent(&self.endpoint.transport);
+        let message = message.clone();
+        let thread = {
+            let agent = agent.clone();
+            let id = id.clone();
+            std::thread::Builder::new()
+                .name(format!("mcp-{}-post", self.endpoint.name))
+                .spawn(move || {
+                    let post = Exchange {
+                        endpoint: &endpoint,
+                        agent: &agent,
+                        message: &message,
+                        answer_to: Some((&id, &sender)),
+                        timeout: None,
+                    };
+                    if let Err(Refusal { why, refused }) = post.run(&body) {
+                        let _ = sender.send(FromServer::Failed { id, why, refused });
+                    }
+                })
+                .map_err(|err| format!("cannot start a thread: {err}"))?
+        };
         // The POSTs that are over are joined now, so that they do not pile up.
         let (over, running): (Vec<_>, Vec<_>) = std::mem::take(&mut self.posts)
             .into_iter()
-            .partition(JoinHandle::is_finished);
-        for thread in over {
-            let _ = thread.join();
+            .partition(|post| post.thread.is_finished());
+        for post in over {
+            let _ = post.thread.join();
         }
         self.posts = running;
-        self.posts.push(post);
+        self.posts.push(Post { id, agent, thread });
         Ok(())
     }
 
@@ -130,9 +178,35 @@ impl Http {
         self.messages.recv_timeout(wait)
     }
 
+    /// Stops request `id`: its connection is closed, its thread ends (joined later).
+    pub(crate) fn stop(&mut self, id: &Value) {
+        for post in self.posts.iter().filter(|post| &post.id == id) {
+            post.agent.clone().shutdown();
+        }
+    }
+
+    /// The era: modern (2026-07-28 headers, no session) or legacy.
+    pub(crate) fn set_modern(&self, modern: bool) {
+        let mut session = lock(&self.endpoint.session);
+        session.modern = modern;
+        session.version = modern.then(|| MODERN.to_owned());
+    }
+
     /// The protocol version `initialize` agreed on, sent with every later POST.
     pub(crate) fn agreed(&self, version: &str) {
         lock(&self.endpoint.session).version = Some(version.to_owned());
+    }
+
+    /// Tool `name`'s `x-mcp-header` annotations, mirrored into each of its calls' headers.
+    pub(crate) fn annotate(&self, name: &str, headers: Annotations) {
+        if !headers.is_empty() {
+            let mut annotations = self
+                .endpoint
+                .annotations
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            annotations.insert(name.to_owned(), headers);
+        }
     }
 }
 
@@ -164,7 +238,8 @@ impl Drop for Http {
         }
         self.endpoint.agent.clone().shutdown();
         for post in self.posts.drain(..) {
-            let _ = post.join();
+            post.agent.shutdown();
+            let _ = post.thread.join();
         }
     }
 }
@@ -179,128 +254,299 @@ fn note(endpoint: &Endpoint, what: &str) {
     }
 }
 
-/// POSTs `body` and settles the answer: for a request (`answer_to`, the id and where its
-/// messages go) every message the answer holds is handed over until the one that answers it;
-/// for a notification, 202 (or any 2xx) is all there is to it. The answer to `initialize`
-/// may give the session its id.
-fn exchange(
-    endpoint: &Endpoint,
-    body: &[u8],
-    answer_to: Option<(&Value, &Sender<FromServer>)>,
-    initialize: bool,
+/// Why a POST got no answer; `refused` when the server answered with an HTTP error status
+/// (it is there, and said no), not when it could not be reached or broke off.
+struct Refusal {
+    why: String,
+    refused: bool,
+}
+
+impl From<String> for Refusal {
+    fn from(why: String) -> Refusal {
+        Refusal {
+            why,
+            refused: false,
+        }
+    }
+}
+
+/// One POST: `message`, through `agent`.
+struct Exchange<'a> {
+    endpoint: &'a Endpoint,
+    agent: &'a ureq::Agent,
+    message: &'a Value,
+    /// A request's id, and where its messages go.
+    answer_to: Option<(&'a Value, &'a Sender<FromServer>)>,
     timeout: Option<Duration>,
-) -> Result<(), String> {
-    let session = lock(&endpoint.session).clone();
-    let mut request = endpoint
-        .agent
-        .post(&endpoint.url)
-        .header("Content-Type", "application/json")
-        .header("Accept", "application/json, text/event-stream");
-    let mut shown = vec![
-        ("Content-Type", "application/json".to_owned()),
-        ("Accept", "application/json, text/event-stream".to_owned()),
-    ];
-    if let Some(id) = &session.id {
-        request = request.header("Mcp-Session-Id", id);
-        shown.push(("Mcp-Session-Id", id.clone()));
-    }
-    if let Some(version) = &session.version {
-        request = request.header("MCP-Protocol-Version", version);
-        shown.push(("MCP-Protocol-Version", version.clone()));
-    }
-    for (name, value) in &endpoint.headers {
-        request = request.header(name, value);
-        shown.push((name, value.clone()));
-    }
-    if endpoint.verbose {
-        note(endpoint, &format!("> POST {}", redact_url(&endpoint.url)));
-        for (name, value) in &shown {
-            note(
-                endpoint,
-                &format!("> {name}: {}", shown_header_value(name, value)),
-            );
+}
+
+impl Exchange<'_> {
+    /// The headers this message goes with, in order.
+    fn headers(&self, session: &Session) -> Vec<(String, String)> {
+        let endpoint = self.endpoint;
+        let mut headers = vec![
+            ("Content-Type".to_owned(), "application/json".to_owned()),
+            (
+                "Accept".to_owned(),
+                "application/json, text/event-stream".to_owned(),
+            ),
+        ];
+        if let Some(id) = session.id.as_ref().filter(|_| !session.modern) {
+            headers.push(("Mcp-Session-Id".into(), id.clone()));
         }
-    }
-    let request = request.config().timeout_global(timeout).build();
-    let mut answer = request.send(body).map_err(|err| {
-        format!(
-            "cannot be reached at {}: {}",
-            redact_url(&endpoint.url),
-            scrub(&err.to_string())
-        )
-    })?;
-    let status = answer.status().as_u16();
-    let header = |name: &str| {
-        answer
-            .headers()
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned)
-    };
-    let content_type = header("content-type").unwrap_or_default();
-    let media = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    note(endpoint, &format!("< {status} {}", scrub(&content_type)));
-    if initialize
-        && (200..300).contains(&status)
-        && let Some(id) = header("mcp-session-id")
-    {
-        if id.is_empty() || id.len() > MAX_SESSION_ID || !id.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(
-                "sent an Mcp-Session-Id that is not 1-1024 visible ASCII characters".into(),
-            );
+        if let Some(version) = &session.version {
+            headers.push(("MCP-Protocol-Version".into(), version.clone()));
         }
-        lock(&endpoint.session).id = Some(id);
+        let method = self.message.get("method").and_then(Value::as_str);
+        if session.modern
+            && let Some(method) = method
+        {
+            headers.push(("Mcp-Method".into(), header_value(method)));
+            let params = self.message.get("params");
+            if method == "tools/call"
+                && let Some(name) = params.and_then(|p| p.get("name")).and_then(Value::as_str)
+            {
+                headers.push(("Mcp-Name".into(), header_value(name)));
+                let annotations = endpoint
+                    .annotations
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let arguments = params.and_then(|p| p.get("arguments"));
+                for (header, path) in annotations.get(name).into_iter().flatten() {
+                    let value = arguments.and_then(|arguments| {
+                        path.iter().try_fold(arguments, |value, key| value.get(key))
+                    });
+                    if let Some(value) = value.and_then(param_text) {
+                        headers.push((format!("Mcp-Param-{header}"), header_value(&value)));
+                    }
+                }
+            }
+        }
+        headers.extend(endpoint.headers.iter().cloned());
+        headers
     }
-    let Some((id, sender)) = answer_to else {
-        return match status {
-            200..=299 => Ok(()),
-            _ => Err(status_error(status, &content_type, answer.body_mut())),
-        };
-    };
-    match status {
-        202 => Err("accepted the request without answering it".into()),
-        200..=299 if media == "application/json" => {
-            // Read through a cap of our own: ureq's limit refuses a long body as an I/O error.
-            let mut bytes = Vec::new();
+
+    /// POSTs `body` and settles the answer: for a request every message the answer holds is
+    /// handed over until the one that answers it; for a notification, 202 (or any 2xx) is all
+    /// there is to it. The answer to a legacy `initialize` may give the session its id.
+    fn run(&self, body: &[u8]) -> Result<(), Refusal> {
+        let endpoint = self.endpoint;
+        let session = lock(&endpoint.session).clone();
+        let headers = self.headers(&session);
+        let mut request = self.agent.post(&endpoint.url);
+        for (name, value) in &headers {
+            request = request.header(name, value);
+        }
+        if endpoint.verbose {
+            note(endpoint, &format!("> POST {}", redact_url(&endpoint.url)));
+            for (name, value) in &headers {
+                note(
+                    endpoint,
+                    &format!("> {name}: {}", shown_header_value(name, value)),
+                );
+            }
+        }
+        let request = request.config().timeout_global(self.timeout).build();
+        let mut answer = request.send(body).map_err(|err| {
+            format!(
+                "cannot be reached at {}: {}",
+                redact_url(&endpoint.url),
+                scrub(&err.to_string())
+            )
+        })?;
+        let status = answer.status().as_u16();
+        let header = |name: &str| {
             answer
-                .into_body()
-                .into_reader()
-                .take(MAX_MESSAGE as u64 + 1)
-                .read_to_end(&mut bytes)
-                .map_err(|err| format!("broke off its answer: {}", scrub(&err.to_string())))?;
-            if bytes.len() > MAX_MESSAGE {
-                let _ = sender.send(FromServer::Message(Incoming::TooLong));
-                return Ok(());
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        };
+        let content_type = header("content-type").unwrap_or_default();
+        let media = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        note(endpoint, &format!("< {status} {}", scrub(&content_type)));
+        let initialize = self.message.get("method").and_then(Value::as_str) == Some("initialize");
+        if initialize
+            && !session.modern
+            && (200..300).contains(&status)
+            && let Some(id) = header("mcp-session-id")
+        {
+            if id.is_empty()
+                || id.len() > MAX_SESSION_ID
+                || !id.bytes().all(|b| b.is_ascii_graphic())
+            {
+                return Err(
+                    "sent an Mcp-Session-Id that is not 1-1024 visible ASCII characters"
+                        .to_owned()
+                        .into(),
+                );
             }
-            let messages = match serde_json::from_slice(&bytes) {
-                // A batch (2025-03-26): each message in turn.
-                Ok(Value::Array(batch)) => batch.into_iter().map(Incoming::of).collect(),
-                Ok(value) => vec![Incoming::of(value)],
-                Err(_) => vec![Incoming::parse(&bytes)],
+            lock(&endpoint.session).id = Some(id);
+        }
+        let Some((id, sender)) = self.answer_to else {
+            return match status {
+                200..=299 => Ok(()),
+                _ => refusal(status, &content_type, answer.body_mut(), None),
             };
-            for message in messages {
-                let _ = sender.send(FromServer::Message(message));
+        };
+        match status {
+            202 => Err("accepted the request without answering it"
+                .to_owned()
+                .into()),
+            200..=299 if media == "application/json" => {
+                let bytes = read_capped(answer.into_body(), MAX_MESSAGE)?;
+                let Some(bytes) = bytes else {
+                    let _ = sender.send(FromServer::Message(Incoming::TooLong));
+                    return Ok(());
+                };
+                let messages = match serde_json::from_slice(&bytes) {
+                    // A batch (2025-03-26): each message in turn.
+                    Ok(Value::Array(batch)) => batch.into_iter().map(Incoming::of).collect(),
+                    Ok(value) => vec![Incoming::of(value)],
+                    Err(_) => vec![Incoming::parse(&bytes)],
+                };
+                for message in messages {
+                    let _ = sender.send(FromServer::Message(message));
+                }
+                Ok(())
             }
-            Ok(())
+            200..=299 if media == "text/event-stream" => {
+                let reader = answer.into_body().into_reader();
+                stream(reader, id, sender).map_err(Refusal::from)
+            }
+            200..=299 => Err(format!(
+                "answered with {:?}, neither JSON nor an event stream",
+                scrub(&content_type)
+            )
+            .into()),
+            404 if session.id.is_some() && !session.modern => {
+                Err("ended the session (HTTP 404 for its Mcp-Session-Id)"
+                    .to_owned()
+                    .into())
+            }
+            _ => refusal(status, &content_type, answer.body_mut(), Some((id, sender))),
         }
-        200..=299 if media == "text/event-stream" => {
-            let reader = answer.into_body().into_reader();
-            stream(reader, id, sender)
-        }
-        200..=299 => Err(format!(
-            "answered with {:?}, neither JSON nor an event stream",
-            scrub(&content_type)
-        )),
-        404 if session.id.is_some() => {
-            Err("ended the session (HTTP 404 for its Mcp-Session-Id)".into())
-        }
-        _ => Err(status_error(status, &content_type, answer.body_mut())),
     }
+}
+
+/// The `x-mcp-header` annotations of a tool's `inputSchema` (2026-07-28): each header name and
+/// the path of `properties` keys to its argument. An annotation the revision forbids (empty, not
+/// a header token, twice, on a `number`, an array or an object, or where a chain of
+/// `properties` alone does not lead) makes the tool one to leave out: the error says why.
+pub(crate) fn header_annotations(schema: &Value) -> Result<Annotations, String> {
+    /// Where a schema sits: the root, a property reached through `properties` alone, or
+    /// anywhere else (under `items`, `oneOf`, `$defs`...).
+    enum At<'p> {
+        Root,
+        Property(&'p [String]),
+        Elsewhere,
+    }
+    fn walk(schema: &Value, at: &At<'_>, found: &mut Annotations) -> Result<(), String> {
+        match schema {
+            Value::Object(fields) => {
+                if let Some(header) = fields.get("x-mcp-header") {
+                    let At::Property(path) = at else {
+                        return Err("an x-mcp-header off the chain of properties".into());
+                    };
+                    let name = header.as_str().unwrap_or("");
+                    let token =
+                        |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+                    if name.is_empty() || !name.bytes().all(token) {
+                        return Err(format!(
+                            "x-mcp-header {:?} is not a header name",
+                            scrub(name)
+                        ));
+                    }
+                    let kind = fields.get("type").and_then(Value::as_str).unwrap_or("");
+                    if !["string", "integer", "boolean"].contains(&kind) {
+                        return Err(format!(
+                            "x-mcp-header {name} is on a parameter that is not a string, integer or boolean"
+                        ));
+                    }
+                    if found
+                        .iter()
+                        .any(|(other, _)| other.eq_ignore_ascii_case(name))
+                    {
+                        return Err(format!("x-mcp-header {name} is given twice"));
+                    }
+                    found.push((name.to_owned(), path.to_vec()));
+                }
+                for (key, value) in fields {
+                    match (key.as_str(), at, value) {
+                        ("x-mcp-header", _, _) => {}
+                        ("properties", At::Root | At::Property(_), Value::Object(properties)) => {
+                            let base: &[String] = match at {
+                                At::Property(path) => path,
+                                _ => &[],
+                            };
+                            for (name, property) in properties {
+                                let mut path = base.to_vec();
+                                path.push(name.clone());
+                                walk(property, &At::Property(&path), found)?;
+                            }
+                        }
+                        _ => walk(value, &At::Elsewhere, found)?,
+                    }
+                }
+                Ok(())
+            }
+            Value::Array(items) => items
+                .iter()
+                .try_for_each(|item| walk(item, &At::Elsewhere, found)),
+            _ => Ok(()),
+        }
+    }
+    let mut found = Vec::new();
+    walk(schema, &At::Root, &mut found)?;
+    Ok(found)
+}
+
+/// A value as a header may carry it: as it is when it is plain visible ASCII (spaces inside),
+/// else `=?base64?...?=` (2026-07-28), as also a plain value that looks like that.
+fn header_value(text: &str) -> String {
+    let plain = text
+        .bytes()
+        .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+        && text.trim() == text
+        && !(text.starts_with("=?base64?") && text.ends_with("?="));
+    if plain {
+        return text.to_owned();
+    }
+    let mut coded = "=?base64?".to_owned();
+    crate::transport::base64::encode(text.as_bytes(), &mut coded);
+    coded.push_str("?=");
+    coded
+}
+
+/// An `x-mcp-header` argument as header text: a string as it is, an integer in JavaScript's
+/// safe range in decimal, a boolean as `true`/`false`; anything else has no header.
+fn param_text(value: &Value) -> Option<String> {
+    const SAFE: i64 = (1 << 53) - 1;
+    match value {
+        Value::String(text) => Some(text.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => n
+            .as_i64()
+            .filter(|n| (-SAFE..=SAFE).contains(n))
+            .map(|n| n.to_string()),
+        _ => None,
+    }
+}
+
+/// The body, if it is at most `max` bytes (read through a cap of our own: ureq's limit
+/// refuses a long body as an I/O error).
+fn read_capped(body: ureq::Body, max: usize) -> Result<Option<Vec<u8>>, Refusal> {
+    let mut bytes = Vec::new();
+    body.into_reader()
+        .take(max as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|err| format!("broke off its answer: {}", scrub(&err.to_string())))?;
+    Ok((bytes.len() <= max).then_some(bytes))
 }
 
 /// Hands over each message of an event stream until the one that answers `id`.
@@ -352,13 +598,104 @@ fn stream(mut reader: impl Read, id: &Value, sender: &Sender<FromServer>) -> Res
     }
 }
 
-/// An error answer as one line: its status and what its body says.
-fn status_error(status: u16, content_type: &str, body: &mut ureq::Body) -> String {
+/// An error status as the client gets it. A body that is a JSON-RPC error answering
+/// `answer_to`'s id (as 2026-07-28 servers send with 400) is handed over as that answer
+/// (`Ok`); else the status and what the body says, in one line.
+fn refusal(
+    status: u16,
+    content_type: &str,
+    body: &mut ureq::Body,
+    answer_to: Option<(&Value, &Sender<FromServer>)>,
+) -> Result<(), Refusal> {
     let bytes = body
         .with_config()
         .limit(ERROR_BODY_LIMIT)
         .read_to_vec()
         .unwrap_or_default();
+    if let Some((id, sender)) = answer_to
+        && let message @ Incoming::Response { .. } = Incoming::parse(&bytes)
+        && matches!(&message, Incoming::Response { id: answering, outcome: Err(_) } if answering == id)
+    {
+        let _ = sender.send(FromServer::Message(message));
+        return Ok(());
+    }
     let error = crate::transport::http::status_error(status, content_type, &bytes);
-    format!("answered {}", scrub(&error.to_string()))
+    Err(Refusal {
+        why: format!("answered {}", scrub(&error.to_string())),
+        refused: true,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn header_values_as_the_2026_07_28_revision_encodes_them() {
+        // The revision's own examples.
+        for (value, header) in [
+            ("us-west1", "us-west1"),
+            ("Hello, 世界", "=?base64?SGVsbG8sIOS4lueVjA==?="),
+            (" padded ", "=?base64?IHBhZGRlZCA=?="),
+            ("line1\nline2", "=?base64?bGluZTEKbGluZTI=?="),
+            ("=?base64?literal?=", "=?base64?PT9iYXNlNjQ/bGl0ZXJhbD89?="),
+        ] {
+            assert_eq!(header_value(value), header, "{value:?}");
+        }
+        assert_eq!(param_text(&json!(-7)).as_deref(), Some("-7"));
+        assert_eq!(param_text(&json!(true)).as_deref(), Some("true"));
+        assert_eq!(
+            param_text(&json!(9007199254740992_i64)),
+            None,
+            "past 2^53-1"
+        );
+        assert_eq!(param_text(&json!(1.5)), None);
+    }
+
+    #[test]
+    fn annotations_on_the_chain_of_properties_only() {
+        let schema = json!({"type": "object", "properties": {
+            "region": {"type": "string", "x-mcp-header": "Region"},
+            "where": {"type": "object", "properties": {
+                "zone": {"type": "integer", "x-mcp-header": "Zone"}}},
+            "plain": {"type": "string"}}});
+        assert_eq!(
+            header_annotations(&schema),
+            Ok(vec![
+                ("Region".to_owned(), vec!["region".to_owned()]),
+                (
+                    "Zone".to_owned(),
+                    vec!["where".to_owned(), "zone".to_owned()]
+                ),
+            ])
+        );
+        let bad = |property: Value| {
+            header_annotations(&json!({"type": "object", "properties": {"p": property}}))
+                .unwrap_err()
+        };
+        assert_eq!(
+            bad(json!({"type": "number", "x-mcp-header": "N"})),
+            "x-mcp-header N is on a parameter that is not a string, integer or boolean"
+        );
+        assert_eq!(
+            bad(json!({"type": "string", "x-mcp-header": "Bad Name"})),
+            "x-mcp-header \"Bad Name\" is not a header name"
+        );
+        assert_eq!(
+            bad(json!({"anyOf": [{"type": "string", "x-mcp-header": "A"}]})),
+            "an x-mcp-header off the chain of properties"
+        );
+        assert_eq!(
+            header_annotations(&json!({"properties": {
+                "a": {"type": "string", "x-mcp-header": "Same"},
+                "b": {"type": "string", "x-mcp-header": "same"}}})),
+            Err("x-mcp-header same is given twice".to_owned())
+        );
+        assert_eq!(
+            header_annotations(&json!({"type": "object", "x-mcp-header": "Root"})),
+            Err("an x-mcp-header off the chain of properties".to_owned())
+        );
+    }
 }

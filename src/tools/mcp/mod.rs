@@ -179,8 +179,8 @@ pub(crate) struct Start<'a> {
     pub(crate) timeout: Duration,
     /// Variables the servers must not see: the API key's.
     pub(crate) hidden: Vec<String>,
-    /// The agent for Streamable HTTP servers (proxy, `--cacert`, `--connect-timeout`).
-    pub(crate) agent: Option<ureq::Agent>,
+    /// How to reach Streamable HTTP servers (proxy, `--cacert`, `--connect-timeout`).
+    pub(crate) transport: Option<crate::transport::http::Transport>,
     pub(crate) verbose: bool,
 }
 
@@ -198,28 +198,18 @@ impl Servers {
                         .map_err(|err| McpError(format!("{err:#}")))?,
                 ),
                 Endpoint::Url { url, headers } => {
-                    let Some(agent) = &start.agent else {
-                        anyhow::bail!("no HTTP agent for MCP server {shown}");
+                    let Some(transport) = &start.transport else {
+                        anyhow::bail!("no HTTP transport for MCP server {shown}");
                     };
-                    Link::Http(Http::new(
-                        &shown,
-                        url,
-                        headers,
-                        agent.clone(),
-                        start.verbose,
-                    ))
+                    Link::Http(Http::new(&shown, url, headers, transport, start.verbose))
                 }
             };
             let mut server = Server::new(shown, spec.endpoint.described(), link, start.verbose);
-            let info = server.initialize(deadline, start.timeout)?;
+            let own_name = server.start_up(deadline, start.timeout)?;
             if spec.name.is_none()
-                && let Some(name) = info
-                    .get("serverInfo")
-                    .and_then(|i| i.get("name"))
-                    .and_then(Value::as_str)
-                    .filter(|n| !n.is_empty())
+                && let Some(name) = own_name
             {
-                server.name = name.to_owned();
+                server.name = name;
             }
             if servers.servers.iter().any(|s| lock(s).name == server.name) {
                 return Err(UsageError(format!(
@@ -322,7 +312,7 @@ impl Servers {
                     true,
                     true,
                 ),
-                Err(Failure::Other(why)) => (format!("error: {why}"), true, false),
+                Err(failure) => (format!("error: {}", failure.why("tools/call")), true, false),
             };
         Ok(outcome(text, is_error, timed_out, max_output, &name))
     }
@@ -363,6 +353,12 @@ fn outcome(
 /// The text of a `tools/call` result: its text parts, one per line; other parts each described
 /// in a short line; `structuredContent` when there is no text. `isError` starts it `error: `.
 fn result_text(result: &Value) -> (String, bool) {
+    if result.get("resultType").and_then(Value::as_str) == Some("input_required") {
+        // 2026-07-28: the server asks the client (elicitation, sampling, roots) before it
+        // answers; gptstream declares none of those capabilities.
+        let text = "error: the tool asked gptstream for input (elicitation, sampling or roots), which it does not give";
+        return (text.to_owned(), true);
+    }
     let is_error = result.get("isError").and_then(Value::as_bool) == Some(true);
     let mut lines: Vec<String> = Vec::new();
     for part in result

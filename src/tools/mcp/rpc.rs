@@ -33,10 +33,12 @@ pub(crate) enum FromServer {
     Message(Incoming),
     /// stdout ended: the server exited, or closed it.
     Closed,
-    /// The HTTP exchange of request `id` failed: no answer will come.
+    /// The HTTP exchange of request `id` failed: no answer will come. `refused`: the server
+    /// answered with an HTTP error status (it is there, and said no).
     Failed {
         id: Value,
         why: String,
+        refused: bool,
     },
 }
 
@@ -45,6 +47,7 @@ pub(crate) enum FromServer {
 pub(crate) struct RpcError {
     pub(crate) code: i64,
     pub(crate) message: String,
+    pub(crate) data: Value,
 }
 
 impl Incoming {
@@ -83,6 +86,7 @@ impl Incoming {
                             .and_then(Value::as_str)
                             .unwrap_or("(no message)")
                             .to_owned(),
+                        data: error.get("data").cloned().unwrap_or(Value::Null),
                     }),
                     (None, None) => {
                         return Incoming::Garbage {
@@ -215,7 +219,7 @@ mod tests {
             all(bytes, 1024),
             [
                 "response 1 Ok(Object {\"a\": Number(1)})",
-                "response \"x\" Err(RpcError { code: -32601, message: \"nope\" })",
+                "response \"x\" Err(RpcError { code: -32601, message: \"nope\", data: Null })",
                 "request 7 ping",
                 "notification notifications/message",
                 "garbage not JSON: \"hello\"",
