@@ -441,3 +441,80 @@ fn ctrl_c_during_a_call_is_130_and_leaves_no_server() {
     assert_eq!(out.code, 130, "{}", out.render());
     assert_gone(pid_of(&logged(&log)));
 }
+
+#[test]
+fn a_chat_starts_its_server_once_and_calls_it_in_every_turn() {
+    let scratch = Scratch::new("mcp-chat");
+    let log = scratch.path("log");
+    let model = Server::start(vec![
+        sse(&call_turn("echo", r#"{"text":"one"}"#)),
+        sse(&[content("First."), finish("stop"), DONE.to_owned()]),
+        sse(&call_turn("echo", r#"{"text":"two"}"#)),
+        sse(&[content("Second."), finish("stop"), DONE.to_owned()]),
+    ]);
+    let out = gptstream()
+        .server(&model)
+        .args(["--chat", "-q", "--mcp", &mcp("fk", "ok", &log)])
+        .stdin("first\nsecond\n")
+        .run();
+    assert_eq!(
+        out.render(),
+        "status: 0\n--- stdout\nFirst.\nSecond.\n\n--- stderr\n"
+    );
+    let log = logged(&log);
+    assert_eq!(
+        methods(&log),
+        [
+            "server/discover",
+            "initialize",
+            "notifications/initialized",
+            "tools/list",
+            "tools/list",
+            "tools/call",
+            "tools/call"
+        ],
+        "one start, one call per turn"
+    );
+    assert_eq!(log.iter().filter(|m| m["pid"].is_number()).count(), 1);
+    for _ in 0..3 {
+        let _ = model.request();
+    }
+    let last = model.request().json();
+    assert_eq!(
+        last["messages"][6],
+        json!({"role":"tool","tool_call_id":"call_1","content":"echo: two"})
+    );
+    assert_gone(pid_of(&log));
+}
+
+#[test]
+fn sigterm_during_a_call_is_143_and_leaves_no_server() {
+    let scratch = Scratch::new("mcp-sigterm");
+    let log = scratch.path("log");
+    let server = call_then_answer("slow", "{}", "never");
+    let child = gptstream()
+        .server(&server)
+        .args(["--mcp", &mcp("fk", "ok", &log), "go"])
+        .spawn();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !methods(&logged(&log)).contains(&"tools/call".to_owned()) {
+        assert!(std::time::Instant::now() < deadline, "the call never came");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = crate::util::finish(child);
+    assert_eq!(out.code, 143, "{}", out.render());
+    let log = logged(&log);
+    assert_eq!(
+        log.last().unwrap()["stdin"],
+        "closed",
+        "told to leave by the end of its stdin"
+    );
+    assert_gone(pid_of(&log));
+}
