@@ -3,6 +3,7 @@
 //! live for the whole run, are listed apart ([`crate::control::reaper::spawn_kept`]): a stop
 //! leaves them be, the last-resort exit kills them too.
 
+use std::process::Command;
 use std::sync::{Mutex, PoisonError};
 
 /// The process groups of the tools running now, so that an interruption can stop them too: they
@@ -51,3 +52,20 @@ pub(crate) fn signal_group(id: u32, kill: bool) {
 
 #[cfg(not(unix))]
 pub(crate) fn signal_group(_id: u32, _kill: bool) {}
+
+/// `sh -c COMMAND` in a process group of its own: the terminal's Ctrl-C is ours to handle, and a
+/// timeout or the end can kill all it started (a tool's children, an MCP server's).
+#[cfg(unix)]
+pub(crate) fn shell(command: &str) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut shell = Command::new("sh");
+    shell.arg("-c").arg(command).process_group(0);
+    shell
+}
+
+#[cfg(not(unix))]
+pub(crate) fn shell(command: &str) -> Command {
+    let mut shell = Command::new("cmd");
+    shell.arg("/C").arg(command);
+    shell
+}

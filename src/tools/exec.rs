@@ -12,32 +12,16 @@
 //! tool never leaves a reader stuck behind it. What left the group (`setsid`, a double fork) is
 //! found and killed at the end of the run by [`crate::control::reaper`], on Linux.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
 #[cfg(doc)]
 use crate::control::children::kill_running_tools;
-use crate::control::children::{kill_group, running};
+use crate::control::children::{kill_group, running, shell};
 use crate::control::supervisor::Cancel;
 use crate::event::{ToolCall, ToolOutcome};
-
-#[cfg(unix)]
-fn shell(command: &str) -> Command {
-    use std::os::unix::process::CommandExt;
-    let mut shell = Command::new("sh");
-    // Its own process group, so a timeout can kill the tool's children too.
-    shell.arg("-c").arg(command).process_group(0);
-    shell
-}
-
-#[cfg(not(unix))]
-fn shell(command: &str) -> Command {
-    let mut shell = Command::new("cmd");
-    shell.arg("/C").arg(command);
-    shell
-}
 
 /// One output's bytes: the first `cap` kept, all counted (the child is read to the end so that it
 /// never blocks on a full pipe, and the result can say how much was cut).

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::server::{self, DONE, Server, content, delta, finish, sse};
 use crate::util::{Scratch, gptstream};
 
-const FAKE: &str = concat!(
+pub const FAKE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/mcp/fake_server.py"
 );
@@ -18,7 +18,7 @@ fn mcp(name: &str, mode: &str, log: &str) -> String {
 }
 
 /// What the fake server logged: every message it received, then its pid and environment.
-fn logged(log: &str) -> Vec<Value> {
+pub fn logged(log: &str) -> Vec<Value> {
     std::fs::read_to_string(log)
         .unwrap_or_default()
         .lines()
@@ -26,13 +26,13 @@ fn logged(log: &str) -> Vec<Value> {
         .collect()
 }
 
-fn methods(log: &[Value]) -> Vec<String> {
+pub fn methods(log: &[Value]) -> Vec<String> {
     log.iter()
         .filter_map(|m| m["method"].as_str().map(str::to_owned))
         .collect()
 }
 
-fn call_turn(name: &str, arguments: &str) -> Vec<String> {
+pub fn call_turn(name: &str, arguments: &str) -> Vec<String> {
     vec![
         delta(
             json!({"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":name,"arguments":arguments}}]}),
@@ -44,7 +44,7 @@ fn call_turn(name: &str, arguments: &str) -> Vec<String> {
 }
 
 /// The model calls `name`, then answers.
-fn call_then_answer(name: &str, arguments: &str, answer: &str) -> Server {
+pub fn call_then_answer(name: &str, arguments: &str, answer: &str) -> Server {
     Server::start(vec![
         sse(&call_turn(name, arguments)),
         sse(&[content(answer), finish("stop"), DONE.to_owned()]),
@@ -160,11 +160,7 @@ fn json_tool_results_name_the_server_and_an_error_result_goes_on() {
         .args(["--json", "--mcp", &mcp("fk", "ok", &log), "Try it"])
         .run();
     assert_eq!(out.code, 0, "{}", out.render());
-    let result = out
-        .json_lines()
-        .into_iter()
-        .find(|e| e["type"] == "tool_result")
-        .expect("a tool_result event");
+    let result = tool_result(&out);
     assert_eq!(
         result,
         json!({"type":"tool_result","choice":0,"index":0,"id":"call_1","name":"fail",
@@ -415,34 +411,6 @@ fn a_server_that_ignores_the_end_of_stdin_and_sigterm_is_killed() {
 }
 
 #[test]
-fn ctrl_c_during_a_call_is_130_and_leaves_no_server() {
-    let scratch = Scratch::new("mcp-sigint");
-    let log = scratch.path("log");
-    let server = call_then_answer("slow", "{}", "never");
-    let child = gptstream()
-        .server(&server)
-        .args(["--mcp", &mcp("fk", "ok", &log), "go"])
-        .spawn();
-    // Once the call is in flight, Ctrl-C.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !methods(&logged(&log)).contains(&"tools/call".to_owned()) {
-        assert!(std::time::Instant::now() < deadline, "the call never came");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let pid = i32::try_from(child.id()).unwrap();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-INT", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let out = crate::util::finish(child);
-    assert_eq!(out.code, 130, "{}", out.render());
-    assert_gone(pid_of(&logged(&log)));
-}
-
-#[test]
 fn a_chat_starts_its_server_once_and_calls_it_in_every_turn() {
     let scratch = Scratch::new("mcp-chat");
     let log = scratch.path("log");
@@ -487,9 +455,10 @@ fn a_chat_starts_its_server_once_and_calls_it_in_every_turn() {
     assert_gone(pid_of(&log));
 }
 
-#[test]
-fn sigterm_during_a_call_is_143_and_leaves_no_server() {
-    let scratch = Scratch::new("mcp-sigterm");
+/// Sends `signal` to gptstream once its call of the slow tool is in flight; the exit code,
+/// and what the server logged.
+fn signalled_mid_call(name: &str, signal: &str) -> (i32, Vec<Value>) {
+    let scratch = Scratch::new(name);
     let log = scratch.path("log");
     let server = call_then_answer("slow", "{}", "never");
     let child = gptstream()
@@ -503,18 +472,33 @@ fn sigterm_during_a_call_is_143_and_leaves_no_server() {
     }
     assert!(
         std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args([signal, &child.id().to_string()])
             .status()
             .unwrap()
             .success()
     );
     let out = crate::util::finish(child);
-    assert_eq!(out.code, 143, "{}", out.render());
-    let log = logged(&log);
-    assert_eq!(
-        log.last().unwrap()["stdin"],
-        "closed",
-        "told to leave by the end of its stdin"
-    );
-    assert_gone(pid_of(&log));
+    (out.code, logged(&log))
+}
+
+#[test]
+fn ctrl_c_or_sigterm_during_a_call_is_130_or_143_and_leaves_no_server() {
+    for (signal, code) in [("-INT", 130), ("-TERM", 143)] {
+        let (status, log) = signalled_mid_call(&format!("mcp-signal{signal}"), signal);
+        assert_eq!(status, code, "{signal}");
+        assert_eq!(
+            log.last().unwrap()["stdin"],
+            "closed",
+            "{signal}: told to leave by the end of its stdin"
+        );
+        assert_gone(pid_of(&log));
+    }
+}
+
+/// The one `tool_result` event of a `--json` run.
+pub fn tool_result(out: &crate::util::Output) -> Value {
+    out.json_lines()
+        .into_iter()
+        .find(|e| e["type"] == "tool_result")
+        .expect("a tool_result event")
 }

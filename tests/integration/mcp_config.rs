@@ -1,15 +1,11 @@
 //! `[mcp.NAME]` tables in the config file: a server named once, enabled with `--mcp NAME` or by
 //! a profile's `mcp = [...]`; its env (stdio) or headers (HTTP) given, its secrets never shown.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::server::{self, DONE, Server, Step, content, delta, finish, sse};
+use crate::mcp::{FAKE, call_then_answer, logged};
+use crate::server::{self, Server, Step};
 use crate::util::{Scratch, gptstream};
-
-const FAKE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/mcp/fake_server.py"
-);
 
 /// A config file of mode 600 (it may hold secrets) in a scratch directory.
 fn config(scratch: &Scratch, text: &str) -> String {
@@ -17,14 +13,6 @@ fn config(scratch: &Scratch, text: &str) -> String {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     path
-}
-
-fn logged(log: &str) -> Vec<Value> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("the fake server logs JSON"))
-        .collect()
 }
 
 fn stdio_config(scratch: &Scratch, log: &str) -> String {
@@ -52,17 +40,7 @@ fn a_table_is_enabled_by_its_name_and_its_env_is_given() {
     let scratch = Scratch::new("mcp-config-name");
     let log = scratch.path("log");
     let path = stdio_config(&scratch, &log);
-    let model = Server::start(vec![
-        sse(&[
-            delta(
-                json!({"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"echo","arguments":"{\"text\":\"hi\"}"}}]}),
-                None,
-            ),
-            finish("tool_calls"),
-            DONE.to_owned(),
-        ]),
-        sse(&[content("It said hi."), finish("stop"), DONE.to_owned()]),
-    ]);
+    let model = call_then_answer("echo", r#"{"text":"hi"}"#, "It said hi.");
     let out = gptstream()
         .server(&model)
         .env("GPTSTREAM_CONFIG", &path)

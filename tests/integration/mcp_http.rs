@@ -202,11 +202,7 @@ fn json_tool_results_of_an_http_server_name_it_and_an_error_result_goes_on() {
         .args(["--json", "--mcp", &format!("dict={}", url(&mcp)), "gnu?"])
         .run();
     assert_eq!(out.code, 0, "{}", out.render());
-    let result = out
-        .json_lines()
-        .into_iter()
-        .find(|e| e["type"] == "tool_result")
-        .expect("a tool_result event");
+    let result = crate::mcp::tool_result(&out);
     assert_eq!(
         result,
         json!({"type":"tool_result","choice":0,"index":0,"id":"call_1","name":"lookup",

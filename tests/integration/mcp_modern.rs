@@ -5,42 +5,9 @@
 
 use serde_json::{Value, json};
 
+use crate::mcp::{FAKE, call_then_answer, logged, methods};
 use crate::server::{self, DONE, Server, Step, chunked_head, content, delta, finish, sse};
 use crate::util::{Scratch, gptstream};
-
-const FAKE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/mcp/fake_server.py"
-);
-
-fn logged(log: &str) -> Vec<Value> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("the fake server logs JSON"))
-        .collect()
-}
-
-fn methods(log: &[Value]) -> Vec<String> {
-    log.iter()
-        .filter_map(|m| m["method"].as_str().map(str::to_owned))
-        .collect()
-}
-
-/// The model calls `name` with `arguments`, then answers.
-fn call_then_answer(name: &str, arguments: &str, answer: &str) -> Server {
-    Server::start(vec![
-        sse(&[
-            delta(
-                json!({"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":name,"arguments":arguments}}]}),
-                None,
-            ),
-            finish("tool_calls"),
-            DONE.to_owned(),
-        ]),
-        sse(&[content(answer), finish("stop"), DONE.to_owned()]),
-    ])
-}
 
 #[test]
 fn a_2026_07_28_server_over_stdio_gets_no_handshake_and_metadata_on_every_request() {
@@ -138,11 +105,7 @@ fn a_result_that_asks_for_input_is_an_error_result() {
         ])
         .run();
     assert_eq!(out.code, 0, "{}", out.render());
-    let result = out
-        .json_lines()
-        .into_iter()
-        .find(|e| e["type"] == "tool_result")
-        .expect("a tool_result");
+    let result = crate::mcp::tool_result(&out);
     assert_eq!(
         (result["is_error"].clone(), result["output"].clone()),
         (

@@ -5,7 +5,7 @@
 //! it is reaped and both threads are joined.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -38,7 +38,7 @@ impl Process {
         hidden: &[String],
         verbose: bool,
     ) -> anyhow::Result<Process> {
-        let mut shell = shell(command);
+        let mut shell = crate::control::children::shell(command);
         for var in hidden {
             shell.env_remove(var);
         }
@@ -193,20 +193,4 @@ fn read_stderr(stderr: impl std::io::Read, last: &Mutex<String>, verbose: Option
         }
         kept.push_str(&text[..end]);
     }
-}
-
-#[cfg(unix)]
-fn shell(command: &str) -> Command {
-    use std::os::unix::process::CommandExt;
-    let mut shell = Command::new("sh");
-    // Its own group: the terminal's Ctrl-C is ours to handle, and the end kills all of it.
-    shell.arg("-c").arg(command).process_group(0);
-    shell
-}
-
-#[cfg(not(unix))]
-fn shell(command: &str) -> Command {
-    let mut shell = Command::new("cmd");
-    shell.arg("/C").arg(command);
-    shell
 }
