@@ -28,6 +28,8 @@ impl Listener {
     pub(crate) fn start(mut handler: impl FnMut(Signal) + Send + 'static) -> io::Result<Self> {
         use signal_hook::consts::{SIGINT, SIGTERM};
         let default_again = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // The default that a start with signals caught restored is this listener's to decide.
+        outside().store(false, std::sync::atomic::Ordering::SeqCst);
         for signal in [SIGINT, SIGTERM] {
             signal_hook::flag::register_conditional_default(signal, default_again.clone())?;
         }
@@ -70,4 +72,86 @@ impl Drop for Listener {
             let _ = thread.join();
         }
     }
+}
+
+/// Runs `start` (starting MCP servers, before the run's [`Listener`] exists) with SIGINT and
+/// SIGTERM caught rather than fatal: a signal calls `stop` (on a thread of its own), which is to
+/// stop what `start` waits for, and comes back as the second value. So what `start` started is
+/// stopped as at any end (its `Drop`), not left behind by a process killed on the spot. Before
+/// and after, the signals do what they did.
+#[cfg(unix)]
+pub(crate) fn catching<T>(
+    stop: impl FnOnce() + Send + 'static,
+    start: impl FnOnce() -> T,
+) -> (T, Option<Signal>) {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let caught = Arc::new(AtomicUsize::new(0));
+    // A default restored by an earlier start must not end this one.
+    outside().store(false, Ordering::SeqCst);
+    let mut ids = Vec::new();
+    for signal in [SIGINT, SIGTERM] {
+        // The flag only: no default action runs while it is registered.
+        if let Ok(id) =
+            signal_hook::flag::register_usize(signal, Arc::clone(&caught), signal as usize)
+        {
+            ids.push(id);
+        }
+    }
+    let done = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (caught, done) = (Arc::clone(&caught), Arc::clone(&done));
+        std::thread::Builder::new()
+            .name("start-signals".into())
+            .spawn(move || {
+                while !done.load(Ordering::SeqCst) {
+                    if caught.load(Ordering::SeqCst) != 0 {
+                        stop();
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            })
+            .ok()
+    };
+    let result = start();
+    done.store(true, Ordering::SeqCst);
+    if let Some(watcher) = watcher {
+        let _ = watcher.join();
+    }
+    let signal = match caught.load(Ordering::SeqCst) {
+        0 => None,
+        n if n == SIGTERM as usize => Some(Signal::Terminate),
+        _ => Some(Signal::Interrupt),
+    };
+    for id in ids {
+        signal_hook::low_level::unregister(id);
+    }
+    // With no action left, signal-hook's handler would ignore them: the default comes back
+    // (until a Listener takes them).
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    REGISTERED.call_once(|| {
+        for signal in [SIGINT, SIGTERM] {
+            let _ = signal_hook::flag::register_conditional_default(signal, Arc::clone(outside()));
+        }
+    });
+    outside().store(true, Ordering::SeqCst);
+    (result, signal)
+}
+
+/// Whether SIGINT and SIGTERM do what they do by default after [`catching`] (no Listener yet).
+#[cfg(unix)]
+fn outside() -> &'static std::sync::Arc<std::sync::atomic::AtomicBool> {
+    static OUTSIDE: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicBool>> =
+        std::sync::OnceLock::new();
+    OUTSIDE.get_or_init(Default::default)
+}
+
+#[cfg(not(unix))]
+pub(crate) fn catching<T>(
+    _stop: impl FnOnce() + Send + 'static,
+    start: impl FnOnce() -> T,
+) -> (T, Option<Signal>) {
+    (start(), None)
 }

@@ -140,6 +140,8 @@ pub(crate) fn check_header(name: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A header whose value is a secret: the known ones, and any whose name says so
+/// (`X-Auth-Token`, `Private-Token`, `X-Goog-Api-Key`...).
 pub(crate) fn is_secret_header(name: &str) -> bool {
     [
         "authorization",
@@ -151,6 +153,25 @@ pub(crate) fn is_secret_header(name: &str) -> bool {
     ]
     .iter()
     .any(|secret| name.eq_ignore_ascii_case(secret))
+        || is_secret_name(name)
+}
+
+/// A name (of a header, a variable, an option) that says its value is a secret: it holds
+/// KEY, TOKEN, SECRET, PASSWORD, PASSWD, AUTH, CREDENTIAL or COOKIE.
+pub(crate) fn is_secret_name(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    [
+        "KEY",
+        "TOKEN",
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "AUTH",
+        "CREDENTIAL",
+        "COOKIE",
+    ]
+    .iter()
+    .any(|word| upper.contains(word))
 }
 
 /// Remembers the values of secret `-H` headers, so that [`crate::error::scrub`] blanks them.

@@ -16,6 +16,7 @@ mod interop;
 mod json;
 mod mcp;
 mod mcp_config;
+mod mcp_hostile;
 mod mcp_http;
 mod mcp_modern;
 mod models;

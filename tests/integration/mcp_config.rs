@@ -145,6 +145,7 @@ fn an_http_table_sends_its_headers_and_never_shows_their_secrets() {
     };
     let out = run(&["--dry-run", "--mcp", "web", "hi"]);
     assert_eq!(out.code, 0, "{}", out.render());
+    assert!(!out.render().contains(secret), "{}", out.render());
     assert!(
         out.stderr.contains(&format!(
             "* mcp web: POST {url} (Authorization: Bearer ***, X-Team: blue)\n"
@@ -167,6 +168,7 @@ fn an_http_table_sends_its_headers_and_never_shows_their_secrets() {
 
     let out = run(&["-v", "--list-tools", "--mcp", "web"]);
     assert_eq!(out.code, 0, "{}", out.render());
+    assert!(!out.render().contains(secret), "{}", out.render());
     assert!(
         out.stderr
             .contains("* mcp web: > Authorization: Bearer ***\n"),

@@ -19,18 +19,7 @@ type Key<'k> = Spanned<std::borrow::Cow<'k, str>>;
 /// An environment variable whose name says it holds a secret: its value is blanked wherever
 /// it might be shown, and the file that holds it must be its owner's alone.
 fn is_secret_variable(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    [
-        "KEY",
-        "TOKEN",
-        "SECRET",
-        "PASSWORD",
-        "PASSWD",
-        "AUTH",
-        "CREDENTIAL",
-    ]
-    .iter()
-    .any(|word| upper.contains(word))
+    crate::transport::request::is_secret_name(name)
 }
 
 impl File<'_> {

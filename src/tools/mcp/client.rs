@@ -26,6 +26,25 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// JSON-RPC errors of the 2026-07-28 revision.
 const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 const MISSING_CLIENT_CAPABILITY: i64 = -32021;
+const HEADER_MISMATCH: i64 = -32020;
+
+/// What the era probe found.
+enum Probe {
+    /// 2026-07-28, and the name the server gives itself.
+    Modern(Option<String>),
+    /// An older server: it answered, but not with a 2026-07-28 discover result.
+    Legacy,
+    /// No answer in time: an older server that ignores what it does not know, or a slow one.
+    Silent,
+}
+
+/// The name a server gives itself at `pointer` of `info`, if any.
+fn own_name(info: &Value, pointer: &str) -> Option<String> {
+    info.pointer(pointer)
+        .and_then(Value::as_str)
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
+}
 
 /// Bounds on what a server may list: pages of `tools/list`, and tools in all.
 const MAX_PAGES: usize = 100;
@@ -81,7 +100,7 @@ impl Link {
 
     fn receive(&mut self, wait: Duration) -> Result<FromServer, RecvTimeoutError> {
         match self {
-            Link::Stdio(process) => process.messages.recv_timeout(wait),
+            Link::Stdio(process) => process.receive(wait),
             Link::Http(http) => http.receive(wait),
         }
     }
@@ -115,14 +134,23 @@ pub(super) struct Server {
     modern: bool,
     /// The era probe is out: a server that does not answer it is not told it was given up.
     probing: bool,
+    /// Set by a signal during the start (before the run's own signal handling).
+    stop: Cancel,
     verbose: bool,
 }
 
 impl Server {
-    pub(super) fn new(name: String, described: String, link: Link, verbose: bool) -> Server {
+    pub(super) fn new(
+        name: String,
+        described: String,
+        link: Link,
+        stop: Cancel,
+        verbose: bool,
+    ) -> Server {
         Server {
             name,
             described,
+            stop,
             link,
             next_id: 0,
             abandoned: Vec::new(),
@@ -135,31 +163,45 @@ impl Server {
     /// Finds out which era the server speaks, as the 2026-07-28 revision asks of a client that
     /// speaks both: `server/discover` first; a discover result offering 2026-07-28 makes it
     /// modern; any other answer, or none within [`PROBE_TIMEOUT`] (or half of `--mcp-timeout`),
-    /// makes it legacy, and then
-    /// comes the `initialize` handshake. A server that can be reached but shares no version
-    /// with us is exit 8. Returns the name the server gives itself.
+    /// makes it legacy, and then comes the `initialize` handshake. A server that can be reached
+    /// but shares no version with us is exit 8. Returns the name the server gives itself.
     pub(super) fn start_up(
         &mut self,
         deadline: Instant,
         timeout: Duration,
     ) -> anyhow::Result<Option<String>> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        // Half the start's time at most: the handshake may need the rest.
+        let probe = self.discover((left / 2).min(PROBE_TIMEOUT))?;
+        let timed_out = match probe {
+            Probe::Modern(name) => return Ok(name),
+            Probe::Legacy => false,
+            Probe::Silent => true,
+        };
+        self.set_modern(false);
+        match self.initialize(deadline, timeout) {
+            Ok(info) => Ok(own_name(&info, "/serverInfo/name")),
+            // A modern server slow to start (a first `npx` download) answers the probe too late
+            // and refuses `initialize`: asked again, it answers.
+            Err(refused) if timed_out => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match self.discover(left)? {
+                    Probe::Modern(name) => Ok(name),
+                    Probe::Legacy | Probe::Silent => Err(refused),
+                }
+            }
+            Err(refused) => Err(refused),
+        }
+    }
+
+    /// Sends `server/discover` and tells the answer apart; a server that is there but speaks
+    /// none of our versions, or needs what we do not offer, is exit 8.
+    fn discover(&mut self, wait: Duration) -> anyhow::Result<Probe> {
         self.set_modern(true);
         self.probing = true;
-        let left = deadline.saturating_duration_since(Instant::now());
-        let probe = self.request(
-            "server/discover",
-            json!({}),
-            // Half the start's time at most: the handshake may need the rest.
-            Some((left / 2).min(PROBE_TIMEOUT)),
-            None,
-        );
+        let stop = self.stop.clone();
+        let probe = self.request("server/discover", json!({}), Some(wait), Some(&stop));
         self.probing = false;
-        let own_name = |info: &Value, pointer: &str| {
-            info.pointer(pointer)
-                .and_then(Value::as_str)
-                .filter(|name| !name.is_empty())
-                .map(str::to_owned)
-        };
         let offered = |versions: Option<&Value>| -> Vec<String> {
             versions
                 .and_then(Value::as_array)
@@ -169,52 +211,52 @@ impl Server {
                 .map(str::to_owned)
                 .collect()
         };
+        let refused = |why: String| -> anyhow::Result<Probe> {
+            Err(McpError(format!("MCP server {} {why}", self.shown())).into())
+        };
         match probe {
             Ok(result) => {
-                let versions = offered(result.get("supportedVersions"));
-                if versions.iter().any(|v| v == MODERN) {
+                if offered(result.get("supportedVersions"))
+                    .iter()
+                    .any(|v| v == MODERN)
+                {
                     self.note(&format!("speaks {MODERN}"));
-                    return Ok(own_name(
-                        &result,
-                        "/_meta/io.modelcontextprotocol~1serverInfo/name",
-                    ));
+                    let name = own_name(&result, "/_meta/io.modelcontextprotocol~1serverInfo/name");
+                    return Ok(Probe::Modern(name));
                 }
                 // It answers discover, but offers only handshake versions: legacy.
+                Ok(Probe::Legacy)
             }
             Err(Failure::Rpc(error)) if error.code == UNSUPPORTED_PROTOCOL_VERSION => {
                 let versions = offered(error.data.get("supported"));
-                if !versions
+                if versions
                     .iter()
                     .any(|v| ACCEPTED_VERSIONS.contains(&v.as_str()))
                 {
-                    return Err(McpError(format!(
-                        "MCP server {} speaks protocol versions {}; gptstream speaks {MODERN}, {}",
-                        self.shown(),
-                        crate::error::scrub(&versions.join(", ")),
-                        ACCEPTED_VERSIONS.join(", ")
-                    ))
-                    .into());
+                    return Ok(Probe::Legacy);
                 }
+                refused(format!(
+                    "speaks protocol versions {}; gptstream speaks {MODERN}, {}",
+                    crate::error::scrub(&versions.join(", ")),
+                    ACCEPTED_VERSIONS.join(", ")
+                ))
             }
             Err(Failure::Rpc(error)) if error.code == MISSING_CLIENT_CAPABILITY => {
-                return Err(McpError(format!(
-                    "MCP server {} needs client capabilities gptstream does not offer ({}): {}",
-                    self.shown(),
+                refused(format!(
+                    "needs client capabilities gptstream does not offer ({}): {}",
                     crate::error::scrub(&error.data.to_string()),
                     crate::error::scrub(&error.message)
                 ))
-                .into());
             }
+            Err(Failure::Rpc(error)) if error.code == HEADER_MISMATCH => refused(format!(
+                "refused the 2026-07-28 headers of gptstream's request: {}",
+                crate::error::scrub(&error.message)
+            )),
             // What does not know discover answers anything, or nothing.
-            Err(Failure::Rpc(_) | Failure::Refused(_) | Failure::TimedOut(_)) => {}
-            Err(failure) => {
-                let why = failure.why("server/discover");
-                return Err(McpError(format!("MCP server {} {why}", self.shown())).into());
-            }
+            Err(Failure::Rpc(_) | Failure::Refused(_)) => Ok(Probe::Legacy),
+            Err(Failure::TimedOut(_)) => Ok(Probe::Silent),
+            Err(failure) => refused(failure.why("server/discover")),
         }
-        self.set_modern(false);
-        let info = self.initialize(deadline, timeout)?;
-        Ok(own_name(&info, "/serverInfo/name"))
     }
 
     fn set_modern(&mut self, modern: bool) {
@@ -319,7 +361,7 @@ impl Server {
         {
             // 2026-07-28: a tool whose arguments go into headers too, if its schema says so
             // lawfully; else it is left out, as the revision asks.
-            match super::http::header_annotations(&parameters) {
+            match super::headers::header_annotations(&parameters) {
                 Ok(headers) => http.annotate(name, headers),
                 Err(why) => {
                     eprintln!(
@@ -352,7 +394,8 @@ impl Server {
         timeout: Duration,
     ) -> anyhow::Result<Value> {
         let left = deadline.saturating_duration_since(Instant::now());
-        self.request(method, params, Some(left), None)
+        let stop = self.stop.clone();
+        self.request(method, params, Some(left), Some(&stop))
             .map_err(|failure| {
                 let why = match failure {
                     Failure::TimedOut(_) => format!(
@@ -398,17 +441,34 @@ impl Server {
         if let Err(why) = self.link.send(&rpc::request(id, method, params)) {
             return Err(Failure::Other(why));
         }
+        let answer = self.wait(id, timeout, cancel);
+        // Given up on, whatever the reason: a late answer to it is dropped, never taken for the
+        // answer to a later request. A server still at work on it (a timeout, a stop) is told.
+        match &answer {
+            Err(Failure::Cancelled) => self.abandon(id, method, Some("gptstream was stopped")),
+            Err(Failure::TimedOut(_)) => self.abandon(id, method, Some("timed out")),
+            Err(Failure::Other(_)) => self.abandon(id, method, None),
+            _ => {}
+        }
+        answer
+    }
+
+    /// Waits for the answer to request `id`, answering the server's own requests meanwhile.
+    fn wait(
+        &mut self,
+        id: u64,
+        timeout: Option<Duration>,
+        cancel: Option<&Cancel>,
+    ) -> Result<Value, Failure> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             if cancel.is_some_and(Cancel::is_cancelled) {
-                self.abandon(id, "gptstream was stopped");
                 return Err(Failure::Cancelled);
             }
             let wait = match deadline {
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        self.abandon(id, "timed out");
                         return Err(Failure::TimedOut(timeout.unwrap_or_default()));
                     }
                     left.min(SLICE)
@@ -457,6 +517,10 @@ impl Server {
                         crate::error::scrub(&answered.to_string())
                     )));
                 }
+                Incoming::Request { id, method } if self.modern => {
+                    // 2026-07-28 servers ask through results, and a client sends no answers.
+                    self.note(&format!("asks {method} (not answered: 2026-07-28) {id}"));
+                }
                 Incoming::Request { id, method } => {
                     self.note(&format!("asks {method}"));
                     if let Err(why) = self.link.send(&rpc::answer(&id, &method)) {
@@ -481,15 +545,20 @@ impl Server {
         }
     }
 
-    /// Tells the server request `id` is given up: `notifications/cancelled`, and over HTTP its
-    /// stream closed (which alone is the cancellation in the 2026-07-28 era). A late answer
-    /// will be dropped.
-    fn abandon(&mut self, id: u64, reason: &str) {
+    /// Gives request `id` up: its late answer will be dropped, and over HTTP its stream is
+    /// closed (which alone is the cancellation in the 2026-07-28 era). With a `reason`, the
+    /// server is told too (`notifications/cancelled`).
+    fn abandon(&mut self, id: u64, method: &str, reason: Option<&str>) {
         self.abandoned.push(id);
-        // Not for the probe (a legacy server never saw it begin), nor for a modern server over
-        // HTTP (closing the stream is its cancellation).
+        let Some(reason) = reason else {
+            self.link.stop(id);
+            return;
+        };
+        // Not for the probe (a legacy server never saw it begin), nor for `initialize` (which
+        // must not be cancelled), nor for a modern server over HTTP (closing the stream is its
+        // cancellation).
         let closing_is_cancelling = self.modern && matches!(self.link, Link::Http(_));
-        if !(self.probing || closing_is_cancelling) {
+        if !(self.probing || method == "initialize" || closing_is_cancelling) {
             let _ = self.link.send(&rpc::notification(
                 "notifications/cancelled",
                 json!({"requestId": id, "reason": reason}),

@@ -8,6 +8,7 @@
 //! and its notifications are shown with `-v` only. Servers are stopped when the toolbox goes.
 
 mod client;
+mod headers;
 mod http;
 mod rpc;
 mod stdio;
@@ -80,6 +81,10 @@ impl Endpoint {
         if !(lower.starts_with("http://") || lower.starts_with("https://")) {
             return Ok(None);
         }
+        // Its password or key, wherever a server echoes it, is blanked like any other secret.
+        for secret in crate::emit::redact::url_secrets(text) {
+            crate::error::register_secret(&secret);
+        }
         let shown = crate::emit::redact::redact_url(text);
         match text.parse::<ureq::http::Uri>() {
             Ok(uri) if uri.host().is_some_and(|host| !host.is_empty()) => Ok(Some(Endpoint::Url {
@@ -95,7 +100,7 @@ impl Endpoint {
     fn described(&self) -> String {
         let (what, extras): (String, Vec<String>) = match self {
             Endpoint::Command { command, env } => (
-                format!("sh -c {command}"),
+                format!("sh -c {}", shown_command(command)),
                 env.iter().map(|(name, _)| name.clone()).collect(),
             ),
             Endpoint::Url { url, headers } => (
@@ -120,10 +125,29 @@ impl Endpoint {
     /// without secrets.
     fn shown(&self) -> String {
         match self {
-            Endpoint::Command { command, .. } => command.clone(),
+            Endpoint::Command { command, .. } => shown_command(command),
             Endpoint::Url { url, .. } => crate::emit::redact::redact_url(url),
         }
     }
+}
+
+/// A command as it may be shown: the value of an assignment whose name says it is a secret
+/// (`GITHUB_TOKEN=...`, `--api-key=...`) as `***`, URLs without their secrets.
+fn shown_command(command: &str) -> String {
+    command
+        .split(' ')
+        .map(|word| match word.split_once('=') {
+            Some((name, value))
+                if !value.is_empty()
+                    && crate::transport::request::is_secret_name(name.trim_start_matches('-')) =>
+            {
+                format!("{name}=***")
+            }
+            _ if word.contains("://") => crate::emit::redact::redact_url(word),
+            _ => word.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A server's or a tool's name: letters, digits, `_` and `-`.
@@ -188,52 +212,83 @@ impl Servers {
     /// Starts and initializes every server and lists its tools. A server that cannot start,
     /// exits, or does not answer in time is exit 8, naming it; two tools of one name, exit 2.
     pub(crate) fn start(start: &Start<'_>) -> anyhow::Result<Servers> {
-        let mut servers = Servers::default();
-        for spec in start.specs {
-            let deadline = Instant::now() + start.timeout;
-            let shown = spec.name.clone().unwrap_or_else(|| spec.endpoint.shown());
-            let link = match &spec.endpoint {
-                Endpoint::Command { command, env } => Link::Stdio(
-                    Process::start(&shown, command, env, &start.hidden, start.verbose)
-                        .map_err(|err| McpError(format!("{err:#}")))?,
-                ),
-                Endpoint::Url { url, headers } => {
-                    let Some(transport) = &start.transport else {
-                        anyhow::bail!("no HTTP transport for MCP server {shown}");
-                    };
-                    Link::Http(Http::new(&shown, url, headers, transport, start.verbose))
-                }
-            };
-            let mut server = Server::new(shown, spec.endpoint.described(), link, start.verbose);
-            let own_name = server.start_up(deadline, start.timeout)?;
-            if spec.name.is_none()
-                && let Some(name) = own_name
+        // Ctrl-C or SIGTERM while the servers start stops the start, and the servers started
+        // so far are stopped as at any end: not killed with gptstream and left behind.
+        let stop = Cancel::default();
+        let (started, signal) = crate::control::signals::catching(
             {
-                server.name = name;
+                let stop = stop.clone();
+                move || stop.cancel()
+            },
+            || {
+                let mut servers = Servers::default();
+                for spec in start.specs {
+                    servers.add(Self::start_one(spec, start, &stop)?)?;
+                }
+                anyhow::Ok(servers)
+            },
+        );
+        match signal {
+            Some(signal) => Err(crate::error::Interrupted(signal).into()),
+            None => started,
+        }
+    }
+
+    /// Starts one server, finds out its era and lists its tools.
+    fn start_one(
+        spec: &Spec,
+        start: &Start<'_>,
+        stop: &Cancel,
+    ) -> anyhow::Result<(Server, Vec<McpTool>)> {
+        let deadline = Instant::now() + start.timeout;
+        let shown = spec.name.clone().unwrap_or_else(|| spec.endpoint.shown());
+        let link = match &spec.endpoint {
+            Endpoint::Command { command, env } => Link::Stdio(
+                Process::start(&shown, command, env, &start.hidden, start.verbose)
+                    .map_err(|err| McpError(format!("{err:#}")))?,
+            ),
+            Endpoint::Url { url, headers } => {
+                let Some(transport) = &start.transport else {
+                    anyhow::bail!("no HTTP transport for MCP server {shown}");
+                };
+                Link::Http(Http::new(&shown, url, headers, transport, start.verbose))
             }
-            if servers.servers.iter().any(|s| lock(s).name == server.name) {
+        };
+        let described = spec.endpoint.described();
+        let mut server = Server::new(shown, described, link, stop.clone(), start.verbose);
+        let own_name = server.start_up(deadline, start.timeout)?;
+        if spec.name.is_none()
+            && let Some(name) = own_name
+        {
+            server.name = name;
+        }
+        let tools = server.list_tools(deadline, start.timeout)?;
+        Ok((server, tools))
+    }
+
+    /// Adds a started server: two of one name, or two tools of one name, are exit 2.
+    fn add(&mut self, (server, tools): (Server, Vec<McpTool>)) -> anyhow::Result<()> {
+        if self.servers.iter().any(|s| lock(s).name == server.name) {
+            return Err(UsageError(format!(
+                "two MCP servers are named {}: give one a name with --mcp NAME=COMMAND",
+                crate::error::scrub(&server.name)
+            ))
+            .into());
+        }
+        for tool in tools {
+            if let Some(other) = self.tools.iter().find(|t| t.name == tool.name) {
                 return Err(UsageError(format!(
-                    "two MCP servers are named {}: give one a name with --mcp NAME=COMMAND",
-                    crate::error::scrub(&server.name)
+                    "MCP servers {} and {} both offer a tool named {}",
+                    crate::error::scrub(&other.server),
+                    crate::error::scrub(&tool.server),
+                    crate::error::scrub(&tool.name)
                 ))
                 .into());
             }
-            let tools = server.list_tools(deadline, start.timeout)?;
-            for tool in tools {
-                if let Some(other) = servers.tools.iter().find(|t| t.name == tool.name) {
-                    return Err(UsageError(format!(
-                        "MCP servers {} and {} both offer a tool named {}",
-                        crate::error::scrub(&other.server),
-                        crate::error::scrub(&tool.server),
-                        crate::error::scrub(&tool.name)
-                    ))
-                    .into());
-                }
-                servers.tools.push(tool);
-            }
-            servers.servers.push(Mutex::new(server));
+            self.tools.push(tool);
         }
-        Ok(servers)
+        self.servers.push(Mutex::new(server));
+        Ok(())
     }
 
     /// Each server in one line, `mcp NAME: sh -c COMMAND (env: A, B)` or `mcp NAME: POST URL
@@ -442,6 +497,14 @@ mod tests {
         assert!(Spec::parse("http://exa mple.com/").is_err());
         assert!(Spec::parse("fs=").is_err());
         assert!(Spec::parse("").is_err());
+    }
+
+    #[test]
+    fn commands_are_shown_without_secret_assignments() {
+        assert_eq!(
+            shown_command("env GITHUB_TOKEN=ghp_abc server --api-key=k1 --dir=/tmp http://u:p@h/x"),
+            "env GITHUB_TOKEN=*** server --api-key=*** --dir=/tmp http://u:***@h/x"
+        );
     }
 
     #[test]

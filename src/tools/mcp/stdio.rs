@@ -1,12 +1,16 @@
-//! An MCP server over stdio: `sh -c COMMAND` in a process group of its own, its stdin ours to
-//! write, its stdout read by one thread (its only owner) that hands each message over a
-//! channel, its stderr read by another (kept as the last line, for errors; shown with `-v`).
+//! An MCP server over stdio: `sh -c COMMAND` in a process group of its own. Three threads, each
+//! the one owner of a pipe: a writer (its stdin: what we send is queued, so a server that stops
+//! reading cannot block a timeout or a stop), a reader of its stdout that hands each message over
+//! a bounded channel (a server that floods us waits, as its pipe fills, rather than growing our
+//! memory), and a reader of its stderr (kept as the last line, for errors; shown with `-v`).
 //! At the end its stdin is closed, then its group is sent SIGTERM and, after a grace, SIGKILL;
-//! it is reaped and both threads are joined.
+//! it is reaped, what it left outside its group (a `setsid` child) is swept, and the threads are
+//! joined.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Stdio};
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, channel, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -19,10 +23,19 @@ use super::rpc::{self, FromServer, MAX_MESSAGE};
 /// How long a server has to leave once its stdin is closed, and again after SIGTERM.
 const GRACE: Duration = Duration::from_millis(500);
 
+/// How many messages may wait for the client to take them.
+const QUEUE: usize = 64;
+
 pub(crate) struct Process {
     child: Child,
-    stdin: Option<ChildStdin>,
-    pub(crate) messages: Receiver<FromServer>,
+    /// To the writer thread; dropped to close the server's stdin.
+    stdin: Option<Sender<Vec<u8>>>,
+    /// Set by the writer when a write failed: the server closed its stdin, or died.
+    broken: Arc<AtomicBool>,
+    /// From the stdout thread; dropped before that thread is joined, so that it cannot stay
+    /// blocked on a full queue.
+    messages: Option<Receiver<FromServer>>,
+    writer: Option<JoinHandle<()>>,
     stdout: Option<JoinHandle<()>>,
     stderr: Option<JoinHandle<()>>,
     last_stderr: Arc<Mutex<String>>,
@@ -47,13 +60,25 @@ impl Process {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // What the server starts outside its group is ours to sweep at the end.
+        crate::control::reaper::adopt();
         let mut child = crate::control::reaper::spawn_kept(&mut shell)
             .with_context(|| format!("cannot start MCP server {name}"))?;
-        let stdin = child.stdin.take();
-        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
             anyhow::bail!("cannot start MCP server {name}: no pipes");
         };
-        let (sender, messages) = channel();
+        let (to_stdin, lines) = channel();
+        let broken = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let broken = Arc::clone(&broken);
+            std::thread::Builder::new()
+                .name(format!("mcp-{name}-stdin"))
+                .spawn(move || write_stdin(stdin, &lines, &broken))
+                .context("cannot start a thread")?
+        };
+        let (sender, messages) = sync_channel(QUEUE);
         let stdout = std::thread::Builder::new()
             .name(format!("mcp-{name}-stdout"))
             .spawn(move || read_stdout(stdout, &sender))
@@ -67,23 +92,35 @@ impl Process {
             .context("cannot start a thread")?;
         Ok(Process {
             child,
-            stdin,
-            messages,
+            stdin: Some(to_stdin),
+            broken,
+            messages: Some(messages),
+            writer: Some(writer),
             stdout: Some(stdout),
             stderr: Some(stderr),
             last_stderr,
         })
     }
 
-    /// Writes one message and its newline.
+    /// Queues one message and its newline for the writer; an error once the server's stdin is
+    /// gone.
     pub(crate) fn send(&mut self, message: &Value) -> std::io::Result<()> {
-        let Some(stdin) = &mut self.stdin else {
+        let (Some(stdin), false) = (&self.stdin, self.broken.load(Ordering::SeqCst)) else {
             return Err(std::io::ErrorKind::BrokenPipe.into());
         };
         let mut line = serde_json::to_vec(message)?;
         line.push(b'\n');
-        stdin.write_all(&line)?;
-        stdin.flush()
+        stdin
+            .send(line)
+            .map_err(|_| std::io::ErrorKind::BrokenPipe.into())
+    }
+
+    /// The next message, waiting at most `wait`.
+    pub(crate) fn receive(&self, wait: Duration) -> Result<FromServer, RecvTimeoutError> {
+        match &self.messages {
+            Some(messages) => messages.recv_timeout(wait),
+            None => Err(RecvTimeoutError::Disconnected),
+        }
     }
 
     /// Why the server is gone, as well as can be said: its exit status (once it has one) and
@@ -104,8 +141,12 @@ impl Process {
             None if status.is_some() => "was killed by a signal".to_owned(),
             None => "closed its stdout".to_owned(),
         };
-        // The stderr thread may still be reading the last line.
-        std::thread::sleep(Duration::from_millis(20));
+        // The stderr thread may still be reading the last line: it ends with the server's
+        // stderr (unless something the server left holds it open).
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while self.stderr.as_ref().is_some_and(|t| !t.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let last = self
             .last_stderr
             .lock()
@@ -143,19 +184,33 @@ impl Drop for Process {
                 let _ = self.child.wait();
             }
         }
-        // What is left of its group (a child of its own holding the pipes) goes too.
+        // What is left of its group (a child of its own holding the pipes) goes too, and so
+        // does what it started outside its group, which came to us when its parent died.
         crate::control::children::signal_group(id, true);
         crate::control::reaper::release(id);
-        if let Some(thread) = self.stdout.take() {
-            let _ = thread.join();
-        }
-        if let Some(thread) = self.stderr.take() {
+        crate::control::reaper::sweep();
+        drop(self.messages.take());
+        for thread in [self.writer.take(), self.stdout.take(), self.stderr.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = thread.join();
         }
     }
 }
 
-fn read_stdout(stdout: impl std::io::Read, sender: &Sender<FromServer>) {
+/// Writes each queued line to the server's stdin, until the queue is closed (then stdin is
+/// closed, which tells a stdio server to leave) or a write fails.
+fn write_stdin(mut stdin: ChildStdin, lines: &Receiver<Vec<u8>>, broken: &AtomicBool) {
+    for line in lines {
+        if stdin.write_all(&line).and_then(|()| stdin.flush()).is_err() {
+            broken.store(true, Ordering::SeqCst);
+            return;
+        }
+    }
+}
+
+fn read_stdout(stdout: impl std::io::Read, sender: &SyncSender<FromServer>) {
     let reader = BufReader::with_capacity(64 * 1024, stdout);
     let _ = rpc::read_messages(reader, MAX_MESSAGE, |message| {
         sender.send(FromServer::Message(message)).is_ok()

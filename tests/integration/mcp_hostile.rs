@@ -1,0 +1,229 @@
+//! MCP servers that misbehave in ways a review found: a stray line that must not put every
+//! later answer one call behind, a flood of notifications that must not grow our memory, a
+//! daemon that holds the server's pipes, a server that stops reading, a signal while servers
+//! start, a 2026-07-28 server slow to start, a URL's key in a server's error.
+
+use serde_json::json;
+
+use crate::mcp::{FAKE, call_turn, logged, methods};
+use crate::server::{self, DONE, Server, Step, content, delta, finish, sse};
+use crate::util::{Scratch, gptstream};
+
+fn mcp(mode: &str, log: &str) -> String {
+    format!("fk=python3 {FAKE} {mode} {log}")
+}
+
+/// Waits (at most 10 s) until process `pid` is gone or a zombie.
+fn assert_gone(pid: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .next();
+        if stat.is_empty() || state == Some("Z") {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{pid} outlived gptstream: {stat}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_stray_line_fails_one_call_and_the_next_gets_its_own_answer() {
+    let scratch = Scratch::new("mcp-stray");
+    let log = scratch.path("log");
+    let model = Server::start(vec![
+        sse(&call_turn("echo", r#"{"text":"one"}"#)),
+        sse(&call_turn("echo", r#"{"text":"two"}"#)),
+        sse(&[content("Done."), finish("stop"), DONE.to_owned()]),
+    ]);
+    let out = gptstream()
+        .server(&model)
+        .args(["--json", "--mcp", &mcp("stray", &log), "go"])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    let outputs: Vec<_> = out
+        .json_lines()
+        .into_iter()
+        .filter(|e| e["type"] == "tool_result")
+        .map(|e| e["output"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(outputs.len(), 2, "{}", out.render());
+    assert!(
+        outputs[0].starts_with("error: wrote what is not JSON-RPC"),
+        "{}",
+        outputs[0]
+    );
+    // The first call's late answer is dropped, not taken for the second call's (nor an error).
+    assert_eq!(outputs[1], "echo: two");
+}
+
+#[test]
+fn a_flood_of_notifications_waits_for_us_instead_of_filling_memory() {
+    let scratch = Scratch::new("mcp-flood");
+    let log = scratch.path("log");
+    // The model takes its time: meanwhile nobody takes the server's messages.
+    let (release, hold) = std::sync::mpsc::channel::<()>();
+    let mut answer = vec![Step::WaitFor(hold)];
+    answer.extend(sse(&[content("ok"), finish("stop"), DONE.to_owned()]));
+    let model = Server::start(vec![answer]);
+    let child = gptstream()
+        .server(&model)
+        .args(["-q", "--mcp", &mcp("flood", &log), "go"])
+        .spawn();
+    let _ = model.request();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let flooded = logged(&log)
+        .iter()
+        .filter_map(|m| m["flooded"].as_u64())
+        .max()
+        .unwrap_or(0);
+    drop(release);
+    let out = crate::util::finish(child);
+    assert_eq!(out.render(), "status: 0\n--- stdout\nok\n--- stderr\n");
+    // Our queue (64), our read buffer and the pipe's hold a few thousand 110-byte messages;
+    // past that the server waits. Unbounded, it wrote hundreds of thousands in 2 s.
+    assert!(
+        flooded < 5000,
+        "{flooded} notifications taken while nobody read them"
+    );
+}
+
+#[test]
+fn a_daemon_holding_the_servers_pipes_does_not_hold_up_the_exit() {
+    let scratch = Scratch::new("mcp-daemon");
+    let log = scratch.path("log");
+    let out = gptstream()
+        .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+        .args(["--list-tools", "--mcp", &mcp("daemon", &log)])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    let daemon = logged(&log)
+        .iter()
+        .find_map(|m| m["daemon"].as_u64())
+        .expect("the daemon's pid");
+    assert_gone(daemon);
+}
+
+#[test]
+fn a_server_that_stops_reading_cannot_hold_up_the_tool_timeout() {
+    let scratch = Scratch::new("mcp-deaf");
+    let log = scratch.path("log");
+    // The second call's arguments are more than its stdin pipe holds.
+    let big = format!(r#"{{"text":"{}"}}"#, "x".repeat(300_000));
+    let model = Server::start(vec![
+        sse(&call_turn("echo", r#"{"text":"one"}"#)),
+        sse(&call_turn("echo", &big)),
+        sse(&[content("Gave up twice."), finish("stop"), DONE.to_owned()]),
+    ]);
+    let out = gptstream()
+        .server(&model)
+        .args([
+            "-q",
+            "--tool-timeout",
+            "1",
+            "--mcp",
+            &mcp("deaf", &log),
+            "go",
+        ])
+        .run();
+    // Without its own writer the second call blocked on the pipe for the server's 30 s, past
+    // the harness's patience.
+    assert_eq!(
+        out.render(),
+        "status: 0\n--- stdout\nGave up twice.\n--- stderr\n\
+         gptstream: ran tool echo (call_1) on fk: timed out, 57 bytes\n\
+         gptstream: ran tool echo (call_1) on fk: timed out, 57 bytes\n"
+    );
+}
+
+#[test]
+fn a_signal_while_servers_start_is_130_and_leaves_none() {
+    let scratch = Scratch::new("mcp-start-signal");
+    let log = scratch.path("log");
+    let child = gptstream()
+        .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+        .args(["--list-tools", "--mcp", &mcp("hang-at-start", &log)])
+        .spawn();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !methods(&logged(&log)).contains(&"initialize".to_owned()) {
+        assert!(std::time::Instant::now() < deadline, "the start never came");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = crate::util::finish(child);
+    assert_eq!(out.render(), "status: 130\n--- stdout\n\n--- stderr\n");
+    let log = logged(&log);
+    assert_eq!(log.last().unwrap()["stdin"], "closed", "told to leave");
+    let pid = log.iter().find_map(|m| m["pid"].as_u64()).unwrap();
+    assert_gone(pid);
+}
+
+#[test]
+fn a_2026_07_28_server_slow_to_start_is_spoken_to_once_it_is_up() {
+    let scratch = Scratch::new("mcp-slow-modern");
+    let log = scratch.path("log");
+    let out = gptstream()
+        .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+        .args([
+            "--mcp-timeout",
+            "3",
+            "--list-tools",
+            "--mcp",
+            &format!("python3 {FAKE} slow-modern {log}"),
+        ])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    assert!(
+        out.stdout().starts_with("echo\tfake-modern\t"),
+        "{}",
+        out.render()
+    );
+    assert_eq!(
+        methods(&logged(&log)),
+        [
+            "server/discover",
+            "initialize",
+            "server/discover",
+            "tools/list",
+            "tools/list"
+        ],
+        "the probe too late, initialize refused, asked again"
+    );
+}
+
+#[test]
+fn a_key_in_the_urls_query_never_shows_in_an_error() {
+    let key = "mcp-query-canary-0451";
+    let echo =
+        json!({"error": {"message": format!("no access for /mcp?api_key={key}")}}).to_string();
+    let mcp = Server::start(vec![
+        server::full(401, "application/json", &echo),
+        server::full(401, "application/json", &echo),
+    ]);
+    let url = format!(
+        "{}/mcp?api_key={key}",
+        mcp.base_url().trim_end_matches("/v1")
+    );
+    let out = gptstream()
+        .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+        .args(["--list-tools", "--mcp", &format!("web={url}")])
+        .run();
+    assert_eq!(out.code, 8, "{}", out.render());
+    assert!(!out.stderr.contains(key), "{}", out.stderr);
+    assert!(out.stderr.contains("api_key=***"), "{}", out.stderr);
+    let _ = delta;
+}
