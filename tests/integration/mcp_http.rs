@@ -339,7 +339,7 @@ fn a_call_that_hangs_over_http_is_cancelled_at_the_tool_timeout_and_the_loop_goe
 fn hostile_http_answers_are_error_results_and_the_loop_goes_on() {
     let mut scripts = start();
     // A wrong id; a body that is no JSON-RPC; an answer over 16 MiB; a stream that ends
-    // before its answer; the session gone.
+    // before its answer.
     scripts.push(json_answer(&answer(99, json!({})), ""));
     scripts.push(server::full(200, "text/html", "<html>hello</html>"));
     let huge = format!(
@@ -350,10 +350,9 @@ fn hostile_http_answers_are_error_results_and_the_loop_goes_on() {
     scripts.push(sse(&[
         "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\n",
     ]));
-    scripts.push(server::full(404, "text/plain", "no session"));
     scripts.push(server::full(200, "text/plain", "")); // DELETE
     let mcp = Server::start(scripts);
-    let model = model_calls_then_answers(5, "Survived.");
+    let model = model_calls_then_answers(4, "Survived.");
     let out = gptstream()
         .server(&model)
         .args(["--json", "--mcp", &url(&mcp), "gnu?"])
@@ -372,7 +371,6 @@ fn hostile_http_answers_are_error_results_and_the_loop_goes_on() {
             "true error: answered with \"text/html\", neither JSON nor an event stream",
             "true error: sent a message over 16 MiB",
             "true error: closed its event stream before answering",
-            "true error: ended the session (HTTP 404 for its Mcp-Session-Id)",
         ]
     );
 }
@@ -412,5 +410,54 @@ fn ctrl_c_during_an_http_call_is_130_and_ends_the_session() {
         rest,
         ["POST", "DELETE"],
         "cancelled, then the session ended"
+    );
+}
+
+#[test]
+fn a_session_the_server_ends_is_started_again_and_the_call_sent_once_more() {
+    let mut scripts = start();
+    scripts.push(server::full(404, "text/plain", "no such session"));
+    scripts.push(json_answer(&initialized(5), "Mcp-Session-Id: sess-43\r\n"));
+    scripts.push(accepted());
+    scripts.push(json_answer(
+        &answer(
+            6,
+            json!({"content": [{"type": "text", "text": "gnu: an antelope"}]}),
+        ),
+        "",
+    ));
+    scripts.push(server::full(200, "text/plain", "")); // DELETE
+    let mcp = Server::start(scripts);
+    let model = model_calls_then_answers(1, "An antelope.");
+    let out = gptstream()
+        .server(&model)
+        .args(["-q", "--mcp", &url(&mcp), "gnu?"])
+        .run();
+    assert_eq!(
+        out.render(),
+        "status: 0\n--- stdout\nAn antelope.\n--- stderr\n"
+    );
+    let got = received(&mcp, 9);
+    let shape: Vec<_> = got[4..]
+        .iter()
+        .map(|r| {
+            let body: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+            format!(
+                "{} {} session={}",
+                r.method,
+                body["method"].as_str().unwrap_or("-"),
+                r.header("mcp-session-id").unwrap_or("-")
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            "POST tools/call session=sess-42",
+            "POST initialize session=-",
+            "POST notifications/initialized session=sess-43",
+            "POST tools/call session=sess-43",
+            "DELETE - session=sess-43",
+        ]
     );
 }

@@ -136,6 +136,8 @@ pub(super) struct Server {
     probing: bool,
     /// Set by a signal during the start (before the run's own signal handling).
     stop: Cancel,
+    /// `--mcp-timeout`, for a new session when a legacy HTTP server ends one.
+    start_timeout: Duration,
     verbose: bool,
 }
 
@@ -151,6 +153,7 @@ impl Server {
             name,
             described,
             stop,
+            start_timeout: Duration::ZERO,
             link,
             next_id: 0,
             abandoned: Vec::new(),
@@ -170,6 +173,7 @@ impl Server {
         deadline: Instant,
         timeout: Duration,
     ) -> anyhow::Result<Option<String>> {
+        self.start_timeout = timeout;
         let left = deadline.saturating_duration_since(Instant::now());
         // Half the start's time at most: the handshake may need the rest.
         let probe = self.discover((left / 2).min(PROBE_TIMEOUT))?;
@@ -406,6 +410,36 @@ impl Server {
                 };
                 McpError(format!("MCP server {} {why}", self.shown())).into()
             })
+    }
+
+    /// Calls a tool. When a legacy HTTP server has ended the session (404), a new one is
+    /// started, as 2025-11-25 asks, and the call is sent once more.
+    pub(super) fn call_tool(
+        &mut self,
+        params: Value,
+        timeout: Option<Duration>,
+        cancel: &Cancel,
+    ) -> Result<Value, Failure> {
+        let answer = self.request("tools/call", params.clone(), timeout, Some(cancel));
+        let ended = matches!(&self.link, Link::Http(http) if http.take_ended());
+        if answer.is_ok() || !ended {
+            return answer;
+        }
+        self.note("ended the session: starting a new one");
+        let deadline = Instant::now() + self.start_timeout;
+        // A stop of the run stops this handshake too.
+        let start_stop = std::mem::replace(&mut self.stop, cancel.clone());
+        let renewed = self.initialize(deadline, self.start_timeout);
+        self.stop = start_stop;
+        if cancel.is_cancelled() {
+            return Err(Failure::Cancelled);
+        }
+        if let Err(err) = renewed {
+            return Err(Failure::Other(format!(
+                "ended the session, and a new one could not be started: {err:#}"
+            )));
+        }
+        self.request("tools/call", params, timeout, Some(cancel))
     }
 
     pub(super) fn shown(&self) -> String {

@@ -74,6 +74,8 @@ struct Session {
     modern: bool,
     id: Option<String>,
     version: Option<String>,
+    /// The server said 404 to the session's id: it is over, and a new one is to be started.
+    ended: bool,
 }
 
 /// A request's POST in flight: its thread, and the agent that ends it.
@@ -222,6 +224,11 @@ impl Http {
         let mut session = lock(&self.endpoint.session);
         session.modern = modern;
         session.version = modern.then(|| MODERN.to_owned());
+    }
+
+    /// Whether the server ended the session since the last asking (and a new one is due).
+    pub(crate) fn take_ended(&self) -> bool {
+        std::mem::take(&mut lock(&self.endpoint.session).ended)
     }
 
     /// The protocol version `initialize` agreed on, sent with every later POST.
@@ -467,9 +474,16 @@ impl Exchange<'_> {
             )
             .into()),
             404 if session.id.is_some() && !session.modern => {
-                Err("ended the session (HTTP 404 for its Mcp-Session-Id)"
-                    .to_owned()
-                    .into())
+                // The client starts a new one (2025-11-25: it must), without this id.
+                let mut now = lock(&endpoint.session);
+                if now.id == session.id {
+                    now.id = None;
+                    now.ended = true;
+                }
+                Err(Refusal {
+                    why: "ended the session (HTTP 404 for its Mcp-Session-Id)".to_owned(),
+                    refused: true,
+                })
             }
             _ => refusal(status, &content_type, answer.body_mut(), Some((id, sender))),
         }

@@ -352,23 +352,22 @@ impl Servers {
         };
         let params = json!({"name": call.name, "arguments": arguments});
         let name = server.name.clone();
-        let (text, is_error, timed_out) =
-            match server.request("tools/call", params, timeout, Some(cancel)) {
-                Ok(result) => {
-                    let (text, is_error) = result_text(&result);
-                    (text, is_error, false)
-                }
-                Err(Failure::Cancelled) => return Err(crate::error::Cancelled.into()),
-                Err(Failure::TimedOut(after)) => (
-                    format!(
-                        "error: the tool did not answer within {} (--tool-timeout)",
-                        seconds(after)
-                    ),
-                    true,
-                    true,
+        let (text, is_error, timed_out) = match server.call_tool(params, timeout, cancel) {
+            Ok(result) => {
+                let (text, is_error) = result_text(&result);
+                (text, is_error, false)
+            }
+            Err(Failure::Cancelled) => return Err(crate::error::Cancelled.into()),
+            Err(Failure::TimedOut(after)) => (
+                format!(
+                    "error: the tool did not answer within {} (--tool-timeout)",
+                    seconds(after)
                 ),
-                Err(failure) => (format!("error: {}", failure.why("tools/call")), true, false),
-            };
+                true,
+                true,
+            ),
+            Err(failure) => (format!("error: {}", failure.why("tools/call")), true, false),
+        };
         Ok(outcome(text, is_error, timed_out, max_output, &name))
     }
 }
