@@ -62,7 +62,7 @@ pub(super) fn template(
     request::register_header_secrets(&headers);
     let overrides_auth = headers
         .iter()
-        .any(|(name, _)| request::is_secret_header(name));
+        .any(|(name, _)| request::is_auth_header(name));
     if api_key.is_none() && !overrides_auth && require_key && request::is_openai(&url) {
         return Err(UsageError(
             "OPENAI_API_KEY is not set: export OPENAI_API_KEY=sk-... (or pass --api-key-file PATH, \

@@ -53,12 +53,40 @@ fn adopting() -> bool {
 }
 
 /// Spawns a tool's `sh` and lists it as owned, under the lock a sweep holds: a sweep never finds
-/// a child of ours that it cannot tell from an orphan.
+/// a child of ours that it cannot tell from an orphan. What was re-parented to us before (a
+/// daemon an MCP server started) is not this tool's to sweep.
 pub(crate) fn spawn(command: &mut Command) -> std::io::Result<Child> {
     let mut owned = owned();
+    if adopting() {
+        let kept = kept().clone();
+        let mut spared = spared();
+        for pid in present_children() {
+            if !owned.contains(&pid) && !kept.contains(&pid) && !spared.contains(&pid) {
+                spared.push(pid);
+            }
+        }
+    }
     let child = command.spawn()?;
     owned.push(child.id());
     Ok(child)
+}
+
+/// Orphans that were ours before the running tools started: their sweep leaves them (the end of
+/// the MCP servers, [`sweep_all`], does not).
+static SPARED: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+fn spared() -> MutexGuard<'static, Vec<u32>> {
+    SPARED.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(target_os = "linux")]
+fn present_children() -> Vec<u32> {
+    children(std::process::id())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn present_children() -> Vec<u32> {
+    Vec::new()
 }
 
 /// The children that live for the whole run (MCP servers): a sweep neither kills them nor waits
@@ -102,8 +130,29 @@ pub(crate) fn sweep() {
     }
     let owned = owned();
     if owned.is_empty() {
-        reap_orphans(&owned, Instant::now() + PATIENCE);
+        let spared = std::mem::take(&mut *spared());
+        reap_orphans(&owned, &spared, Instant::now() + PATIENCE);
+        // Still alive, still not the next tool's.
+        spared_again(spared);
     }
+}
+
+/// After the MCP servers stopped: kills and reaps every orphan, what they started outside their
+/// groups included, unless a tool is still running.
+pub(crate) fn sweep_all() {
+    if !adopting() {
+        return;
+    }
+    let owned = owned();
+    if owned.is_empty() {
+        spared().clear();
+        reap_orphans(&owned, &[], Instant::now() + PATIENCE);
+    }
+}
+
+fn spared_again(pids: Vec<u32>) {
+    let present = present_children();
+    spared().extend(pids.into_iter().filter(|pid| present.contains(pid)));
 }
 
 /// Before an abrupt exit (`process::exit` while a tool may still run, its group just killed by
@@ -114,7 +163,7 @@ pub(crate) fn sweep_at_exit() {
         return;
     }
     let owned = owned();
-    reap_orphans(&owned, Instant::now() + EXIT_PATIENCE);
+    reap_orphans(&owned, &[], Instant::now() + EXIT_PATIENCE);
     std::mem::forget(owned);
 }
 
@@ -123,7 +172,7 @@ pub(crate) fn sweep_at_exit() {
 /// leave children of their own to us, or an `owned` child has not exited yet (what it leaves
 /// comes to us when it does), until `deadline`.
 #[cfg(target_os = "linux")]
-fn reap_orphans(owned: &[u32], deadline: Instant) {
+fn reap_orphans(owned: &[u32], spared: &[u32], deadline: Instant) {
     use rustix::process::{Pid, Signal, WaitOptions, kill_process, waitpid};
     // Killed and not reaped yet: still our children, so their pids are not reused meanwhile.
     let mut killed: Vec<u32> = Vec::new();
@@ -131,7 +180,7 @@ fn reap_orphans(owned: &[u32], deadline: Instant) {
         let kept = kept().clone();
         let found: Vec<u32> = children(std::process::id())
             .into_iter()
-            .filter(|pid| !owned.contains(pid) && !kept.contains(pid))
+            .filter(|pid| !owned.contains(pid) && !kept.contains(pid) && !spared.contains(pid))
             .collect();
         for &pid in &found {
             if !killed.contains(&pid)
@@ -181,7 +230,7 @@ fn reap_orphans(owned: &[u32], deadline: Instant) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn reap_orphans(_owned: &[u32], _deadline: Instant) {}
+fn reap_orphans(_owned: &[u32], _spared: &[u32], _deadline: Instant) {}
 
 /// The pids of the processes whose parent is `parent`, from `/proc/*/stat`.
 #[cfg(target_os = "linux")]

@@ -140,9 +140,8 @@ pub(crate) fn check_header(name: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A header whose value is a secret: the known ones, and any whose name says so
-/// (`X-Auth-Token`, `Private-Token`, `X-Goog-Api-Key`...).
-pub(crate) fn is_secret_header(name: &str) -> bool {
+/// A header that carries a credential by its known name: `Authorization`, `api-key`...
+pub(crate) fn is_auth_header(name: &str) -> bool {
     [
         "authorization",
         "api-key",
@@ -153,11 +152,35 @@ pub(crate) fn is_secret_header(name: &str) -> bool {
     ]
     .iter()
     .any(|secret| name.eq_ignore_ascii_case(secret))
-        || is_secret_name(name)
 }
 
-/// A name (of a header, a variable, an option) that says its value is a secret: it holds
-/// KEY, TOKEN, SECRET, PASSWORD, PASSWD, AUTH, CREDENTIAL or COOKIE.
+/// A header whose value is a secret: the known ones, and any with a word of its name (between
+/// `-` or `_`) that says so: `X-Auth-Token`, `Private-Token`, `X-Goog-Api-Key` (but not
+/// `X-Portkey-Provider`, `X-Max-Tokens` or `Idempotency-Key`).
+pub(crate) fn is_secret_header(name: &str) -> bool {
+    let words: Vec<String> = name
+        .split(['-', '_'])
+        .map(str::to_ascii_uppercase)
+        .collect();
+    let says_so = words.iter().any(|word| {
+        [
+            "KEY",
+            "TOKEN",
+            "SECRET",
+            "PASSWORD",
+            "PASSWD",
+            "AUTH",
+            "CREDENTIAL",
+            "CREDENTIALS",
+            "COOKIE",
+        ]
+        .contains(&word.as_str())
+    });
+    is_auth_header(name) || (says_so && !name.eq_ignore_ascii_case("idempotency-key"))
+}
+
+/// A name (of a variable, an option) that says its value is a secret: it holds KEY, TOKEN,
+/// SECRET, PASSWORD, PASSWD, AUTH, CREDENTIAL or COOKIE.
 pub(crate) fn is_secret_name(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
     [
@@ -423,6 +446,30 @@ pub(crate) fn responses_input(messages: &[Arc<Value>]) -> (Option<&Value>, Vec<J
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_headers_by_their_known_names_and_by_a_word_of_the_name() {
+        for secret in [
+            "Authorization",
+            "x-api-key",
+            "X-Auth-Token",
+            "Private-Token",
+            "X-Goog-Api-Key",
+            "Cookie",
+        ] {
+            assert!(is_secret_header(secret), "{secret}");
+        }
+        for plain in [
+            "X-Portkey-Provider",
+            "X-Max-Tokens",
+            "X-Author",
+            "Idempotency-Key",
+            "X-Title",
+        ] {
+            assert!(!is_secret_header(plain), "{plain}");
+        }
+        assert!(is_auth_header("API-KEY") && !is_auth_header("X-Auth-Token"));
+    }
     use serde_json::json;
 
     fn values(input: &[Json<'_>]) -> Vec<Value> {

@@ -179,8 +179,9 @@ fn a_2026_07_28_server_slow_to_start_is_spoken_to_once_it_is_up() {
     let out = gptstream()
         .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
         .args([
+            // The probe waits 5 s at most; the server is up after 5.5.
             "--mcp-timeout",
-            "3",
+            "10",
             "--list-tools",
             "--mcp",
             &format!("python3 {FAKE} slow-modern {log}"),
@@ -226,4 +227,55 @@ fn a_key_in_the_urls_query_never_shows_in_an_error() {
     assert!(!out.stderr.contains(key), "{}", out.stderr);
     assert!(out.stderr.contains("api_key=***"), "{}", out.stderr);
     let _ = delta;
+}
+
+#[test]
+fn a_daemon_an_mcp_server_started_lives_through_the_tools_and_ends_with_the_run() {
+    let scratch = Scratch::new("mcp-daemon-tools");
+    let log = scratch.path("log");
+    let pidfile = scratch.path("daemon.pid");
+    let tools = scratch.file(
+        "tools.json",
+        r#"{"name":"check","parameters":{"type":"object"}}"#,
+    );
+    // Its parent (a subshell) is gone at once: the daemon is ours from the start of the run.
+    let server =
+        format!("fk=( setsid sleep 60 & echo $! > {pidfile} ); exec python3 {FAKE} ok {log}");
+    let check = format!("check=kill -0 $(cat {pidfile}) && echo alive || echo dead");
+    let model = Server::start(vec![
+        sse(&call_turn("check", "{}")),
+        sse(&call_turn("check", "{}")),
+        sse(&[content("Checked."), finish("stop"), DONE.to_owned()]),
+    ]);
+    let out = gptstream()
+        .server(&model)
+        .args([
+            "--json",
+            "--tools",
+            &tools,
+            "--tool-exec",
+            &check,
+            "--mcp",
+            &server,
+            "go",
+        ])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.render());
+    let outputs: Vec<_> = out
+        .json_lines()
+        .into_iter()
+        .filter(|e| e["type"] == "tool_result")
+        .map(|e| e["output"].clone())
+        .collect();
+    assert_eq!(
+        outputs,
+        [json!("alive\n"), json!("alive\n")],
+        "not a tool's to sweep"
+    );
+    let pid: u64 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_gone(pid);
 }

@@ -106,9 +106,17 @@ impl Link {
     }
 
     /// Gives up request `id`: over HTTP its stream is closed.
-    fn stop(&mut self, id: u64) {
+    fn stop_request(&mut self, id: u64) {
         if let Link::Http(http) = self {
             http.stop(&json!(id));
+        }
+    }
+
+    /// Stops a stdio server, handing back its threads (see [`Process::stop`]).
+    pub(super) fn stop(&mut self) -> Vec<std::thread::JoinHandle<()>> {
+        match self {
+            Link::Stdio(process) => process.stop(),
+            Link::Http(_) => Vec::new(),
         }
     }
 
@@ -118,6 +126,13 @@ impl Link {
             Link::Stdio(process) => process.gone(),
             Link::Http(_) => "closed the connection".to_owned(),
         }
+    }
+}
+
+impl Server {
+    /// Stops the server's process, if it has one; see [`Link::stop`].
+    pub(super) fn stop(&mut self) -> Vec<std::thread::JoinHandle<()>> {
+        self.link.stop()
     }
 }
 
@@ -138,6 +153,8 @@ pub(super) struct Server {
     stop: Cancel,
     /// `--mcp-timeout`, for a new session when a legacy HTTP server ends one.
     start_timeout: Duration,
+    /// The last request of the start failed with a JSON-RPC error (not silence, not a crash).
+    refused_by_rpc: bool,
     verbose: bool,
 }
 
@@ -154,6 +171,7 @@ impl Server {
             described,
             stop,
             start_timeout: Duration::ZERO,
+            refused_by_rpc: false,
             link,
             next_id: 0,
             abandoned: Vec::new(),
@@ -186,10 +204,10 @@ impl Server {
         match self.initialize(deadline, timeout) {
             Ok(info) => Ok(own_name(&info, "/serverInfo/name")),
             // A modern server slow to start (a first `npx` download) answers the probe too late
-            // and refuses `initialize`: asked again, it answers.
-            Err(refused) if timed_out => {
+            // and refuses `initialize` (a JSON-RPC error): asked again, it answers.
+            Err(refused) if timed_out && self.refused_by_rpc => {
                 let left = deadline.saturating_duration_since(Instant::now());
-                match self.discover(left)? {
+                match self.discover(left.min(PROBE_TIMEOUT))? {
                     Probe::Modern(name) => Ok(name),
                     Probe::Legacy | Probe::Silent => Err(refused),
                 }
@@ -399,17 +417,18 @@ impl Server {
     ) -> anyhow::Result<Value> {
         let left = deadline.saturating_duration_since(Instant::now());
         let stop = self.stop.clone();
-        self.request(method, params, Some(left), Some(&stop))
-            .map_err(|failure| {
-                let why = match failure {
-                    Failure::TimedOut(_) => format!(
-                        "did not answer {method} within {} (--mcp-timeout)",
-                        seconds(timeout)
-                    ),
-                    other => other.why(method),
-                };
-                McpError(format!("MCP server {} {why}", self.shown())).into()
-            })
+        let answer = self.request(method, params, Some(left), Some(&stop));
+        self.refused_by_rpc = matches!(answer, Err(Failure::Rpc(_)));
+        answer.map_err(|failure| {
+            let why = match failure {
+                Failure::TimedOut(_) => format!(
+                    "did not answer {method} within {} (--mcp-timeout)",
+                    seconds(timeout)
+                ),
+                other => other.why(method),
+            };
+            McpError(format!("MCP server {} {why}", self.shown())).into()
+        })
     }
 
     /// Calls a tool. When a legacy HTTP server has ended the session (404), a new one is
@@ -420,13 +439,19 @@ impl Server {
         timeout: Option<Duration>,
         cancel: &Cancel,
     ) -> Result<Value, Failure> {
+        let began = Instant::now();
         let answer = self.request("tools/call", params.clone(), timeout, Some(cancel));
         let ended = matches!(&self.link, Link::Http(http) if http.take_ended());
-        if answer.is_ok() || !ended {
+        if answer.is_ok() || !ended || matches!(answer, Err(Failure::Cancelled)) {
             return answer;
         }
         self.note("ended the session: starting a new one");
-        let deadline = Instant::now() + self.start_timeout;
+        // One deadline for the whole call, the new session's handshake included.
+        let call_deadline = timeout.map(|t| began + t);
+        let mut deadline = Instant::now() + self.start_timeout;
+        if let Some(call_deadline) = call_deadline {
+            deadline = deadline.min(call_deadline);
+        }
         // A stop of the run stops this handshake too.
         let start_stop = std::mem::replace(&mut self.stop, cancel.clone());
         let renewed = self.initialize(deadline, self.start_timeout);
@@ -439,7 +464,8 @@ impl Server {
                 "ended the session, and a new one could not be started: {err:#}"
             )));
         }
-        self.request("tools/call", params, timeout, Some(cancel))
+        let left = call_deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        self.request("tools/call", params, left, Some(cancel))
     }
 
     pub(super) fn shown(&self) -> String {
@@ -585,7 +611,7 @@ impl Server {
     fn abandon(&mut self, id: u64, method: &str, reason: Option<&str>) {
         self.abandoned.push(id);
         let Some(reason) = reason else {
-            self.link.stop(id);
+            self.link.stop_request(id);
             return;
         };
         // Not for the probe (a legacy server never saw it begin), nor for `initialize` (which
@@ -598,7 +624,7 @@ impl Server {
                 json!({"requestId": id, "reason": reason}),
             ));
         }
-        self.link.stop(id);
+        self.link.stop_request(id);
     }
 
     fn note(&self, what: &str) {

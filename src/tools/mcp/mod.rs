@@ -131,23 +131,88 @@ impl Endpoint {
     }
 }
 
-/// A command as it may be shown: the value of an assignment whose name says it is a secret
-/// (`GITHUB_TOKEN=...`, `--api-key=...`) as `***`, URLs without their secrets.
+/// A command as it may be shown, its secrets as `***`: the value of an assignment whose name
+/// says it is one (`GITHUB_TOKEN=...`, `--api-key=...`), the word after such a flag
+/// (`--token VALUE`), a bearer token (`'Authorization: Bearer ...'`), a URL's password or key.
+/// Each value hidden is registered as a secret, so a server that echoes it is blanked too.
 fn shown_command(command: &str) -> String {
-    command
-        .split(' ')
-        .map(|word| match word.split_once('=') {
-            Some((name, value))
-                if !value.is_empty()
-                    && crate::transport::request::is_secret_name(name.trim_start_matches('-')) =>
-            {
-                format!("{name}=***")
+    let words = shell_words(command);
+    let mut shown = Vec::with_capacity(words.len());
+    let mut hide_next = false;
+    for (raw, value) in &words {
+        let is_secret = crate::transport::request::is_secret_name;
+        let hidden = if std::mem::take(&mut hide_next) {
+            if value == "Bearer" {
+                // `Authorization: Bearer TOKEN`: the token is the secret.
+                hide_next = true;
+                shown.push(raw.clone());
+                continue;
             }
-            _ if word.contains("://") => crate::emit::redact::redact_url(word),
-            _ => word.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+            Some((String::new(), value.clone()))
+        } else if let Some((name, secret)) = value.split_once('=')
+            && !secret.is_empty()
+            && !name.is_empty()
+            && !name.contains(' ')
+            && is_secret(name.trim_start_matches('-'))
+        {
+            Some((format!("{name}="), secret.to_owned()))
+        } else if let Some(at) = value.find("Bearer ") {
+            Some((value[..at + 7].to_owned(), value[at + 7..].to_owned()))
+        } else {
+            if value.starts_with('-')
+                && !value.contains('=')
+                && is_secret(value.trim_start_matches('-'))
+            {
+                hide_next = true;
+            }
+            hide_next |= value == "Bearer" || value.ends_with("Authorization:");
+            None
+        };
+        match hidden {
+            Some((before, secret)) => {
+                crate::error::register_secret(&secret);
+                shown.push(format!("{before}***"));
+            }
+            None if raw.contains("://") => shown.push(crate::emit::redact::redact_url(raw)),
+            None => shown.push(raw.clone()),
+        }
+    }
+    shown.join(" ")
+}
+
+/// A command's words as `sh` would split them (quotes and backslashes, not expansions): each
+/// as written, and its value.
+fn shell_words(command: &str) -> Vec<(String, String)> {
+    let mut words = Vec::new();
+    let (mut raw, mut value) = (String::new(), String::new());
+    let mut chars = command.chars();
+    let mut quote: Option<char> = None;
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (None, c) if c.is_whitespace() => {
+                if !raw.is_empty() {
+                    words.push((std::mem::take(&mut raw), std::mem::take(&mut value)));
+                }
+                continue;
+            }
+            (None, '\'' | '"') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None | Some('"'), '\\') => {
+                raw.push(c);
+                if let Some(next) = chars.next() {
+                    raw.push(next);
+                    value.push(next);
+                }
+                continue;
+            }
+            _ => value.push(c),
+        }
+        raw.push(c);
+    }
+    if !raw.is_empty() {
+        words.push((raw, value));
+    }
+    words
 }
 
 /// A server's or a tool's name: letters, digits, `_` and `-`.
@@ -185,6 +250,25 @@ impl McpTool {
 pub(crate) struct Servers {
     servers: Vec<Mutex<Server>>,
     pub(crate) tools: Vec<McpTool>,
+}
+
+impl Drop for Servers {
+    /// Every server stopped first, then what they started outside their groups swept (it may
+    /// hold their pipes), then their threads joined.
+    fn drop(&mut self) {
+        if self.servers.is_empty() {
+            return;
+        }
+        let threads: Vec<_> = self
+            .servers
+            .iter()
+            .flat_map(|server| lock(server).stop())
+            .collect();
+        crate::control::reaper::sweep_all();
+        for thread in threads {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for Servers {
@@ -241,6 +325,8 @@ impl Servers {
         stop: &Cancel,
     ) -> anyhow::Result<(Server, Vec<McpTool>)> {
         let deadline = Instant::now() + start.timeout;
+        // First: it registers the secrets in the command, before the server can echo them.
+        let described = spec.endpoint.described();
         let shown = spec.name.clone().unwrap_or_else(|| spec.endpoint.shown());
         let link = match &spec.endpoint {
             Endpoint::Command { command, env } => Link::Stdio(
@@ -254,7 +340,6 @@ impl Servers {
                 Link::Http(Http::new(&shown, url, headers, transport, start.verbose))
             }
         };
-        let described = spec.endpoint.described();
         let mut server = Server::new(shown, described, link, stop.clone(), start.verbose);
         let own_name = server.start_up(deadline, start.timeout)?;
         if spec.name.is_none()
@@ -499,10 +584,36 @@ mod tests {
     }
 
     #[test]
-    fn commands_are_shown_without_secret_assignments() {
+    fn commands_are_shown_without_their_secrets() {
+        for (command, shown) in [
+            (
+                "env GITHUB_TOKEN=ghp_abc server --api-key=k1 --dir=/tmp http://u:p@h/x",
+                "env GITHUB_TOKEN=*** server --api-key=*** --dir=/tmp http://u:***@h/x",
+            ),
+            ("GH_TOKEN='a b' server", "GH_TOKEN=*** server"),
+            (
+                "server --token sekrit --verbose",
+                "server --token *** --verbose",
+            ),
+            (
+                "npx mcp-remote https://h/mcp --header 'Authorization: Bearer tok-123456789'",
+                "npx mcp-remote https://h/mcp --header Authorization: Bearer ***",
+            ),
+            (
+                "npx mcp-remote https://h/mcp --header Authorization: Bearer tok-123456789",
+                "npx mcp-remote https://h/mcp --header Authorization: Bearer ***",
+            ),
+            (
+                "python3 'my server.py' --x=1",
+                "python3 'my server.py' --x=1",
+            ),
+        ] {
+            assert_eq!(shown_command(command), shown, "{command}");
+        }
         assert_eq!(
-            shown_command("env GITHUB_TOKEN=ghp_abc server --api-key=k1 --dir=/tmp http://u:p@h/x"),
-            "env GITHUB_TOKEN=*** server --api-key=*** --dir=/tmp http://u:***@h/x"
+            crate::error::scrub("bad credentials: tok-123456789"),
+            "bad credentials: ***",
+            "what is hidden is a secret everywhere"
         );
     }
 

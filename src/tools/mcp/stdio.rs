@@ -4,8 +4,8 @@
 //! a bounded channel (a server that floods us waits, as its pipe fills, rather than growing our
 //! memory), and a reader of its stderr (kept as the last line, for errors; shown with `-v`).
 //! At the end its stdin is closed, then its group is sent SIGTERM and, after a grace, SIGKILL;
-//! it is reaped, what it left outside its group (a `setsid` child) is swept, and the threads are
-//! joined.
+//! it is reaped, what it left outside its group (a `setsid` child) is swept once all the servers
+//! are stopped, and the threads are joined.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Stdio};
@@ -36,6 +36,8 @@ pub(crate) struct Process {
     /// blocked on a full queue.
     messages: Option<Receiver<FromServer>>,
     writer: Option<JoinHandle<()>>,
+    /// [`Process::stop`] has run.
+    stopped: bool,
     stdout: Option<JoinHandle<()>>,
     stderr: Option<JoinHandle<()>>,
     last_stderr: Arc<Mutex<String>>,
@@ -96,6 +98,7 @@ impl Process {
             broken,
             messages: Some(messages),
             writer: Some(writer),
+            stopped: false,
             stdout: Some(stdout),
             stderr: Some(stderr),
             last_stderr,
@@ -160,8 +163,15 @@ impl Process {
     }
 }
 
-impl Drop for Process {
-    fn drop(&mut self) {
+impl Process {
+    /// Tells the server to leave (its stdin closed), then makes it (SIGTERM, SIGKILL to its
+    /// group) and reaps it; hands back its threads, to be joined once what it left outside its
+    /// group (which may hold its pipes) is swept. Once: then nothing is left.
+    pub(crate) fn stop(&mut self) -> Vec<JoinHandle<()>> {
+        if self.stopped {
+            return Vec::new();
+        }
+        self.stopped = true;
         // Closing stdin is how a stdio server is told to leave.
         drop(self.stdin.take());
         let id = self.child.id();
@@ -184,16 +194,26 @@ impl Drop for Process {
                 let _ = self.child.wait();
             }
         }
-        // What is left of its group (a child of its own holding the pipes) goes too, and so
-        // does what it started outside its group, which came to us when its parent died.
+        // What is left of its group (a child of its own holding the pipes) goes too.
         crate::control::children::signal_group(id, true);
         crate::control::reaper::release(id);
-        crate::control::reaper::sweep();
+        // A reader blocked on a full queue wakes to find nobody listening.
         drop(self.messages.take());
-        for thread in [self.writer.take(), self.stdout.take(), self.stderr.take()]
+        [self.writer.take(), self.stdout.take(), self.stderr.take()]
             .into_iter()
             .flatten()
-        {
+            .collect()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let threads = self.stop();
+        if !threads.is_empty() {
+            // What it started outside its group came to us when its parent died.
+            crate::control::reaper::sweep_all();
+        }
+        for thread in threads {
             let _ = thread.join();
         }
     }
