@@ -15,9 +15,6 @@ use crate::error::Signal;
 pub(crate) struct Listener {
     #[cfg(unix)]
     handle: signal_hook::iterator::Handle,
-    /// Set when the listener is gone: the signals' default action runs again.
-    #[cfg(unix)]
-    default_again: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -27,12 +24,8 @@ impl Listener {
     #[cfg(unix)]
     pub(crate) fn start(mut handler: impl FnMut(Signal) + Send + 'static) -> io::Result<Self> {
         use signal_hook::consts::{SIGINT, SIGTERM};
-        let default_again = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        // The default that a start with signals caught restored is this listener's to decide.
-        outside().store(false, std::sync::atomic::Ordering::SeqCst);
-        for signal in [SIGINT, SIGTERM] {
-            signal_hook::flag::register_conditional_default(signal, default_again.clone())?;
-        }
+        // From now on the signals are this listener's, until it is dropped.
+        default_flag().store(false, std::sync::atomic::Ordering::SeqCst);
         let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
         let handle = signals.handle();
         let thread = std::thread::Builder::new()
@@ -48,7 +41,6 @@ impl Listener {
             })?;
         Ok(Listener {
             handle,
-            default_again,
             thread: Some(thread),
         })
     }
@@ -64,8 +56,7 @@ impl Drop for Listener {
     fn drop(&mut self) {
         #[cfg(unix)]
         {
-            self.default_again
-                .store(true, std::sync::atomic::Ordering::SeqCst);
+            default_flag().store(true, std::sync::atomic::Ordering::SeqCst);
             self.handle.close();
         }
         if let Some(thread) = self.thread.take() {
@@ -88,8 +79,8 @@ pub(crate) fn catching<T>(
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let caught = Arc::new(AtomicUsize::new(0));
-    // A default restored by an earlier start must not end this one.
-    outside().store(false, Ordering::SeqCst);
+    // While `start` runs, no default ends the process; then it is as it was.
+    let before = default_flag().swap(false, Ordering::SeqCst);
     let mut ids = Vec::new();
     for signal in [SIGINT, SIGTERM] {
         // The flag only: no default action runs while it is registered.
@@ -128,25 +119,41 @@ pub(crate) fn catching<T>(
     for id in ids {
         signal_hook::low_level::unregister(id);
     }
-    // With no action left, signal-hook's handler would ignore them: the default comes back
-    // (until a Listener takes them).
-    static REGISTERED: std::sync::Once = std::sync::Once::new();
-    REGISTERED.call_once(|| {
-        for signal in [SIGINT, SIGTERM] {
-            let _ = signal_hook::flag::register_conditional_default(signal, Arc::clone(outside()));
-        }
-    });
-    outside().store(true, Ordering::SeqCst);
+    default_flag().store(before, Ordering::SeqCst);
     (result, signal)
 }
 
-/// Whether SIGINT and SIGTERM do what they do by default after [`catching`] (no Listener yet).
+/// Whether SIGINT and SIGTERM end the process as by default: true unless a [`Listener`] takes
+/// them or [`catching`] holds them. One flag for the process, registered once: signal-hook
+/// keeps a registered default for good, so a listener's own flag, once it was dropped, would end
+/// the process under a later listener (or a later catch).
 #[cfg(unix)]
-fn outside() -> &'static std::sync::Arc<std::sync::atomic::AtomicBool> {
-    static OUTSIDE: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicBool>> =
+fn default_flag() -> &'static std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    static FLAG: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicBool>> =
         std::sync::OnceLock::new();
-    OUTSIDE.get_or_init(Default::default)
+    FLAG.get_or_init(|| {
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        for signal in [SIGINT, SIGTERM] {
+            let _ = signal_hook::flag::register_conditional_default(signal, flag.clone());
+        }
+        flag
+    })
 }
+
+/// Sends `signal` to this process again: what was caught while it could not be acted on is
+/// acted on now (by default: the end, with the signal's status).
+#[cfg(unix)]
+pub(crate) fn raise(signal: Signal) {
+    let number = match signal {
+        Signal::Interrupt => signal_hook::consts::SIGINT,
+        Signal::Terminate => signal_hook::consts::SIGTERM,
+    };
+    let _ = signal_hook::low_level::raise(number);
+}
+
+#[cfg(not(unix))]
+pub(crate) fn raise(_signal: Signal) {}
 
 #[cfg(not(unix))]
 pub(crate) fn catching<T>(

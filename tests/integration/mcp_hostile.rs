@@ -279,3 +279,31 @@ fn a_daemon_an_mcp_server_started_lives_through_the_tools_and_ends_with_the_run(
         .unwrap();
     assert_gone(pid);
 }
+
+#[test]
+fn a_signal_while_the_servers_stop_waits_until_they_are_gone() {
+    let scratch = Scratch::new("mcp-stop-signal");
+    let log = scratch.path("log");
+    // This server ignores the end of its stdin and SIGTERM: its stop takes a second.
+    let child = gptstream()
+        .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+        .args(["--list-tools", "--mcp", &mcp("linger", &log)])
+        .spawn();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !logged(&log).iter().any(|m| m["stdin"] == "closed") {
+        assert!(std::time::Instant::now() < deadline, "the stop never came");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = crate::util::finish(child);
+    let pid = logged(&log).iter().find_map(|m| m["pid"].as_u64()).unwrap();
+    assert_gone(pid);
+    // Then the signal is acted on: the end, by SIGINT.
+    assert_eq!(out.code, -1, "{}", out.render());
+}

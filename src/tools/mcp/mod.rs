@@ -255,18 +255,29 @@ pub(crate) struct Servers {
 impl Drop for Servers {
     /// Every server stopped first, then what they started outside their groups swept (it may
     /// hold their pipes), then their threads joined.
+    ///
+    /// A signal meanwhile waits until they are gone (it would end gptstream with them left
+    /// behind), then is acted on.
     fn drop(&mut self) {
         if self.servers.is_empty() {
             return;
         }
-        let threads: Vec<_> = self
-            .servers
-            .iter()
-            .flat_map(|server| lock(server).stop())
-            .collect();
-        crate::control::reaper::sweep_all();
-        for thread in threads {
-            let _ = thread.join();
+        let ((), signal) = crate::control::signals::catching(
+            || {},
+            || {
+                let threads: Vec<_> = self
+                    .servers
+                    .iter()
+                    .flat_map(|server| lock(server).stop())
+                    .collect();
+                crate::control::reaper::sweep_all();
+                for thread in threads {
+                    let _ = thread.join();
+                }
+            },
+        );
+        if let Some(signal) = signal {
+            crate::control::signals::raise(signal);
         }
     }
 }
