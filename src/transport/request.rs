@@ -162,20 +162,9 @@ pub(crate) fn is_secret_header(name: &str) -> bool {
         .split(['-', '_'])
         .map(str::to_ascii_uppercase)
         .collect();
-    let says_so = words.iter().any(|word| {
-        [
-            "KEY",
-            "TOKEN",
-            "SECRET",
-            "PASSWORD",
-            "PASSWD",
-            "AUTH",
-            "CREDENTIAL",
-            "CREDENTIALS",
-            "COOKIE",
-        ]
-        .contains(&word.as_str())
-    });
+    let says_so = words
+        .iter()
+        .any(|word| SECRET_WORDS.contains(&word.as_str()) || word == "CREDENTIALS");
     is_auth_header(name) || (says_so && !name.eq_ignore_ascii_case("idempotency-key"))
 }
 
@@ -183,19 +172,20 @@ pub(crate) fn is_secret_header(name: &str) -> bool {
 /// SECRET, PASSWORD, PASSWD, AUTH, CREDENTIAL or COOKIE.
 pub(crate) fn is_secret_name(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    [
-        "KEY",
-        "TOKEN",
-        "SECRET",
-        "PASSWORD",
-        "PASSWD",
-        "AUTH",
-        "CREDENTIAL",
-        "COOKIE",
-    ]
-    .iter()
-    .any(|word| upper.contains(word))
+    SECRET_WORDS.iter().any(|word| upper.contains(word))
 }
+
+/// The words that make a name a secret's.
+const SECRET_WORDS: &[&str] = &[
+    "KEY",
+    "TOKEN",
+    "SECRET",
+    "PASSWORD",
+    "PASSWD",
+    "AUTH",
+    "CREDENTIAL",
+    "COOKIE",
+];
 
 /// Remembers the values of secret `-H` headers, so that [`crate::error::scrub`] blanks them.
 pub(crate) fn register_header_secrets(headers: &[(String, String)]) {

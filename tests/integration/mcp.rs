@@ -52,7 +52,7 @@ pub fn call_then_answer(name: &str, arguments: &str, answer: &str) -> Server {
 }
 
 /// Waits (at most 10 s) until process `pid` is gone or a zombie.
-fn assert_gone(pid: u64) {
+pub fn assert_gone(pid: u64) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -73,7 +73,7 @@ fn assert_gone(pid: u64) {
     }
 }
 
-fn pid_of(log: &[Value]) -> u64 {
+pub fn pid_of(log: &[Value]) -> u64 {
     log.iter()
         .find_map(|m| m["pid"].as_u64())
         .expect("the server logged its pid")

@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use crate::mcp::{FAKE, call_turn, logged, methods};
+use crate::mcp::{FAKE, assert_gone, call_turn, logged, methods, pid_of};
 use crate::server::{self, DONE, Server, Step, content, delta, finish, sse};
 use crate::util::{Scratch, gptstream};
 
@@ -13,26 +13,29 @@ fn mcp(mode: &str, log: &str) -> String {
     format!("fk=python3 {FAKE} {mode} {log}")
 }
 
-/// Waits (at most 10 s) until process `pid` is gone or a zombie.
-fn assert_gone(pid: u64) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .next();
-        if stat.is_empty() || state == Some("Z") {
-            return;
-        }
+/// Once `ready` holds of what the server logged, sends `signal` to gptstream; its output.
+fn signal_when(
+    child: std::process::Child,
+    log: &str,
+    ready: impl Fn(&[serde_json::Value]) -> bool,
+    signal: &str,
+) -> crate::util::Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !ready(&logged(log)) {
         assert!(
             std::time::Instant::now() < deadline,
-            "{pid} outlived gptstream: {stat}"
+            "the moment never came"
         );
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    assert!(
+        std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    crate::util::finish(child)
 }
 
 #[test]
@@ -152,24 +155,12 @@ fn a_signal_while_servers_start_is_130_and_leaves_none() {
         .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
         .args(["--list-tools", "--mcp", &mcp("hang-at-start", &log)])
         .spawn();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !methods(&logged(&log)).contains(&"initialize".to_owned()) {
-        assert!(std::time::Instant::now() < deadline, "the start never came");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let out = crate::util::finish(child);
+    let started = |log: &[serde_json::Value]| methods(log).contains(&"initialize".to_owned());
+    let out = signal_when(child, &log, started, "-INT");
     assert_eq!(out.render(), "status: 130\n--- stdout\n\n--- stderr\n");
     let log = logged(&log);
     assert_eq!(log.last().unwrap()["stdin"], "closed", "told to leave");
-    let pid = log.iter().find_map(|m| m["pid"].as_u64()).unwrap();
-    assert_gone(pid);
+    assert_gone(pid_of(&log));
 }
 
 #[test]
@@ -289,21 +280,9 @@ fn a_signal_while_the_servers_stop_waits_until_they_are_gone() {
         .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
         .args(["--list-tools", "--mcp", &mcp("linger", &log)])
         .spawn();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !logged(&log).iter().any(|m| m["stdin"] == "closed") {
-        assert!(std::time::Instant::now() < deadline, "the stop never came");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let out = crate::util::finish(child);
-    let pid = logged(&log).iter().find_map(|m| m["pid"].as_u64()).unwrap();
-    assert_gone(pid);
+    let stopping = |log: &[serde_json::Value]| log.iter().any(|m| m["stdin"] == "closed");
+    let out = signal_when(child, &log, stopping, "-INT");
+    assert_gone(pid_of(&logged(&log)));
     // Then the signal is acted on: the end, by SIGINT.
     assert_eq!(out.code, -1, "{}", out.render());
 }
