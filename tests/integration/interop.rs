@@ -864,6 +864,8 @@ fn llama_lists_its_model_by_alias() {
 // from npm, each driven through a whole tool loop by a scripted model on 127.0.0.1.
 
 /// The command that starts a pinned MCP server (`GPTSTREAM_INTEROP_MCP_PYTHON`, `..._EVERYTHING`).
+use crate::mcp::tool_results;
+
 fn mcp_command(name: &str) -> String {
     let var = format!("GPTSTREAM_INTEROP_MCP_{name}");
     std::env::var(&var).unwrap_or_else(|_| {
@@ -914,13 +916,6 @@ fn processes_with(marker: &str) -> Vec<String> {
             (pid != std::process::id() && !zombie && cmdline.contains(marker))
                 .then(|| format!("{pid}: {cmdline}"))
         })
-        .collect()
-}
-
-fn tool_results(out: &Output) -> Vec<Value> {
-    out.json_lines()
-        .into_iter()
-        .filter(|e| e["type"] == "tool_result")
         .collect()
 }
 

@@ -495,10 +495,18 @@ fn ctrl_c_or_sigterm_during_a_call_is_130_or_143_and_leaves_no_server() {
     }
 }
 
-/// The one `tool_result` event of a `--json` run.
-pub fn tool_result(out: &crate::util::Output) -> Value {
+/// The `tool_result` events of a `--json` run, in order.
+pub fn tool_results(out: &crate::util::Output) -> Vec<Value> {
     out.json_lines()
         .into_iter()
-        .find(|e| e["type"] == "tool_result")
+        .filter(|e| e["type"] == "tool_result")
+        .collect()
+}
+
+/// The first `tool_result` event of a `--json` run.
+pub fn tool_result(out: &crate::util::Output) -> Value {
+    tool_results(out)
+        .into_iter()
+        .next()
         .expect("a tool_result event")
 }

@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use crate::mcp::{FAKE, assert_gone, call_turn, logged, methods, pid_of};
+use crate::mcp::{FAKE, assert_gone, call_turn, logged, methods, pid_of, tool_results};
 use crate::server::{self, DONE, Server, Step, content, delta, finish, sse};
 use crate::util::{Scratch, gptstream};
 
@@ -52,10 +52,8 @@ fn a_stray_line_fails_one_call_and_the_next_gets_its_own_answer() {
         .args(["--json", "--mcp", &mcp("stray", &log), "go"])
         .run();
     assert_eq!(out.code, 0, "{}", out.render());
-    let outputs: Vec<_> = out
-        .json_lines()
-        .into_iter()
-        .filter(|e| e["type"] == "tool_result")
+    let outputs: Vec<_> = tool_results(&out)
+        .iter()
         .map(|e| e["output"].as_str().unwrap_or("").to_owned())
         .collect();
     assert_eq!(outputs.len(), 2, "{}", out.render());
@@ -252,10 +250,8 @@ fn a_daemon_an_mcp_server_started_lives_through_the_tools_and_ends_with_the_run(
         ])
         .run();
     assert_eq!(out.code, 0, "{}", out.render());
-    let outputs: Vec<_> = out
-        .json_lines()
-        .into_iter()
-        .filter(|e| e["type"] == "tool_result")
+    let outputs: Vec<_> = tool_results(&out)
+        .iter()
         .map(|e| e["output"].clone())
         .collect();
     assert_eq!(

@@ -303,8 +303,9 @@ fn a_silent_http_server_is_exit_8_at_the_mcp_timeout() {
     );
 }
 
-#[test]
-fn a_call_that_hangs_over_http_is_cancelled_at_the_tool_timeout_and_the_loop_goes_on() {
+/// A server whose answer to the call is an event stream that stays silent until the sender is
+/// dropped; then it takes `notifications/cancelled` and the DELETE.
+fn a_call_that_hangs() -> (std::sync::mpsc::Sender<()>, Server) {
     let (release, hold) = std::sync::mpsc::channel::<()>();
     let mut scripts = start();
     scripts.push(vec![
@@ -313,7 +314,12 @@ fn a_call_that_hangs_over_http_is_cancelled_at_the_tool_timeout_and_the_loop_goe
     ]);
     scripts.push(accepted()); // notifications/cancelled
     scripts.push(server::full(200, "text/plain", "")); // DELETE
-    let mcp = Server::start(scripts);
+    (release, Server::start(scripts))
+}
+
+#[test]
+fn a_call_that_hangs_over_http_is_cancelled_at_the_tool_timeout_and_the_loop_goes_on() {
+    let (release, mcp) = a_call_that_hangs();
     let model = model_calls_then_answers(1, "Gave up.");
     let out = gptstream()
         .server(&model)
@@ -358,10 +364,8 @@ fn hostile_http_answers_are_error_results_and_the_loop_goes_on() {
         .args(["--json", "--mcp", &url(&mcp), "gnu?"])
         .run();
     assert_eq!(out.code, 0, "{}", out.render());
-    let outputs: Vec<_> = out
-        .json_lines()
-        .into_iter()
-        .filter(|e| e["type"] == "tool_result")
+    let outputs: Vec<_> = crate::mcp::tool_results(&out)
+        .iter()
         .map(|e| format!("{} {}", e["is_error"], e["output"].as_str().unwrap_or("")))
         .collect();
     assert_eq!(
@@ -377,15 +381,7 @@ fn hostile_http_answers_are_error_results_and_the_loop_goes_on() {
 
 #[test]
 fn ctrl_c_during_an_http_call_is_130_and_ends_the_session() {
-    let (release, hold) = std::sync::mpsc::channel::<()>();
-    let mut scripts = start();
-    scripts.push(vec![
-        chunked_head(200, "text/event-stream"),
-        Step::WaitFor(hold),
-    ]);
-    scripts.push(accepted()); // notifications/cancelled
-    scripts.push(server::full(200, "text/plain", "")); // DELETE
-    let mcp = Server::start(scripts);
+    let (release, mcp) = a_call_that_hangs();
     let model = model_calls_then_answers(1, "never");
     let child = gptstream()
         .server(&model)

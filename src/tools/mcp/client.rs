@@ -129,13 +129,6 @@ impl Link {
     }
 }
 
-impl Server {
-    /// Stops the server's process, if it has one; see [`Link::stop`].
-    pub(super) fn stop(&mut self) -> Vec<std::thread::JoinHandle<()>> {
-        self.link.stop()
-    }
-}
-
 pub(super) struct Server {
     /// The name given, else the server's own.
     pub(super) name: String,
@@ -179,6 +172,11 @@ impl Server {
             probing: false,
             verbose,
         }
+    }
+
+    /// Stops the server's process, if it has one; see [`Link::stop`].
+    pub(super) fn stop(&mut self) -> Vec<std::thread::JoinHandle<()>> {
+        self.link.stop()
     }
 
     /// Finds out which era the server speaks, as the 2026-07-28 revision asks of a client that
