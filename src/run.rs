@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use crate::cli::args::Args;
 use crate::cli::plan::Plan;
 use crate::error::{Interrupted, is_broken_pipe};
-use crate::event::{ErrorReport, Event, Sink};
+use crate::event::{ErrorReport, Event, Interruption, Sink};
 use crate::session::single;
 
 /// Runs gptstream with parsed flags. An error that comes back has been reported through the
@@ -15,7 +15,20 @@ use crate::session::single;
 pub fn run(args: Args) -> anyhow::Result<()> {
     install_panic_hook();
     let (mut sink, plan) = crate::cli::resolve(args);
-    let result = plan.and_then(|plan| carry_out(plan, &mut *sink));
+    let result = match plan {
+        Ok(plan) => carry_out(plan, &mut *sink),
+        Err(err) => {
+            // A signal while the plan was made (its MCP servers starting) is told as a signal
+            // during the run is: no stage carried out has told it.
+            if let Some(Interrupted(signal)) = err.downcast_ref() {
+                let _ = sink.emit(&Event::Interrupted(&Interruption {
+                    signal: *signal,
+                    usage: None,
+                }));
+            }
+            Err(err)
+        }
+    };
     if let Err(err) = &result
         && !is_broken_pipe(err)
         && !err.is::<Interrupted>()

@@ -145,20 +145,44 @@ fn a_server_that_stops_reading_cannot_hold_up_the_tool_timeout() {
     );
 }
 
-#[test]
-fn a_signal_while_servers_start_is_130_and_leaves_none() {
-    let scratch = Scratch::new("mcp-start-signal");
+/// Runs gptstream with `args` and a server that never answers `initialize`, sends `signal`
+/// once the server was asked; the output, after checking that the server is gone.
+fn signalled_while_starting(name: &str, args: &[&str], signal: &str) -> crate::util::Output {
+    let scratch = Scratch::new(name);
     let log = scratch.path("log");
+    let spec = mcp("hang-at-start", &log);
     let child = gptstream()
         .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
-        .args(["--list-tools", "--mcp", &mcp("hang-at-start", &log)])
+        .args(["--mcp", &spec])
+        .args(args)
         .spawn();
     let started = |log: &[serde_json::Value]| methods(log).contains(&"initialize".to_owned());
-    let out = signal_when(child, &log, started, "-INT");
-    assert_eq!(out.render(), "status: 130\n--- stdout\n\n--- stderr\n");
+    let out = signal_when(child, &log, started, signal);
     let log = logged(&log);
     assert_eq!(log.last().unwrap()["stdin"], "closed", "told to leave");
     assert_gone(pid_of(&log));
+    out
+}
+
+#[test]
+fn a_signal_while_servers_start_is_130_with_the_usual_report_and_leaves_none() {
+    let out = signalled_while_starting("mcp-start-signal", &["go"], "-INT");
+    // As for a signal while the model is asked: the report on stderr.
+    assert_eq!(
+        out.render(),
+        "status: 130\n--- stdout\n\n--- stderr\ninterrupted signal=SIGINT usage=none\n"
+    );
+}
+
+#[test]
+fn a_signal_while_servers_start_ends_the_json_lines_with_the_interrupted_error() {
+    let out = signalled_while_starting("mcp-start-term", &["--json", "--list-tools"], "-TERM");
+    assert_eq!(
+        out.render(),
+        "status: 143\n--- stdout\n\
+         {\"type\":\"error\",\"message\":\"interrupted\",\"status\":null,\"code\":null,\"signal\":\"SIGTERM\"}\n\n\
+         --- stderr\n"
+    );
 }
 
 #[test]
