@@ -91,10 +91,7 @@ pub(super) fn run_command(
     let exit_code = ran.status.and_then(|s| s.code());
     let mut content = String::from_utf8_lossy(&kept).into_owned();
     if truncated {
-        content.push_str(&format!(
-            "\n[output truncated by gptstream: {output_bytes} bytes, first {} kept]",
-            kept.len()
-        ));
+        content.push_str(&super::truncation_note(output_bytes, kept.len()));
     }
     if exit_code != Some(0) {
         let why = match (ran.timed_out, timeout, exit_code) {

@@ -175,6 +175,52 @@ fn json_tool_results_name_the_server_and_an_error_result_goes_on() {
 }
 
 #[test]
+fn the_loops_limits_hold_for_mcp_calls_and_a_cut_result_says_so() {
+    let scratch = Scratch::new("mcp-limits");
+    let log = scratch.path("log");
+    // --max-tool-output: the model learns that it got part of the result, as from --tool-exec.
+    let model = call_then_answer("echo", r#"{"text":"hello world"}"#, "Cut.");
+    let out = gptstream()
+        .server(&model)
+        .args([
+            "-q",
+            "--max-tool-output",
+            "9",
+            "--mcp",
+            &mcp("fk", "ok", &log),
+            "go",
+        ])
+        .run();
+    assert_eq!(out.render(), "status: 0\n--- stdout\nCut.\n--- stderr\n");
+    let _ = model.request();
+    assert_eq!(
+        model.request().json()["messages"][2]["content"],
+        "echo: hel\n[output truncated by gptstream: 17 bytes, first 9 kept]"
+    );
+    // --max-tool-rounds: exit 6 with the call the model still made on stdout.
+    let model = Server::start(vec![
+        sse(&call_turn("echo", r#"{"text":"one"}"#)),
+        sse(&call_turn("echo", r#"{"text":"two"}"#)),
+    ]);
+    let out = gptstream()
+        .server(&model)
+        .args([
+            "--max-tool-rounds",
+            "1",
+            "--mcp",
+            &mcp("fk", "ok", &log),
+            "go",
+        ])
+        .run();
+    assert_eq!(
+        out.render(),
+        "status: 6\n--- stdout\n{\"id\":\"call_1\",\"name\":\"echo\",\"arguments\":{\"text\":\"two\"}}\n\n\
+         --- stderr\ngptstream: ran tool echo (call_1) on fk: ok, 9 bytes\n\
+         gptstream: the model still calls tools (echo) after 1 round (--max-tool-rounds 1)\n"
+    );
+}
+
+#[test]
 fn list_tools_prints_each_tool_and_asks_no_model() {
     let scratch = Scratch::new("mcp-list");
     let log = scratch.path("log");

@@ -94,6 +94,46 @@ fn a_profile_enables_its_servers_and_another_profile_does_not() {
 }
 
 #[test]
+fn a_profiles_key_variable_is_hidden_from_its_servers() {
+    let scratch = Scratch::new("mcp-config-key");
+    let log = scratch.path("log");
+    let path = config(
+        &scratch,
+        &format!(
+            r#"
+[mcp.fk]
+command = "python3 {FAKE} ok {log}"
+
+[profiles.keyed]
+api_key_env = "MY_PROFILE_KEY"
+mcp = ["fk"]
+"#
+        ),
+    );
+    let model = call_then_answer("echo", r#"{"text":"hi"}"#, "It said hi.");
+    let out = gptstream()
+        .server(&model)
+        .env("GPTSTREAM_CONFIG", &path)
+        .env("MY_PROFILE_KEY", "sk-profile-canary")
+        .env("OPENAI_API_KEY", "sk-top-canary")
+        .args(["-q", "-p", "keyed", "go"])
+        .run();
+    assert_eq!(
+        out.render(),
+        "status: 0\n--- stdout\nIt said hi.\n--- stderr\n"
+    );
+    // The model got the profile's key; the server saw neither variable.
+    assert_eq!(
+        model.request().header("authorization"),
+        Some("Bearer sk-profile-canary")
+    );
+    assert_eq!(
+        logged(&log)[0]["env"],
+        json!({"OPENAI_API_KEY": false, "MY_PROFILE_KEY": false})
+    );
+}
+
+#[test]
 fn an_http_table_sends_its_headers_and_never_shows_their_secrets() {
     let scratch = Scratch::new("mcp-config-http");
     let secret = "mcp-header-canary-4711";

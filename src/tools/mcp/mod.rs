@@ -472,7 +472,7 @@ fn lock(server: &Mutex<Server>) -> std::sync::MutexGuard<'_, Server> {
     server.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A tool's result as the model gets it: `max_output` bytes of it at most.
+/// A tool's result as the model gets it: `max_output` bytes of it at most, and a note of the cut.
 fn outcome(
     mut text: String,
     is_error: bool,
@@ -488,6 +488,7 @@ fn outcome(
             end -= 1;
         }
         text.truncate(end);
+        text.push_str(&super::truncation_note(output_bytes, end));
     }
     ToolOutcome {
         content: text,
@@ -658,7 +659,11 @@ mod tests {
         let cut = outcome("aé".repeat(10), false, false, 5, "s");
         assert_eq!(
             (cut.content.as_str(), cut.output_bytes, cut.truncated),
-            ("aéa", 30, true)
+            (
+                "aéa\n[output truncated by gptstream: 30 bytes, first 4 kept]",
+                30,
+                true
+            )
         );
     }
 }
