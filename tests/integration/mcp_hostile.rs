@@ -89,11 +89,42 @@ fn a_flood_of_notifications_waits_for_us_instead_of_filling_memory() {
     drop(release);
     let out = crate::util::finish(child);
     assert_eq!(out.render(), "status: 0\n--- stdout\nok\n--- stderr\n");
-    // Our queue (64), our read buffer and the pipe's hold a few thousand 110-byte messages;
+    // Our queue, our read buffer and the pipe's hold a few hundred 110-byte messages;
     // past that the server waits. Unbounded, it wrote hundreds of thousands in 2 s.
     assert!(
         flooded < 5000,
         "{flooded} notifications taken while nobody read them"
+    );
+}
+
+#[test]
+fn big_messages_nobody_takes_are_held_one_at_a_time() {
+    let scratch = Scratch::new("mcp-flood-big");
+    let log = scratch.path("log");
+    let (release, hold) = std::sync::mpsc::channel::<()>();
+    let mut answer = vec![Step::WaitFor(hold)];
+    answer.extend(sse(&[content("ok"), finish("stop"), DONE.to_owned()]));
+    let model = Server::start(vec![answer]);
+    let child = gptstream()
+        .server(&model)
+        .args(["-q", "--mcp", &mcp("flood-big", &log), "go"])
+        .spawn();
+    let _ = model.request();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let flooded = logged(&log)
+        .iter()
+        .filter_map(|m| m["flooded"].as_u64())
+        .max()
+        .unwrap_or(0);
+    drop(release);
+    let out = crate::util::finish(child);
+    assert_eq!(out.render(), "status: 0\n--- stdout\nok\n--- stderr\n");
+    // A message parsed can take many times its size (a MiB of `[0,0,...]` is tens of MiB as
+    // JSON values): we hold one in the queue and one in hand, the pipe a part of the next. A
+    // queue of 64 held 64 MiB of them, and 64 messages of 16 MiB would have been gigabytes.
+    assert!(
+        flooded <= 2,
+        "{flooded} messages of a MiB taken while nobody read them"
     );
 }
 

@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::ops::ControlFlow;
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -28,7 +28,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::headers::{Annotations, header_value, param_text};
-use super::rpc::{FromServer, Incoming, MAX_MESSAGE};
+use super::rpc::{FromServer, Incoming, MAX_MESSAGE, QUEUE};
 use crate::decode::sse::Decoder;
 use crate::emit::redact::redact_url;
 use crate::error::scrub;
@@ -87,8 +87,10 @@ struct Post {
 
 pub(crate) struct Http {
     endpoint: Arc<Endpoint>,
-    sender: Sender<FromServer>,
-    messages: Receiver<FromServer>,
+    sender: SyncSender<FromServer>,
+    /// What the POSTs' threads hand over, [`QUEUE`] at a time; dropped before they are joined,
+    /// so that none stays blocked on a full queue.
+    messages: Option<Receiver<FromServer>>,
     posts: Vec<Post>,
 }
 
@@ -101,7 +103,7 @@ impl Http {
         transport: &Transport,
         verbose: bool,
     ) -> Http {
-        let (sender, messages) = channel();
+        let (sender, messages) = sync_channel(QUEUE);
         Http {
             endpoint: Arc::new(Endpoint {
                 name: scrub(name),
@@ -114,7 +116,7 @@ impl Http {
                 verbose,
             }),
             sender,
-            messages,
+            messages: Some(messages),
             posts: Vec::new(),
         }
     }
@@ -209,7 +211,10 @@ impl Http {
         &self,
         wait: Duration,
     ) -> Result<FromServer, std::sync::mpsc::RecvTimeoutError> {
-        self.messages.recv_timeout(wait)
+        match &self.messages {
+            Some(messages) => messages.recv_timeout(wait),
+            None => Err(std::sync::mpsc::RecvTimeoutError::Disconnected),
+        }
     }
 
     /// Stops request `id`: its connection is closed, its thread ends (joined later).
@@ -286,6 +291,8 @@ impl Drop for Http {
             }
         }
         self.endpoint.agent.clone().shutdown();
+        // A POST's thread blocked on a full queue wakes to find nobody listening.
+        drop(self.messages.take());
         for post in self.posts.drain(..) {
             post.agent.shutdown();
             let _ = post.thread.join();
@@ -325,7 +332,7 @@ struct Exchange<'a> {
     agent: &'a ureq::Agent,
     message: &'a Value,
     /// A request's id, and where its messages go.
-    answer_to: Option<(&'a Value, &'a Sender<FromServer>)>,
+    answer_to: Option<(&'a Value, &'a SyncSender<FromServer>)>,
     timeout: Option<Duration>,
 }
 
@@ -502,7 +509,11 @@ fn read_capped(body: ureq::Body, max: usize) -> Result<Option<Vec<u8>>, Refusal>
 }
 
 /// Hands over each message of an event stream until the one that answers `id`.
-fn stream(mut reader: impl Read, id: &Value, sender: &Sender<FromServer>) -> Result<(), String> {
+fn stream(
+    mut reader: impl Read,
+    id: &Value,
+    sender: &SyncSender<FromServer>,
+) -> Result<(), String> {
     let mut decoder = Decoder::new(MAX_MESSAGE);
     let mut buffer = vec![0; READ_BUFFER];
     let mut answered = false;
@@ -526,7 +537,10 @@ fn stream(mut reader: impl Read, id: &Value, sender: &Sender<FromServer>) -> Res
             let message = Incoming::parse(event.data.as_bytes());
             answered =
                 matches!(&message, Incoming::Response { id: answering, .. } if answering == id);
-            let _ = sender.send(FromServer::Message(message));
+            if sender.send(FromServer::Message(message)).is_err() {
+                // Nobody listens any more: the run is ending.
+                return Ok(ControlFlow::Break(()));
+            }
             Ok(if answered {
                 ControlFlow::Break(())
             } else {
@@ -557,7 +571,7 @@ fn refusal(
     status: u16,
     content_type: &str,
     body: &mut ureq::Body,
-    answer_to: Option<(&Value, &Sender<FromServer>)>,
+    answer_to: Option<(&Value, &SyncSender<FromServer>)>,
 ) -> Result<(), Refusal> {
     let bytes = body
         .with_config()

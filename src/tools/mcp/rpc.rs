@@ -9,6 +9,12 @@ use serde_json::{Value, json};
 /// result, yet bounded, so a runaway server cannot grow our memory.
 pub(crate) const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 
+/// How many messages a transport's reader may hand over before the client takes them: one, so
+/// that what waits is bounded in bytes, not only in number. A message parsed can take many
+/// times its size (a MiB of `[0,0,...]` is tens of MiB of JSON values); 64 waiting messages of
+/// [`MAX_MESSAGE`] would be gigabytes. The reader then waits, and so does the server.
+pub(crate) const QUEUE: usize = 1;
+
 /// What the server said, one line at a time.
 #[derive(Debug)]
 pub(crate) enum Incoming {

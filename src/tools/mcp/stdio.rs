@@ -18,13 +18,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::Value;
 
-use super::rpc::{self, FromServer, MAX_MESSAGE};
+use super::rpc::{self, FromServer, MAX_MESSAGE, QUEUE};
 
 /// How long a server has to leave once its stdin is closed, and again after SIGTERM.
 const GRACE: Duration = Duration::from_millis(500);
-
-/// How many messages may wait for the client to take them.
-const QUEUE: usize = 64;
 
 pub(crate) struct Process {
     child: Child,
