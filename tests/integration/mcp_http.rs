@@ -185,6 +185,48 @@ fn an_http_server_is_initialized_listed_called_and_its_session_ended() {
 }
 
 #[test]
+fn a_server_slow_to_take_our_answer_to_its_ping_does_not_hold_up_the_call() {
+    let mut scripts = start();
+    let result = answer(
+        4,
+        json!({"content": [{"type": "text", "text": "gnu: an antelope"}]}),
+    );
+    scripts.push(sse(&[
+        "data: {\"jsonrpc\":\"2.0\",\"id\":\"srv-1\",\"method\":\"ping\"}\n\n".to_owned(),
+        format!("data: {result}\n\n"),
+    ]));
+    // Our answer to the ping is taken only once the call is over (the model asked again).
+    let (release, hold) = std::sync::mpsc::channel::<()>();
+    let mut slow = vec![Step::WaitFor(hold)];
+    slow.extend(accepted());
+    scripts.push(slow);
+    scripts.push(server::full(200, "text/plain", "")); // DELETE
+    let mcp = Server::start(scripts);
+    let model = model_calls_then_answers(1, "An antelope.");
+    let child = gptstream()
+        .server(&model)
+        .args(["-q", "--mcp", &url(&mcp), "What is a gnu?"])
+        .spawn();
+    let _ = model.request();
+    // Waiting on that POST, the call got its answer only when the POST gave up, as an error.
+    assert_eq!(
+        model.request().json()["messages"][2],
+        json!({"role":"tool","tool_call_id":"call_1","content":"gnu: an antelope"})
+    );
+    drop(release);
+    let out = crate::util::finish(child);
+    assert_eq!(
+        out.render(),
+        "status: 0\n--- stdout\nAn antelope.\n--- stderr\n"
+    );
+    let got = received(&mcp, 7);
+    assert_eq!(
+        got[5].json(),
+        json!({"jsonrpc":"2.0","id":"srv-1","result":{}})
+    );
+}
+
+#[test]
 fn json_tool_results_of_an_http_server_name_it_and_an_error_result_goes_on() {
     let mut scripts = start();
     scripts.push(json_answer(

@@ -41,6 +41,8 @@ pub(crate) const MODERN: &str = "2026-07-28";
 /// How long a notification's POST (or an answer of ours) may take: the server only has to
 /// say 202.
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many of our answers and cancellations may be on their way at once.
+const ASIDE: usize = 4;
 /// How long the closing DELETE may take: it is a courtesy, and the run is over.
 const DELETE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How much of an error answer is read.
@@ -121,26 +123,17 @@ impl Http {
         }
     }
 
-    /// Sends one message. A request's answer comes over [`Http::receive`]; a notification or an
-    /// answer is settled here, and its failure is the error.
+    /// Sends one message. A request's answer comes over [`Http::receive`]; a notification is
+    /// settled here, and its failure is the error; our answer to a server's request and a
+    /// cancellation go on the side (see [`Http::post_aside`]).
     pub(crate) fn send(&mut self, message: &Value) -> Result<(), String> {
         let body = serde_json::to_vec(message).map_err(|err| err.to_string())?;
         let method = message.get("method").and_then(Value::as_str);
         let Some(id) = message.get("id").filter(|_| method.is_some()).cloned() else {
-            if method == Some("notifications/cancelled") {
-                // Sent on the side: a server slow to take it must not hold up the timeout or
-                // the stop it tells of.
+            if method.is_none() || method == Some("notifications/cancelled") {
                 return self.post_aside(message.clone(), body);
             }
-            let endpoint = &self.endpoint;
-            let post = Exchange {
-                endpoint,
-                agent: &endpoint.agent,
-                message,
-                answer_to: None,
-                timeout: Some(NOTIFY_TIMEOUT),
-            };
-            return post.run(&body).map_err(|failure| failure.why);
+            return self.post_here(message, &body);
         };
         let endpoint = Arc::clone(&self.endpoint);
         let sender = self.sender.clone();
@@ -165,7 +158,26 @@ impl Http {
                 })
                 .map_err(|err| format!("cannot start a thread: {err}"))?
         };
-        // The POSTs that are over are joined now, so that they do not pile up.
+        self.join_finished();
+        self.posts.push(Post { id, agent, thread });
+        Ok(())
+    }
+
+    /// POSTs a message that gets no answer, and waits until the server took it.
+    fn post_here(&self, message: &Value, body: &[u8]) -> Result<(), String> {
+        let endpoint = &self.endpoint;
+        let post = Exchange {
+            endpoint,
+            agent: &endpoint.agent,
+            message,
+            answer_to: None,
+            timeout: Some(NOTIFY_TIMEOUT),
+        };
+        post.run(body).map_err(|failure| failure.why)
+    }
+
+    /// Joins the POSTs that are over, so that they do not pile up.
+    fn join_finished(&mut self) {
         let (over, running): (Vec<_>, Vec<_>) = std::mem::take(&mut self.posts)
             .into_iter()
             .partition(|post| post.thread.is_finished());
@@ -173,12 +185,18 @@ impl Http {
             let _ = post.thread.join();
         }
         self.posts = running;
-        self.posts.push(Post { id, agent, thread });
-        Ok(())
     }
 
-    /// POSTs a notification on a thread of its own, joined with the others.
+    /// POSTs our answer to a server's request, or a cancellation, on a thread of its own
+    /// (joined with the others; a failure is shown with `-v`): a server slow to take it must
+    /// not hold up the call it came in, its timeout, or the stop a cancellation tells of. While
+    /// [`ASIDE`] are on their way, this one is sent here, as a server that asks faster than it
+    /// takes answers must not have us start a thread per question.
     fn post_aside(&mut self, message: Value, body: Vec<u8>) -> Result<(), String> {
+        self.join_finished();
+        if self.posts.iter().filter(|post| post.id.is_null()).count() >= ASIDE {
+            return self.post_here(&message, &body);
+        }
         let endpoint = Arc::clone(&self.endpoint);
         let agent = tool_agent(&self.endpoint.transport);
         let thread = {
@@ -256,7 +274,8 @@ impl Http {
 
 impl Drop for Http {
     fn drop(&mut self) {
-        // A cancellation on its way goes before the DELETE, if it goes at all in a moment.
+        // A cancellation (or an answer) on its way goes before the DELETE, if it goes at all in
+        // a moment.
         let deadline = std::time::Instant::now() + DELETE_TIMEOUT;
         while self
             .posts
