@@ -185,21 +185,35 @@ fn an_http_server_is_initialized_listed_called_and_its_session_ended() {
 }
 
 #[test]
-fn a_server_slow_to_take_our_answer_to_its_ping_does_not_hold_up_the_call() {
+fn a_server_slow_to_take_our_answers_to_its_pings_does_not_hold_up_the_call() {
     let mut scripts = start();
     let result = answer(
         4,
         json!({"content": [{"type": "text", "text": "gnu: an antelope"}]}),
     );
-    scripts.push(sse(&[
-        "data: {\"jsonrpc\":\"2.0\",\"id\":\"srv-1\",\"method\":\"ping\"}\n\n".to_owned(),
-        format!("data: {result}\n\n"),
-    ]));
-    // Our answer to the ping is taken only once the call is over (the model asked again).
+    // Six pings, then the call's answer.
+    let mut events: Vec<String> = (1..=6)
+        .map(|n| {
+            format!("data: {{\"jsonrpc\":\"2.0\",\"id\":\"srv-{n}\",\"method\":\"ping\"}}\n\n")
+        })
+        .collect();
+    events.push(format!("data: {result}\n\n"));
+    scripts.push(sse(&events));
+    // Our answers are taken only once the call is over (the model asked again); four are on
+    // their way at most, the others dropped.
     let (release, hold) = std::sync::mpsc::channel::<()>();
-    let mut slow = vec![Step::WaitFor(hold)];
-    slow.extend(accepted());
-    scripts.push(slow);
+    let hold = std::sync::Arc::new(std::sync::Mutex::new(hold));
+    for _ in 0..4 {
+        let (each, wait) = std::sync::mpsc::channel::<()>();
+        let hold = std::sync::Arc::clone(&hold);
+        std::thread::spawn(move || {
+            let _ = hold.lock().map(|hold| hold.recv());
+            drop(each);
+        });
+        let mut slow = vec![Step::WaitFor(wait)];
+        slow.extend(accepted());
+        scripts.push(slow);
+    }
     scripts.push(server::full(200, "text/plain", "")); // DELETE
     let mcp = Server::start(scripts);
     let model = model_calls_then_answers(1, "An antelope.");
@@ -208,7 +222,8 @@ fn a_server_slow_to_take_our_answer_to_its_ping_does_not_hold_up_the_call() {
         .args(["-q", "--mcp", &url(&mcp), "What is a gnu?"])
         .spawn();
     let _ = model.request();
-    // Waiting on that POST, the call got its answer only when the POST gave up, as an error.
+    // The call's answer came while those POSTs waited (had the call waited on one, it would
+    // have failed when the POST gave up after 10 s).
     assert_eq!(
         model.request().json()["messages"][2],
         json!({"role":"tool","tool_call_id":"call_1","content":"gnu: an antelope"})
@@ -219,11 +234,46 @@ fn a_server_slow_to_take_our_answer_to_its_ping_does_not_hold_up_the_call() {
         out.render(),
         "status: 0\n--- stdout\nAn antelope.\n--- stderr\n"
     );
-    let got = received(&mcp, 7);
-    assert_eq!(
-        got[5].json(),
-        json!({"jsonrpc":"2.0","id":"srv-1","result":{}})
+    let got = received(&mcp, 10);
+    let mut answered: Vec<_> = got[5..9].iter().map(|r| r.json()["id"].clone()).collect();
+    answered.sort_by_key(|id| id.to_string());
+    assert_eq!(answered, ["srv-1", "srv-2", "srv-3", "srv-4"]);
+    assert!(
+        got[5..9].iter().all(|r| r.json()["result"] == json!({})),
+        "each ping is answered"
     );
+    assert_eq!(got[9].method, "DELETE");
+}
+
+#[test]
+fn messages_after_an_answer_that_nobody_takes_do_not_hold_up_the_exit() {
+    let mut scripts = start();
+    // A batch: the answer, then notifications nobody waits for: one fills the queue, the
+    // next keeps its POST's thread waiting until the run ends.
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/message",
+                      "params": {"level": "info", "data": "late"}});
+    let batch = json!([
+        answer(
+            4,
+            json!({"content": [{"type": "text", "text": "gnu: an antelope"}]})
+        ),
+        note,
+        note,
+        note
+    ]);
+    scripts.push(json_answer(&batch, ""));
+    scripts.push(server::full(200, "text/plain", "")); // DELETE
+    let mcp = Server::start(scripts);
+    let model = model_calls_then_answers(1, "An antelope.");
+    let out = gptstream()
+        .server(&model)
+        .args(["-q", "--mcp", &url(&mcp), "What is a gnu?"])
+        .run();
+    assert_eq!(
+        out.render(),
+        "status: 0\n--- stdout\nAn antelope.\n--- stderr\n"
+    );
+    assert_eq!(received(&mcp, 6)[5].method, "DELETE");
 }
 
 #[test]

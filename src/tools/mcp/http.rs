@@ -190,12 +190,18 @@ impl Http {
     /// POSTs our answer to a server's request, or a cancellation, on a thread of its own
     /// (joined with the others; a failure is shown with `-v`): a server slow to take it must
     /// not hold up the call it came in, its timeout, or the stop a cancellation tells of. While
-    /// [`ASIDE`] are on their way, this one is sent here, as a server that asks faster than it
-    /// takes answers must not have us start a thread per question.
+    /// [`ASIDE`] are on their way, an answer is dropped (shown with `-v`): a server that asks
+    /// faster than it takes answers must not have us start a thread per question. A
+    /// cancellation always goes: there is one per call given up.
     fn post_aside(&mut self, message: Value, body: Vec<u8>) -> Result<(), String> {
         self.join_finished();
-        if self.posts.iter().filter(|post| post.id.is_null()).count() >= ASIDE {
-            return self.post_here(&message, &body);
+        let is_answer = message.get("method").is_none();
+        if is_answer && self.posts.iter().filter(|post| post.id.is_null()).count() >= ASIDE {
+            note(
+                &self.endpoint,
+                "an answer of ours dropped: the server has not taken the last ones",
+            );
+            return Ok(());
         }
         let endpoint = Arc::clone(&self.endpoint);
         let agent = tool_agent(&self.endpoint.transport);
