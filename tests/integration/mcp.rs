@@ -501,6 +501,31 @@ fn a_chat_starts_its_server_once_and_calls_it_in_every_turn() {
     assert_gone(pid_of(&log));
 }
 
+/// Once `ready` holds of what the server logged, sends `signal` to gptstream; its output.
+pub fn signal_when(
+    child: std::process::Child,
+    log: &str,
+    ready: impl Fn(&[serde_json::Value]) -> bool,
+    signal: &str,
+) -> crate::util::Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !ready(&logged(log)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the moment never came"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(
+        std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    crate::util::finish(child)
+}
+
 /// Sends `signal` to gptstream once its call of the slow tool is in flight; the exit code,
 /// and what the server logged.
 fn signalled_mid_call(name: &str, signal: &str) -> (i32, Vec<Value>) {
@@ -511,19 +536,8 @@ fn signalled_mid_call(name: &str, signal: &str) -> (i32, Vec<Value>) {
         .server(&server)
         .args(["--mcp", &mcp("fk", "ok", &log), "go"])
         .spawn();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !methods(&logged(&log)).contains(&"tools/call".to_owned()) {
-        assert!(std::time::Instant::now() < deadline, "the call never came");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(
-        std::process::Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let out = crate::util::finish(child);
+    let calling = |log: &[Value]| methods(log).contains(&"tools/call".to_owned());
+    let out = signal_when(child, &log, calling, signal);
     (out.code, logged(&log))
 }
 

@@ -5,37 +5,14 @@
 
 use serde_json::json;
 
-use crate::mcp::{FAKE, assert_gone, call_turn, logged, methods, pid_of, tool_results};
+use crate::mcp::{
+    FAKE, assert_gone, call_turn, logged, methods, pid_of, signal_when, tool_results,
+};
 use crate::server::{self, DONE, Server, Step, content, delta, finish, sse};
 use crate::util::{Scratch, gptstream};
 
 fn mcp(mode: &str, log: &str) -> String {
     format!("fk=python3 {FAKE} {mode} {log}")
-}
-
-/// Once `ready` holds of what the server logged, sends `signal` to gptstream; its output.
-fn signal_when(
-    child: std::process::Child,
-    log: &str,
-    ready: impl Fn(&[serde_json::Value]) -> bool,
-    signal: &str,
-) -> crate::util::Output {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !ready(&logged(log)) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the moment never came"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    assert!(
-        std::process::Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    crate::util::finish(child)
 }
 
 #[test]
@@ -66,18 +43,19 @@ fn a_stray_line_fails_one_call_and_the_next_gets_its_own_answer() {
     assert_eq!(outputs[1], "echo: two");
 }
 
-#[test]
-fn a_flood_of_notifications_waits_for_us_instead_of_filling_memory() {
-    let scratch = Scratch::new("mcp-flood");
+/// Runs a server in flood `mode` while the model takes its time (meanwhile nobody takes the
+/// server's messages); the most messages it logged as written within 2 s, once the run ended
+/// as it should.
+fn flooded_while_nobody_reads(name: &str, mode: &str) -> u64 {
+    let scratch = Scratch::new(name);
     let log = scratch.path("log");
-    // The model takes its time: meanwhile nobody takes the server's messages.
     let (release, hold) = std::sync::mpsc::channel::<()>();
     let mut answer = vec![Step::WaitFor(hold)];
     answer.extend(sse(&[content("ok"), finish("stop"), DONE.to_owned()]));
     let model = Server::start(vec![answer]);
     let child = gptstream()
         .server(&model)
-        .args(["-q", "--mcp", &mcp("flood", &log), "go"])
+        .args(["-q", "--mcp", &mcp(mode, &log), "go"])
         .spawn();
     let _ = model.request();
     std::thread::sleep(std::time::Duration::from_secs(2));
@@ -89,6 +67,12 @@ fn a_flood_of_notifications_waits_for_us_instead_of_filling_memory() {
     drop(release);
     let out = crate::util::finish(child);
     assert_eq!(out.render(), "status: 0\n--- stdout\nok\n--- stderr\n");
+    flooded
+}
+
+#[test]
+fn a_flood_of_notifications_waits_for_us_instead_of_filling_memory() {
+    let flooded = flooded_while_nobody_reads("mcp-flood", "flood");
     // Our queue, our read buffer and the pipe's hold a few hundred 110-byte messages;
     // past that the server waits. Unbounded, it wrote hundreds of thousands in 2 s.
     assert!(
@@ -99,26 +83,7 @@ fn a_flood_of_notifications_waits_for_us_instead_of_filling_memory() {
 
 #[test]
 fn big_messages_nobody_takes_are_held_one_at_a_time() {
-    let scratch = Scratch::new("mcp-flood-big");
-    let log = scratch.path("log");
-    let (release, hold) = std::sync::mpsc::channel::<()>();
-    let mut answer = vec![Step::WaitFor(hold)];
-    answer.extend(sse(&[content("ok"), finish("stop"), DONE.to_owned()]));
-    let model = Server::start(vec![answer]);
-    let child = gptstream()
-        .server(&model)
-        .args(["-q", "--mcp", &mcp("flood-big", &log), "go"])
-        .spawn();
-    let _ = model.request();
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    let flooded = logged(&log)
-        .iter()
-        .filter_map(|m| m["flooded"].as_u64())
-        .max()
-        .unwrap_or(0);
-    drop(release);
-    let out = crate::util::finish(child);
-    assert_eq!(out.render(), "status: 0\n--- stdout\nok\n--- stderr\n");
+    let flooded = flooded_while_nobody_reads("mcp-flood-big", "flood-big");
     // A message parsed can take many times its size (a MiB of `[0,0,...]` is tens of MiB as
     // JSON values): we hold one in the queue and one in hand, the pipe a part of the next. A
     // queue of 64 held 64 MiB of them, and 64 messages of 16 MiB would have been gigabytes.
